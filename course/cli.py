@@ -1,0 +1,123 @@
+"""The ``course`` command (also ``python -m course``): list, run, grade, assign, release."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from course import labs as _labs
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    impl = args.impl or _labs.default_impl()
+    for lid, path in _labs.lab_files(impl).items():
+        print(f"{lid}  {_labs.lab_title(path)}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from course.running import run_lab
+
+    impl = args.impl or _labs.default_impl()
+    names = list(_labs.lab_files(impl)) if args.labs == ["all"] else args.labs
+    out = Path(args.out)
+    for name in names:
+        lid = _labs.lab_id(name)
+        start = time.perf_counter()
+        print(f"== {lid}: {_labs.lab_title(_labs.lab_path(lid, impl))} ({impl})", flush=True)
+        paths = run_lab(lid, impl=impl, out=out / lid)
+        for p in paths:
+            print(f"   wrote {p}")
+        print(f"   {lid} done in {time.perf_counter() - start:.1f} s; figures in {(out / lid).resolve()}", flush=True)
+    return 0
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from course.grader import grade
+    from course.grader.report import render, write_gradescope
+
+    impl = args.impl or "labs"
+    titles = {lid: _labs.lab_title(p) for lid, p in _labs.lab_files(impl).items()}
+    start = time.perf_counter()
+    report = grade(args.labs or None, impl=impl, timeout=args.timeout)
+    print(render(report, titles=titles, verbose=args.verbose))
+    print(f"(graded {impl} in {time.perf_counter() - start:.1f} s)")
+    if args.results:
+        write_gradescope(report, Path(args.results))
+        print(f"wrote Gradescope results to {args.results}")
+    if args.fail_under is not None:
+        pct = 100.0 * report.score / report.max_score if report.max_score else 0.0
+        if pct < args.fail_under:
+            print(f"score {pct:.1f}% is under --fail-under {args.fail_under:g}%", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _cmd_assign(args: argparse.Namespace) -> int:
+    from course.assign import assign
+
+    changed = assign(check=args.check)
+    if args.check:
+        if changed:
+            print("labs/ is stale; run `course assign` to regenerate:\n  " + "\n  ".join(changed), file=sys.stderr)
+            return 1
+        print("labs/ is up to date with solutions/")
+        return 0
+    print("\n".join(f"wrote labs/{n}" for n in changed) or "labs/ was already up to date")
+    return 0
+
+
+def _cmd_release(args: argparse.Namespace) -> int:
+    from course.release import build_bundle
+
+    path = build_bundle(Path(args.out))
+    print(f"wrote the student bundle {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="course", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    impl_help = "labs (student files), solutions, or a folder of labNN_*.py files"
+
+    p = sub.add_parser("list", help="list the labs")
+    p.add_argument("--impl", help=impl_help)
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("run", help="run labs' demos and write their figures")
+    p.add_argument("labs", nargs="+", metavar="LAB", help="lab01, 1, ... or `all`")
+    p.add_argument("--out", default="figures", help="folder for the figures (default: figures/)")
+    p.add_argument("--impl", help=f"{impl_help} (default: solutions where present)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("grade", help="grade the labs, offline, and show the points")
+    p.add_argument("labs", nargs="*", metavar="LAB", help="labs to grade (default: all)")
+    p.add_argument("--impl", help=f"{impl_help} (default: labs)")
+    p.add_argument("--results", metavar="PATH", help="also write Gradescope's results.json here")
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("COURSE_TIMEOUT", 10)),
+                   metavar="S", help="seconds one test may run (default 10, or $COURSE_TIMEOUT)")
+    p.add_argument("--fail-under", type=float, metavar="PCT",
+                   help="exit with status 1 when the score is under PCT percent")
+    p.add_argument("-v", "--verbose", action="store_true", help="show full failure messages")
+    p.set_defaults(func=_cmd_grade)
+
+    p = sub.add_parser("assign", help="generate labs/ (student stubs) from solutions/")
+    p.add_argument("--check", action="store_true", help="only check that labs/ is up to date; exit 1 if stale")
+    p.set_defaults(func=_cmd_assign)
+
+    p = sub.add_parser("release", help="build the student bundle (no solution code)")
+    p.add_argument("--out", default="dist", help="folder for the bundle (default: dist/)")
+    p.set_defaults(func=_cmd_release)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except _labs.CourseError as exc:
+        print(f"course: {exc}", file=sys.stderr)
+        return 2

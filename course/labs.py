@@ -1,0 +1,107 @@
+"""Where the labs live, and how to import one implementation of a lab by file path.
+
+A lab is one file ``labNN_topic.py``. The same file name exists in ``solutions/`` (complete, the single
+source of truth) and in ``labs/`` (generated stubs that students fill in). Which one runs is the
+*implementation*: ``"labs"``, ``"solutions"`` or a path to any folder of lab files.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+IMPLS = ("labs", "solutions")
+_LAB_FILE = re.compile(r"^(lab\d{2})_\w+\.py$")
+
+
+class CourseError(Exception):
+    """A mistake a person can fix; the CLI prints the message without a traceback."""
+
+
+def root() -> Path:
+    """The course checkout: ``$COURSE_ROOT``, else the folder that holds this package."""
+    if env := os.environ.get("COURSE_ROOT"):
+        return Path(env).resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+def has_solutions() -> bool:
+    """True in the staff repository, False in a student bundle."""
+    return (root() / "solutions").is_dir()
+
+
+def default_impl() -> str:
+    """``$COURSE_IMPL`` if set, else solutions where they exist, else the student's labs."""
+    return os.environ.get("COURSE_IMPL") or ("solutions" if has_solutions() else "labs")
+
+
+def impl_dir(impl: str | os.PathLike) -> Path:
+    """The folder holding the lab files of an implementation name or path."""
+    path = root() / impl if str(impl) in IMPLS else Path(impl)
+    if not path.is_dir():
+        hint = (
+            "this looks like a student bundle, which ships no solutions; use --impl labs"
+            if str(impl) == "solutions"
+            else "pass --impl labs, --impl solutions or the path of a folder of labNN_*.py files"
+        )
+        raise CourseError(f"no lab folder {path}: {hint}")
+    return path.resolve()
+
+
+def lab_files(impl: str | os.PathLike = "solutions") -> dict[str, Path]:
+    """``{"lab01": Path(".../lab01_perceptron.py"), ...}`` in lab order."""
+    found = {}
+    for path in sorted(impl_dir(impl).glob("lab*.py")):
+        if m := _LAB_FILE.match(path.name):
+            found[m.group(1)] = path
+    return found
+
+
+def lab_id(name: str) -> str:
+    """Normalise ``"1"``, ``"01"``, ``"lab1"``, ``"lab01_perceptron"`` to ``"lab01"``."""
+    m = re.fullmatch(r"(?:lab)?(\d{1,2})(?:_\w*)?(?:\.py)?", name.strip().lower())
+    if not m:
+        raise CourseError(f"{name!r} is not a lab name; try one of `course list`, e.g. lab01")
+    return f"lab{int(m.group(1)):02d}"
+
+
+def lab_path(name: str, impl: str | os.PathLike) -> Path:
+    lid = lab_id(name)
+    files = lab_files(impl)
+    if lid not in files:
+        raise CourseError(f"there is no {lid} in {impl_dir(impl)}; the labs are: {', '.join(files) or 'none'}")
+    return files[lid]
+
+
+def lab_title(path: Path) -> str:
+    """The first line of a lab's module docstring, read without importing (and so without JAX)."""
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    return doc.strip().splitlines()[0] if doc else path.stem
+
+
+def load_lab(name: str, impl: str | os.PathLike) -> ModuleType:
+    """Import one implementation of a lab from its file, without running its demo.
+
+    Each (file, implementation) pair gets its own module name, so the stub and the solution of the same
+    lab can be imported side by side in one process.
+    """
+    path = lab_path(name, impl)
+    tag = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    mod_name = f"_course_{path.stem}_{tag}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[mod_name]
+        raise
+    return module

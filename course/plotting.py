@@ -1,0 +1,45 @@
+"""Small plotting helpers shared by the labs' demos (matplotlib, no screen needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def figure(ncols: int = 1, nrows: int = 1, *, size: float = 4.0, **kwargs):
+    """A figure with a grid of axes, ``size`` inches per panel."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False, **kwargs)
+    return fig, axes.ravel()
+
+
+def save(fig, out: Path, name: str) -> Path:
+    """Save ``fig`` as ``out/name.png`` and close it; returns the path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def grid(lo: float, hi: float, n: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A square ``n×n`` grid over [lo, hi]²: (xx, yy, points of shape (n*n, 2))."""
+    xs = np.linspace(lo, hi, n, dtype=np.float32)
+    xx, yy = np.meshgrid(xs, xs)
+    return xx, yy, np.stack([xx.ravel(), yy.ravel()], axis=1)
+
+
+def scatter_classes(ax, x, y, *, labels=("class 0", "class 1")) -> None:
+    """Scatter 2-D points coloured by a 0/1 label, with a legend."""
+    x, y = np.asarray(x), np.asarray(y)
+    for cls, (colour, marker) in enumerate([("tab:blue", "o"), ("tab:orange", "^")]):
+        pts = x[y == cls]
+        ax.scatter(pts[:, 0], pts[:, 1], c=colour, marker=marker, s=18, edgecolors="k", linewidths=0.3,
+                   label=labels[cls])
+    ax.legend(loc="best", fontsize=8)

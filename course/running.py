@@ -1,0 +1,25 @@
+"""Run a lab's demo: import the lab (solution or student file) and call its ``demo(out)``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from course import labs as _labs
+
+
+def run_lab(name: str, *, impl: str | os.PathLike, out: Path) -> list[Path]:
+    """Run one lab's demo, writing its figures under ``out``; returns the files written."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    module = _labs.load_lab(name, impl)
+    if not hasattr(module, "demo"):
+        raise _labs.CourseError(f"{_labs.lab_path(name, impl)} has no demo(out) function")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        paths = module.demo(out)
+    except NotImplementedError as exc:
+        raise _labs.CourseError(
+            f"{_labs.lab_id(name)}'s demo needs `{exc}`, which is still a stub in {impl}; fill it in, "
+            "or run the instructor's version with --impl solutions"
+        ) from exc
+    return [Path(p) for p in paths or []]

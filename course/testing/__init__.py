@@ -1,0 +1,68 @@
+"""Helpers for the graded tests: assertions whose failure reads as plain words to a student.
+
+Every float comparison states its tolerance. The messages say what was checked, what was expected
+and what came back, because the autograder shows a failed test's message to the student verbatim.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _show(value: Any) -> str:
+    arr = np.asarray(value)
+    with np.printoptions(precision=5, threshold=12, edgeitems=3, suppress=True):
+        text = np.array2string(arr, separator=", ") if arr.ndim else repr(arr.item())
+    return text if arr.ndim == 0 else f"{text} (shape {arr.shape})"
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    if value is None:
+        raise AssertionError(f"{what}: expected an array, but the function returned None (missing `return`?)")
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # pragma: no cover - exotic objects
+        raise AssertionError(f"{what}: expected an array, got {type(value).__name__}") from exc
+
+
+def expect_shape(value: Any, shape: tuple[int, ...], what: str) -> None:
+    """Assert that ``value`` has exactly ``shape``."""
+    got = _as_array(value, what).shape
+    if tuple(got) != tuple(shape):
+        raise AssertionError(f"{what}: expected shape {tuple(shape)}, got shape {tuple(got)}")
+
+
+def expect_close(value: Any, expected: Any, what: str, *, atol: float, rtol: float = 0.0) -> None:
+    """Assert ``|value - expected| <= atol + rtol * |expected|`` elementwise, shapes equal."""
+    got = _as_array(value, what)
+    want = np.asarray(expected)
+    if got.shape != want.shape:
+        raise AssertionError(f"{what}: expected shape {want.shape}, got shape {got.shape}")
+    got64, want64 = got.astype(np.float64), want.astype(np.float64)
+    if not np.all(np.isfinite(got64)) and np.all(np.isfinite(want64)):
+        raise AssertionError(f"{what}: the result contains NaN or inf: {_show(got)}")
+    err = np.abs(got64 - want64)
+    ok = err <= atol + rtol * np.abs(want64)
+    if not np.all(ok):
+        worst = np.unravel_index(np.argmax(err - (atol + rtol * np.abs(want64))), err.shape) if err.ndim else ()
+        where = f" (worst at index {tuple(int(i) for i in worst)})" if err.ndim else ""
+        raise AssertionError(
+            f"{what}: expected {_show(want)}, got {_show(got)}; "
+            f"largest difference {err.max():.3g}{where}, allowed {atol:g} + {rtol:g}·|expected|"
+        )
+
+
+def expect_equal(value: Any, expected: Any, what: str) -> None:
+    """Assert exact equality (integers, booleans, shapes, labels)."""
+    got = _as_array(value, what)
+    want = np.asarray(expected)
+    if got.shape != want.shape or not np.array_equal(got, want):
+        raise AssertionError(f"{what}: expected {_show(want)}, got {_show(got)}")
+
+
+def expect(condition: Any, message: str) -> None:
+    """Assert a condition, with a message written for the student."""
+    if not bool(condition):
+        raise AssertionError(message)

@@ -1,0 +1,184 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     name: python3
+# ---
+
+# %%
+"""The perceptron: f((w, b)·(x, 1)), trained by gradient descent, and why XOR defeats it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from course import datasets, plotting
+
+# %% [markdown]
+# # Lab 01 — the perceptron
+#
+# A perceptron takes an input vector $x \in \mathbb{R}^d$, computes a weighted sum plus a bias and
+# passes it through an activation $f$:
+#
+# $$\hat y = f(w \cdot x + b) = f\big((w, b) \cdot (x, 1)\big).$$
+#
+# The second form is the *augmented-input trick*: append a constant 1 to every input and the bias
+# becomes one more weight. One vector $\theta = (w, b) \in \mathbb{R}^{d+1}$ describes the whole
+# model, and the model is a dot product.
+#
+# With the step function as $f$ this is Rosenblatt's perceptron; with the sigmoid
+# $\sigma(z) = 1 / (1 + e^{-z})$ it is logistic regression, whose output reads as a probability and
+# which we train by gradient descent on the logistic (cross-entropy) loss
+#
+# $$L(\theta) = -\frac{1}{N} \sum_i \big[y_i \log \sigma(z_i) + (1 - y_i) \log(1 - \sigma(z_i))\big],
+# \qquad z_i = \theta \cdot (x_i, 1).$$
+#
+# Its gradient has a famously simple form, $\nabla L = \frac{1}{N} \sum_i (\sigma(z_i) - y_i)\,(x_i, 1)$,
+# which you derive by hand and check against `jax.grad` and finite differences.
+#
+# Fill in every function that raises `NotImplementedError`; `nox -s grade -- lab01` tells you how you do.
+
+# %% [markdown]
+# ## 1. The model
+# Shapes: `x` is `(N, d)` (one example per row), `theta` is `(d + 1,)`, outputs are `(N,)`.
+
+
+# %%
+def augment(x: Array) -> Array:
+    """Append a column of ones: (N, d) -> (N, d + 1), so the bias is the last weight."""
+    # BEGIN SOLUTION
+    return jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
+    # END SOLUTION
+
+
+def step(z: Array) -> Array:
+    """Heaviside step: 1.0 where z >= 0, else 0.0 (same shape and dtype as z)."""
+    # BEGIN SOLUTION
+    return jnp.where(z >= 0, 1.0, 0.0).astype(z.dtype)
+    # END SOLUTION
+
+
+def sigmoid(z: Array) -> Array:
+    """The logistic function 1 / (1 + exp(-z)), elementwise."""
+    # BEGIN SOLUTION
+    return 1 / (1 + jnp.exp(-z))
+    # END SOLUTION
+
+
+def perceptron(theta: Array, x: Array, activation=sigmoid) -> Array:
+    """f((w, b)·(x, 1)) for every row of x: theta (d + 1,), x (N, d) -> (N,)."""
+    # BEGIN SOLUTION
+    return activation(augment(x) @ theta)
+    # END SOLUTION
+
+
+# %% [markdown]
+# ## 2. The loss and its gradient
+# Write the loss in terms of the logit $z$, not $\sigma(z)$: $\log \sigma(z) = -\mathrm{softplus}(-z)$
+# and $\log(1 - \sigma(z)) = -\mathrm{softplus}(z)$. Then a confident, correct prediction
+# ($z = 100$) costs $\approx 0$ instead of $\log 0 = -\infty$ (`jax.nn.softplus` is stable).
+
+
+# %%
+def logistic_loss(theta: Array, x: Array, y: Array) -> Array:
+    """Mean binary cross-entropy of sigmoid(z) against labels y in {0, 1}; a scalar."""
+    # BEGIN SOLUTION
+    z = augment(x) @ theta
+    return jnp.mean(y * jax.nn.softplus(-z) + (1 - y) * jax.nn.softplus(z))
+    # END SOLUTION
+
+
+def hand_gradient(theta: Array, x: Array, y: Array) -> Array:
+    """The gradient you derived on paper: (1/N) Σ (σ(z_i) − y_i)(x_i, 1); shape (d + 1,)."""
+    # BEGIN SOLUTION
+    xa = augment(x)
+    return xa.T @ (sigmoid(xa @ theta) - y) / x.shape[0]
+    # END SOLUTION
+
+
+def autodiff_gradient(theta: Array, x: Array, y: Array) -> Array:
+    """The same gradient, by `jax.grad` of `logistic_loss` with respect to theta."""
+    # BEGIN SOLUTION
+    return jax.grad(logistic_loss)(theta, x, y)
+    # END SOLUTION
+
+
+# %% [markdown]
+# ## 3. Training
+# Gradient descent: $\theta \leftarrow \theta - \eta \nabla L(\theta)$, for a fixed number of steps.
+# `jax.lax.scan` runs the loop inside one compiled program and collects the loss at every step.
+
+
+# %%
+def train(theta: Array, x: Array, y: Array, *, learning_rate: float = 1.0, steps: int = 500) -> tuple[Array, Array]:
+    """Gradient descent on the logistic loss from `theta`.
+
+    Returns:
+      (final theta (d + 1,), the loss before each step (steps,)).
+    """
+    # BEGIN SOLUTION
+    loss_and_grad = jax.value_and_grad(logistic_loss)
+
+    def one_step(theta, _):
+        loss, grad = loss_and_grad(theta, x, y)
+        return theta - learning_rate * grad, loss
+
+    return jax.lax.scan(one_step, theta, length=steps)
+    # END SOLUTION
+
+
+def accuracy(theta: Array, x: Array, y: Array) -> Array:
+    """Fraction of points whose thresholded prediction step(z) equals the label."""
+    # BEGIN SOLUTION
+    return jnp.mean(perceptron(theta, x, step) == y)
+    # END SOLUTION
+
+
+# %% [markdown]
+# ## 4. Demo: a separable problem, and XOR
+# On linearly separable data the perceptron reaches 100 % training accuracy. On XOR it cannot:
+# no line puts (0, 1) and (1, 0) on one side and (0, 0) and (1, 1) on the other, so at best
+# 3 of the 4 points are right. That is the limit lab 02 removes.
+
+
+# %%
+def demo(out: Path) -> list[Path]:
+    """Train on separable data and on XOR; write the figures to `out`."""
+    x, y = datasets.linearly_separable(200, key=jax.random.key(0))
+    theta, losses = train(jnp.zeros(3), x, y, learning_rate=2.0, steps=500)
+    print(f"separable data: training accuracy {float(accuracy(theta, x, y)):.3f}, final loss {float(losses[-1]):.4f}")
+
+    xx, yy, pts = plotting.grid(-1.1, 1.1)
+    fig, (ax_data, ax_loss) = plotting.figure(2)
+    prob = np.asarray(perceptron(theta, jnp.asarray(pts))).reshape(xx.shape)
+    ax_data.contourf(xx, yy, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.35)
+    ax_data.contour(xx, yy, prob, levels=[0.5], colors="k")
+    plotting.scatter_classes(ax_data, x, y)
+    ax_data.set(title="Separable data and the learned line σ(z) = 0.5", xlabel="$x_1$", ylabel="$x_2$")
+    ax_loss.plot(np.asarray(losses))
+    ax_loss.set(title="Logistic loss during training", xlabel="step", ylabel="loss", yscale="log")
+    paths = [plotting.save(fig, out, "perceptron_separable")]
+
+    xo, yo = datasets.xor()
+    theta_x, losses_x = train(jnp.zeros(3), xo, yo, learning_rate=1.0, steps=500)
+    print(f"XOR: training accuracy {float(accuracy(theta_x, xo, yo)):.2f} (no line can do better than 0.75)")
+    xx, yy, pts = plotting.grid(-0.5, 1.5)
+    fig, (ax,) = plotting.figure(1)
+    prob = np.asarray(perceptron(theta_x, jnp.asarray(pts))).reshape(xx.shape)
+    ax.contourf(xx, yy, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.35)
+    plotting.scatter_classes(ax, xo, yo)
+    ax.set(title=f"XOR: the best one perceptron can do gets {float(accuracy(theta_x, xo, yo)):.0%}", xlabel="$x_1$", ylabel="$x_2$")
+    paths.append(plotting.save(fig, out, "perceptron_xor"))
+    return paths
+
+
+# %%
+if __name__ == "__main__":
+    demo(Path("figures/lab01"))
