@@ -2,14 +2,14 @@
 
 In a solution file, each piece of student work sits between two marker comments::
 
-    def sigmoid(z):
-        \"\"\"The logistic function 1 / (1 + exp(-z)).\"\"\"
+    def double(x):
+        \"\"\"Twice x.\"\"\"
         # BEGIN SOLUTION
-        return 1 / (1 + jnp.exp(-z))
+        return x + x
         # END SOLUTION
 
 ``course assign`` copies the file to ``labs/`` with every such region replaced by a stub that raises
-``NotImplementedError("lab01: sigmoid")`` (the lab and the enclosing function, which the grader reads
+``NotImplementedError("lab01: double")`` (the lab and the enclosing function, which the grader reads
 to report "not attempted"). Everything else (signatures, docstrings, imports, demo code) is copied as
 is. A region outside any function names itself: ``# BEGIN SOLUTION name``.
 """

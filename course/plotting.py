@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 def figure(ncols: int = 1, nrows: int = 1, *, size: float = 4.0, **kwargs):
     """A figure with a grid of axes, ``size`` inches per panel."""
+    kwargs.setdefault("layout", "constrained")
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False, **kwargs)
     return fig, axes.ravel()
 
@@ -22,7 +23,6 @@ def save(fig, out: Path, name: str) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -77,13 +77,13 @@ def _describe_exit(code: int) -> str:
 class _Worker:
     """One pytest process running a list of node ids, read event by event."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log, cwd: Path) -> None:
         read_fd, write_fd = os.pipe()
         env = {**env, "COURSE_GRADER_FD": str(write_fd)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", *args],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            pass_fds=(write_fd,), start_new_session=True, cwd=str(_labs.root()),
+            pass_fds=(write_fd,), start_new_session=True, cwd=cwd,
         )
         os.close(write_fd)
         self.stream = os.fdopen(read_fd, "r", encoding="utf-8")
@@ -130,11 +130,11 @@ def grade(
       labs: lab names such as ``["lab01"]``; None grades every lab that has tests.
       impl: ``"labs"``, ``"solutions"`` or the path of a folder of lab files.
       timeout: seconds one test may take (its setup, call and teardown) before it is scored "timed out".
-      tests_dir: the folder of graded tests ``test_labNN*.py`` (default ``tests/labs``).
+      tests_dir: the folder of graded tests ``test_labNN*.py`` (default ``$COURSE_TESTS_DIR``, else ``tests/labs``).
       log_path: where the workers' own pytest output goes (default: a temporary file).
     """
     impl_dir = _labs.impl_dir(impl)
-    tests_dir = Path(tests_dir or _labs.root() / "tests" / "labs").resolve()
+    tests_dir = Path(tests_dir or os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs").resolve()
     wanted = [_labs.lab_id(x) for x in labs] if labs else None
     files = sorted(p for p in tests_dir.glob("test_lab*.py") if wanted is None or p.name[5:10] in wanted)
     report = Report(impl=str(impl))
@@ -156,7 +156,7 @@ def grade(
         known: dict[str, Outcome] = {}
         while pending is None or pending:
             targets = [str(p) for p in files] if pending is None else pending
-            worker = _Worker(base + targets, env, log)
+            worker = _Worker(base + targets, env, log, tests_dir.parent)
             current, deadline = None, time.monotonic() + COLLECT_LIMIT_S
             while True:
                 event = worker.next_event(deadline)

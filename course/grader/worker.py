@@ -17,6 +17,14 @@ import pytest
 
 from course.assign import STUB_MESSAGE
 
+# Errors whose JAX wording does not say what to do about them.
+HINTS = [
+    ("jax_numpy_rank_promotion='raise'", "broadcast explicitly: add the missing axis, e.g. b[None, :] for an (N, n) + (n,) sum"),
+    ("jax_numpy_dtype_promotion='strict'", "the two operands have different dtypes; convert one, e.g. x.astype(jnp.float32)"),
+    ("ConcretizationTypeError", "a Python `if`/`for`/int() on a traced value; use jnp.where or lax.cond, or mark the argument static"),
+    ("TracerBoolConversionError", "a Python `if` on a traced value; use jnp.where or lax.cond instead"),
+]
+
 _RANK = {"passed": 0, "skipped": 1, "failed": 2, "not attempted": 3, "error": 4, "crashed": 5}
 _stream = None
 _results: dict[str, dict] = {}
@@ -74,7 +82,9 @@ def _classify(excinfo: pytest.ExceptionInfo) -> tuple[str, str]:
         # pytest's assertion rewriting appends the compared expression; the first lines say it best.
         return "failed", "\n".join(message.splitlines()[:12])
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return "error", f"{text}\n  at {_student_frame(excinfo)}"
+    text = text.split("\n--------------------")[0]  # JAX's note about filtered frames says nothing here
+    hint = next((h for pattern, h in HINTS if pattern in text), "")
+    return "error", f"{text}\n  at {_student_frame(excinfo)}" + (f"\n  hint: {hint}" if hint else "")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,0 +1,76 @@
+"""Build the student bundle: everything a student needs, and provably no solution code."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+from course import assign as _assign
+from course import labs as _labs
+
+# What a student gets: the library, the generated stubs, the graded tests and the tooling.
+INCLUDE = ["course", "labs", "tests", "noxfile.py", "pyproject.toml", "README.md", ".gitignore"]
+SKIP = {"__pycache__", ".pytest_cache"}
+BUNDLE = "make-you-dangerous-student"
+
+
+def _solution_snippets() -> dict[str, list[str]]:
+    """For each solution file, the code inside its regions (the lines a bundle must never contain)."""
+    snippets = {}
+    for path in _labs.lab_files("solutions").values():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        snippets[path.name] = ["\n".join(line.strip() for line in lines[r.begin : r.end - 1] if line.strip())
+                               for r in _assign.regions(path)]
+    return snippets
+
+
+def leaks(folder: Path) -> list[str]:
+    """Solution code found under ``folder``: marker comments, or a whole region's code verbatim."""
+    texts = {p: p.read_text(encoding="utf-8", errors="replace") for p in folder.rglob("*") if p.is_file()}
+    found = []
+    if (folder / "solutions").exists():
+        found.append("the solutions/ folder")
+    snippets = _solution_snippets()
+    for path, text in texts.items():
+        in_labs = path.relative_to(folder).parts[0] == "labs"
+        if in_labs and any(_assign.BEGIN.match(line) for line in text.splitlines()):
+            found.append(f"{path.relative_to(folder)}: a BEGIN SOLUTION marker")
+        flat = "\n".join(line.strip() for line in text.splitlines() if line.strip())
+        for name, regions in snippets.items():
+            for code in regions:
+                if code and code in flat:
+                    found.append(f"{path.relative_to(folder)}: a solution region of {name}")
+    return found
+
+
+def build_bundle(out: Path) -> Path:
+    """Write ``out/make-you-dangerous-student.zip`` (and the folder it zips); returns the zip's path."""
+    if not _labs.has_solutions():
+        raise _labs.CourseError("the student bundle is built from the staff repository, which has solutions/")
+    stale = _assign.assign(check=True)
+    if stale:
+        raise _labs.CourseError("labs/ is stale (run `course assign` first): " + ", ".join(stale))
+    src, out = _labs.root(), Path(out).resolve()
+    folder = out / BUNDLE
+    if folder.exists():
+        shutil.rmtree(folder)
+    for name in INCLUDE:
+        path = src / name
+        if path.is_dir():
+            shutil.copytree(path, folder / name, ignore=shutil.ignore_patterns(*SKIP))
+        elif path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, folder / name)
+    problems = leaks(folder)
+    if problems:
+        shutil.rmtree(folder)
+        raise _labs.CourseError("refusing to release; the bundle would contain solution code:\n  " + "\n  ".join(problems))
+    archive = out / f"{BUNDLE}.zip"
+    tmp = archive.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, Path(BUNDLE) / path.relative_to(folder))
+    tmp.replace(archive)
+    return archive

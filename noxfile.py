@@ -1,0 +1,55 @@
+"""Sessions for students (grade), instructors (demo, tests) and course staff (assign, release).
+
+Run ``nox -l`` to list them. Everything after ``--`` is passed through, e.g. ``nox -s grade -- lab02``.
+"""
+
+from __future__ import annotations
+
+import nox
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+# uv builds the environment in seconds where pip takes most of a minute; either works.
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests"]
+
+
+def _install(session: nox.Session, *groups: str) -> None:
+    deps = [d for g in groups for d in nox.project.dependency_groups(PYPROJECT, g)]
+    session.install("-e", ".", *deps)
+
+
+@nox.session
+def grade(session: nox.Session) -> None:
+    """Grade your labs (all, or those named): nox -s grade -- lab02 [--results results.json]."""
+    _install(session)
+    session.run("python", "-m", "course", "grade", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite against the solutions (the staff/CI check)."""
+    _install(session, "test")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run every lab's solution and write the figures to figures/ (the instructor demo)."""
+    _install(session)
+    session.run("python", "-m", "course", "run", *(session.posargs or ["all", "--out", "figures"]))
+
+
+@nox.session(default=False)
+def assign(session: nox.Session) -> None:
+    """Regenerate the student stubs in labs/ from solutions/ (pass --check to only verify)."""
+    _install(session)
+    session.run("python", "-m", "course", "assign", *session.posargs)
+
+
+@nox.session(default=False)
+def release(session: nox.Session) -> None:
+    """Build the student bundle dist/make-you-dangerous-student.zip, with no solution code in it."""
+    _install(session)
+    session.run("python", "-m", "course", "release", *session.posargs)

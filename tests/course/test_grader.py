@@ -1,0 +1,183 @@
+"""The grader never mis-scores: deliberately broken labs, graded for real in worker processes.
+
+A fake lab (lab42) has one function per way student code goes wrong. Each test of the fake lab calls
+one of them; the grader must give each its proper status and keep every other test's grade.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from course.grader import grade
+from course.grader.report import gradescope, render
+
+FAKE_LAB = '''
+"""A lab that goes wrong in every way a student's code can."""
+import ctypes, os, sys
+
+def good(x):
+    return x + 1
+
+def wrong(x):
+    return x - 1
+
+def stub(x):
+    # YOUR CODE HERE (lab42: stub)
+    raise NotImplementedError("lab42: stub")
+
+def loops_forever(x):
+    while True:
+        x += 1
+
+def exits(x):
+    sys.exit(3)
+
+def hard_exits(x):
+    os._exit(7)
+
+def segfaults(x):
+    return ctypes.string_at(0)
+
+def raises(x):
+    return {}["missing"]
+'''
+
+FAKE_TESTS = '''
+import pytest
+
+def test_good_first(lab):
+    assert lab.good(1) == 2
+
+def test_wrong(lab):
+    got = lab.wrong(1)
+    assert got == 2, f"wrong(1): expected 2, got {got}"
+
+def test_stub(lab):
+    assert lab.stub(1) == 2
+
+def test_loops_forever(lab):
+    assert lab.loops_forever(1) == 2
+
+@pytest.mark.points(3)
+def test_good_after_timeout(lab):
+    assert lab.good(2) == 3
+
+def test_exits(lab):
+    assert lab.exits(1) == 2
+
+def test_hard_exits(lab):
+    assert lab.hard_exits(1) == 2
+
+def test_good_after_hard_exit(lab):
+    assert lab.good(3) == 4
+
+def test_segfaults(lab):
+    assert lab.segfaults(1) == 2
+
+def test_raises(lab):
+    assert lab.raises(1) == 2
+
+def test_good_last(lab):
+    assert lab.good(4) == 5
+'''
+
+EXPECTED = {
+    "test_good_first": "passed",
+    "test_wrong": "failed",
+    "test_stub": "not attempted",
+    "test_loops_forever": "timed out",
+    "test_good_after_timeout": "passed",
+    "test_exits": "crashed",
+    "test_hard_exits": "crashed",
+    "test_good_after_hard_exit": "passed",
+    "test_segfaults": "crashed",
+    "test_raises": "error",
+    "test_good_last": "passed",
+}
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fake")
+    (root / "labs").mkdir()
+    (root / "tests" / "labs").mkdir(parents=True)
+    (root / "labs" / "lab42_fake.py").write_text(textwrap.dedent(FAKE_LAB))
+    (root / "tests" / "labs" / "test_lab42_fake.py").write_text(textwrap.dedent(FAKE_TESTS))
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(fake):
+    return grade(impl=fake / "labs", tests_dir=fake / "tests" / "labs", timeout=3.0)
+
+
+def test_every_failure_mode_gets_its_status(report):
+    got = {o.name: o.status for o in report.outcomes}
+    assert got == EXPECTED
+
+
+def test_only_passing_tests_earn_points(report):
+    earned = {o.name: o.earned for o in report.outcomes}
+    assert earned == {name: (3.0 if name == "test_good_after_timeout" else 1.0) if status == "passed" else 0.0
+                      for name, status in EXPECTED.items()}
+    assert report.score == 6.0
+    assert report.max_score == 13.0
+
+
+def test_messages_explain_what_happened(report):
+    msg = {o.name: o.message for o in report.outcomes}
+    assert "expected 2, got 0" in msg["test_wrong"]
+    assert "lab42: stub" in msg["test_stub"]
+    assert "limit of 3 s" in msg["test_loops_forever"]
+    assert "sys.exit(3)" in msg["test_exits"]
+    assert "status 7" in msg["test_hard_exits"]
+    assert "SIGSEGV" in msg["test_segfaults"]
+    # An error points at the line of the student's file that raised it.
+    assert "KeyError: 'missing'" in msg["test_raises"]
+    assert "lab42_fake.py" in msg["test_raises"] and "in raises" in msg["test_raises"]
+
+
+def test_render_and_gradescope_agree_with_the_report(report):
+    text = render(report)
+    assert "lab42" in text and "6/13 points" in text and "TIMEOUT" in text and "CRASH" in text
+    results = gradescope(report)
+    assert results["score"] == 6.0
+    assert {t["status"] for t in results["tests"]} == {"passed", "failed"}
+    assert sum(t["max_score"] for t in results["tests"]) == 13.0
+    for t in results["tests"]:
+        assert set(t) >= {"name", "score", "max_score", "status", "output"}
+        assert (t["status"] == "passed") == (t["score"] == t["max_score"])
+
+
+def test_a_syntax_error_in_the_lab_is_an_error_per_test_not_a_lost_run(tmp_path):
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "tests" / "labs").mkdir(parents=True)
+    (tmp_path / "labs" / "lab42_fake.py").write_text("def good(x)\n    return x + 1\n")
+    (tmp_path / "tests" / "labs" / "test_lab42_fake.py").write_text(
+        "def test_a(lab):\n    assert lab.good(1) == 2\n\ndef test_b(lab):\n    assert lab.good(2) == 3\n")
+    report = grade(impl=tmp_path / "labs", tests_dir=tmp_path / "tests" / "labs", timeout=10.0)
+    assert [o.status for o in report.outcomes] == ["error", "error"]
+    assert "SyntaxError" in report.outcomes[0].message and "lab42_fake.py:1" in report.outcomes[0].message
+
+
+def test_cli_writes_results_and_fail_under_sets_the_exit_status(tmp_path):
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "tests" / "labs").mkdir(parents=True)
+    (tmp_path / "labs" / "lab42_fake.py").write_text(textwrap.dedent(FAKE_LAB))
+    (tmp_path / "tests" / "labs" / "test_lab42_fake.py").write_text(
+        "def test_good(lab):\n    assert lab.good(1) == 2\n\ndef test_wrong(lab):\n    assert lab.wrong(1) == 2\n")
+    results = tmp_path / "out" / "results.json"
+    base = [sys.executable, "-m", "course", "grade", "--impl", str(tmp_path / "labs")]
+    env = {**os.environ, "COURSE_TESTS_DIR": str(tmp_path / "tests" / "labs")}
+    run = subprocess.run(base + ["--results", str(results)], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr  # a finished run exits 0 whatever the score
+    assert "Total: 1/2 points" in run.stdout
+    assert json.loads(results.read_text())["score"] == 1.0
+    run = subprocess.run(base + ["--fail-under", "60"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 1 and "under --fail-under 60%" in run.stderr
+    run = subprocess.run(base + ["--fail-under", "50"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr

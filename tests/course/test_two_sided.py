@@ -1,0 +1,40 @@
+"""The two-sided check: every graded test fails on the untouched stubs and passes on the solutions.
+
+A graded test that passes on a stub is a bug (it cannot tell a student's work from none), and one that
+fails on the solution is a bug too. Both are caught here, by grading for real in worker processes.
+"""
+
+import pytest
+
+from course import assign, labs
+from course.grader import grade
+
+pytestmark = pytest.mark.solutions_only
+
+
+@pytest.fixture(scope="module")
+def fresh_stubs(tmp_path_factory):
+    """Stubs generated from the solutions now, so the check never depends on a stale labs/."""
+    folder = tmp_path_factory.mktemp("stubs")
+    for name, text in assign.generated().items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_every_graded_test_fails_on_the_stubs(fresh_stubs):
+    report = grade(impl=fresh_stubs, timeout=60)
+    assert report.outcomes, "no graded tests were collected"
+    passing = [o.nodeid for o in report.outcomes if o.status == "passed"]
+    assert not passing, f"these graded tests pass on the untouched stubs, so they grade nothing: {passing}"
+    other = [f"{o.nodeid}: {o.status}: {o.message}" for o in report.outcomes if o.status != "not attempted"]
+    assert not other, "on the stubs every test should be 'not attempted':\n" + "\n".join(other)
+    assert report.score == 0
+
+
+def test_every_graded_test_passes_on_the_solutions():
+    report = grade(impl="solutions", timeout=120)
+    failing = [f"{o.nodeid}: {o.status}: {o.message}" for o in report.outcomes if o.status != "passed"]
+    assert not failing, "graded tests that fail on the solutions:\n" + "\n".join(failing)
+    assert report.score == report.max_score > 0
+    graded_labs = {o.lab for o in report.outcomes}
+    assert graded_labs == set(labs.lab_files("solutions")), "every lab needs graded tests"

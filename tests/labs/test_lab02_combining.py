@@ -1,0 +1,86 @@
+"""Graded tests for lab 02, combining perceptrons. References: numpy, and algebra done by hand."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from course import datasets
+from course.testing import expect, expect_close, expect_shape
+
+Z = np.linspace(-5.0, 5.0, 21, dtype=np.float32)
+REFERENCE = {
+    "relu": np.maximum(Z, 0.0),
+    "tanh": np.tanh(Z),
+    "sigmoid": 1.0 / (1.0 + np.exp(-Z.astype(np.float64))),
+}
+
+
+@pytest.mark.parametrize("name", list(REFERENCE))
+def test_activation_matches_numpy(lab, name):
+    expect_close(getattr(lab, name)(jnp.asarray(Z)), REFERENCE[name], f"{name}(z) on [-5, 5]", atol=1e-6)
+
+
+def test_init_dense_shapes_and_scale(lab, key):
+    params = lab.init_dense(400, 300, key=key)
+    expect_shape(params["w"], (400, 300), 'init_dense(400, 300)["w"]')
+    expect_shape(params["b"], (300,), 'init_dense(400, 300)["b"]')
+    expect_close(params["b"], np.zeros(300), "initial biases", atol=0)
+    # 120 000 draws from N(0, 1/400): the sample std is within 2 % of 0.05 with overwhelming probability.
+    expect_close(np.std(np.asarray(params["w"])), 1 / np.sqrt(400), "std of the initial weights", atol=0, rtol=0.02)
+    expect_close(np.mean(np.asarray(params["w"])), 0.0, "mean of the initial weights", atol=1e-3)
+
+
+def test_init_is_reproducible_and_key_dependent(lab):
+    a = lab.init_mlp([3, 5, 2], key=jax.random.key(7))
+    b = lab.init_mlp([3, 5, 2], key=jax.random.key(7))
+    c = lab.init_mlp([3, 5, 2], key=jax.random.key(8))
+    expect_close(a[1]["w"], b[1]["w"], "weights from the same key", atol=0)
+    expect(not np.allclose(a[1]["w"], c[1]["w"]), "different keys must give different weights")
+    expect(not np.allclose(a[0]["w"][:2, :2], a[1]["w"][:2, :2]), "each layer needs its own key (split it)")
+
+
+def test_dense_is_xw_plus_b(lab, key):
+    kx, kw = jax.random.split(key)
+    x = jax.random.normal(kx, (4, 3))
+    params = {"w": jax.random.normal(kw, (3, 2)), "b": jnp.array([0.5, -1.0])}
+    want = np.asarray(x, np.float64) @ np.asarray(params["w"], np.float64) + [0.5, -1.0]
+    expect_close(lab.dense(params, x), want, "dense(params, x)", atol=1e-5)
+
+
+def test_mlp_composes_layers(lab):
+    # Hand-worked: x = [1, -2]; layer 1 = identity weights, bias 0 -> relu([1, -2]) = [1, 0];
+    # layer 2: [1, 0] @ [[2], [3]] + 1 = 3.
+    params = [{"w": jnp.eye(2), "b": jnp.zeros(2)}, {"w": jnp.array([[2.0], [3.0]]), "b": jnp.array([1.0])}]
+    expect_close(lab.mlp(params, jnp.array([[1.0, -2.0]]), lab.relu), [[3.0]], "mlp with relu", atol=1e-6)
+    # No activation: [1, -2] @ [[2], [3]] + 1 = -3; the output layer is always linear.
+    expect_close(lab.mlp(params, jnp.array([[1.0, -2.0]]), lab.identity), [[-3.0]], "mlp with identity", atol=1e-6)
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("sizes", [[3, 4, 2], [2, 16, 16, 16, 1], [5, 5]], ids=["2-layers", "4-layers", "1-layer"])
+def test_linear_stack_collapses_to_one_map(lab, key, sizes):
+    kp, kx = jax.random.split(key)
+    params = [{"w": jax.random.normal(k1, (a, b)), "b": jax.random.normal(k2, (b,))}
+              for (a, b), k1, k2 in zip(zip(sizes[:-1], sizes[1:]), *jax.random.split(kp, (2, len(sizes) - 1)))]
+    w, b = lab.collapse_linear(params)
+    expect_shape(w, (sizes[0], sizes[-1]), "collapsed W")
+    expect_shape(b, (sizes[-1],), "collapsed b")
+    # Independent reference: the product of the weight matrices, in float64.
+    want_w = np.linalg.multi_dot([np.eye(sizes[0])] + [np.asarray(p["w"], np.float64) for p in params])
+    expect_close(w, want_w, "collapsed W vs the product W1·W2·…", atol=1e-3, rtol=1e-4)
+    x = jax.random.normal(kx, (6, sizes[0]))
+    stack = np.asarray(x, np.float64)
+    for p in params:
+        stack = stack @ np.asarray(p["w"], np.float64) + np.asarray(p["b"], np.float64)
+    expect_close(np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b, np.float64), stack, "x @ W + b vs the stack of linear layers", atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.points(3)
+def test_one_hidden_layer_solves_xor(lab, key):
+    x, y = datasets.xor()
+    params = lab.solve_xor(key=key)
+    logits = np.asarray(lab.mlp(params, x, lab.relu))
+    expect_shape(logits, (4, 1), "the XOR network's output")
+    got = (logits[:, 0] > 0).astype(np.float32)
+    expect(np.array_equal(got, np.asarray(y)), f"XOR: expected predictions {np.asarray(y)}, got {got}")
