@@ -29,3 +29,20 @@ def xor() -> tuple[Array, Array]:
     """The four XOR points: x (4, 2), y (4,) with y = x1 xor x2."""
     x = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     return x, jnp.array([0.0, 1.0, 1.0, 0.0])
+
+
+# The 1-D targets of the universal-approximation lab: smooth, with a kink, and step-like.
+TARGETS = {
+    "bump": lambda x: jnp.exp(-8.0 * x**2),
+    "kink": lambda x: jnp.abs(x - 0.2) - 0.5 * x,
+    "step": lambda x: jnp.tanh(12.0 * x),
+}
+
+
+def regression_1d(target: str, n: int, *, key: Array, noise: float = 0.05, lo: float = -1.0, hi: float = 1.0):
+    """Noisy samples of a 1-D target on [lo, hi]: x (n, 1) sorted, y (n, 1) = target(x) + noise."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {sorted(TARGETS)}")
+    k_x, k_noise = jax.random.split(key)
+    x = jnp.sort(jax.random.uniform(k_x, (n, 1), minval=lo, maxval=hi), axis=0)
+    return x, TARGETS[target](x) + noise * jax.random.normal(k_noise, (n, 1))

@@ -1,0 +1,182 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     name: python3
+# ---
+
+# %%
+"""Universal approximation: how width, depth and activation shape the 1-D functions a net can fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import Array
+
+from course import datasets, plotting
+from course.optim import strict_safe
+
+# %% [markdown]
+# # Lab 03 — universal approximation
+#
+# A network with one hidden layer of $m$ ReLU units computes
+# $\hat y(x) = \sum_{j=1}^m v_j \,\mathrm{relu}(w_j x + b_j) + c$: a sum of $m$ "hinges", so a
+# piecewise-linear function with at most $m$ kinks. With enough hinges it can follow any continuous
+# function on an interval as closely as you like (the *universal approximation theorem*); with one
+# it is a single bent line. Depth and the activation change *how* the pieces are made: tanh units
+# give smooth pieces, and stacked layers reuse and fold them.
+#
+# The lecture's comparisons, all from one function of width, depth and activation:
+#
+# | networks | what to look for |
+# | --- | --- |
+# | 1 hidden layer, 1 vs 2 neurons | one hinge cannot make a bump; two can |
+# | 2 hidden layers, 4 vs 8 | more pieces, closer fit |
+# | 1 hidden layer of 16, linear output | already a good fit |
+# | ReLU, 80 units, 1 layer vs tanh, 40 units, 2 layers | piecewise-linear vs smooth |
+#
+# And a warning: outside the data the net extrapolates with whatever its pieces do there
+# (straight lines for ReLU, flat for tanh). **It learns the function the data implies, not the one
+# you meant.**
+
+# %% [markdown]
+# ## 1. The network
+# `x` is `(N, 1)`; parameters are a list of `{"w", "b"}` layers as in lab 02. Hidden layers use
+# `activation`; the output layer is linear.
+
+
+# %%
+def init_network(width: int, depth: int, *, key: Array) -> list[dict[str, Array]]:
+    """Layers 1 → width → … (depth hidden layers) → 1; weights ~ N(0, 1/n_in), biases ~ N(0, 1).
+
+    Random biases spread the hinges over the input range (zero biases put every kink at x = 0).
+    """
+    # BEGIN SOLUTION
+    sizes = [1] + [width] * depth + [1]
+    keys = jax.random.split(key, 2 * (len(sizes) - 1))
+    return [
+        {"w": jax.random.normal(kw, (n_in, n_out)) / jnp.sqrt(n_in), "b": jax.random.normal(kb, (n_out,))}
+        for n_in, n_out, kw, kb in zip(sizes[:-1], sizes[1:], keys[0::2], keys[1::2])
+    ]
+    # END SOLUTION
+
+
+def forward(params: list[dict[str, Array]], x: Array, activation=jax.nn.relu) -> Array:
+    """The network's output (N, 1) for inputs x (N, 1)."""
+    # BEGIN SOLUTION
+    for layer in params[:-1]:
+        x = activation(x @ layer["w"] + layer["b"][None, :])
+    return x @ params[-1]["w"] + params[-1]["b"][None, :]
+    # END SOLUTION
+
+
+def mse(params, x: Array, y: Array, activation=jax.nn.relu) -> Array:
+    """Mean squared error between forward(params, x) and y (N, 1); a scalar."""
+    # BEGIN SOLUTION
+    return jnp.mean((forward(params, x, activation) - y) ** 2)
+    # END SOLUTION
+
+
+# %% [markdown]
+# ## 2. Training: the whole run as one compiled program
+# `jax.lax.scan` runs `steps` optimizer updates inside one `jax.jit`-compiled function: one
+# compile, no Python loop per step. The optimizer is an argument (any Optax transformation).
+
+
+# %%
+def fit(params, x: Array, y: Array, *, optimizer: optax.GradientTransformation, steps: int,
+        activation=jax.nn.relu):
+    """Minimise `mse` from `params` for `steps` steps; returns (params, losses (steps,))."""
+    # BEGIN SOLUTION
+    optimizer = strict_safe(optimizer)
+
+    def one_step(carry, _):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(mse)(params, x, y, activation)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    (params, _), losses = jax.lax.scan(one_step, (params, optimizer.init(params)), length=steps)
+    return params, losses
+    # END SOLUTION
+
+
+def fit_seeds(keys: Array, x: Array, y: Array, *, width: int, depth: int, steps: int,
+              learning_rate: float = 0.01, activation=jax.nn.relu):
+    """Train one network per key at once with `jax.vmap`; returns (params, losses (len(keys), steps))."""
+    # BEGIN SOLUTION
+    def one(key):
+        return fit(init_network(width, depth, key=key), x, y, optimizer=optax.adam(learning_rate),
+                   steps=steps, activation=activation)
+
+    return jax.jit(jax.vmap(one))(keys)
+    # END SOLUTION
+
+
+# %% [markdown]
+# ## 3. Demo: the lecture's comparisons
+
+# %%
+COMPARISONS = {
+    "one hidden layer: 1 vs 2 neurons": [(1, 1, "relu"), (2, 1, "relu")],
+    "two hidden layers: 4 vs 8 neurons": [(4, 2, "relu"), (8, 2, "relu")],
+    "one hidden layer of 16, linear output": [(16, 1, "relu")],
+    "ReLU 80×1 vs tanh 40×2": [(80, 1, "relu"), (40, 2, "tanh")],
+}
+ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
+
+
+def best_of_seeds(x, y, width, depth, act, *, key, seeds=4, steps=3000):
+    """Train `seeds` networks at once (vmap) and keep the one with the lowest final loss."""
+    params, losses = fit_seeds(jax.random.split(key, seeds), x, y, width=width, depth=depth, steps=steps,
+                               activation=ACTIVATIONS[act])
+    best = int(jnp.argmin(losses[:, -1]))
+    return jax.tree.map(lambda p: p[best], params), float(losses[best, -1])
+
+
+def demo(out: Path) -> list[Path]:
+    """One panel per comparison on the bump, and the extrapolation figure."""
+    key_data, key_fit = jax.random.split(jax.random.key(0))
+    x, y = datasets.regression_1d("bump", 120, key=key_data)
+    grid = jnp.linspace(-1.0, 1.0, 400)[:, None]
+    fig, axes = plotting.figure(len(COMPARISONS), size=4.2)
+    for ax, (title, nets) in zip(axes, COMPARISONS.items()):
+        ax.scatter(np.asarray(x), np.asarray(y), s=8, c="0.6", label="data")
+        ax.plot(np.asarray(grid), np.asarray(datasets.TARGETS["bump"](grid)), "k--", lw=1, label="target")
+        for width, depth, act in nets:
+            params, loss = best_of_seeds(x, y, width, depth, act, key=key_fit)
+            label = f"{act}, {depth}×{width}: MSE {loss:.4f}"
+            ax.plot(np.asarray(grid), np.asarray(forward(params, grid, ACTIVATIONS[act])), lw=2, label=label)
+            print(f"{title}: {label}")
+        ax.set(title=title, xlabel="x", ylabel="y", ylim=(-0.4, 1.4))
+        ax.legend(fontsize=7, loc="upper left")
+    paths = [plotting.save(fig, out, "approximation_comparisons")]
+
+    # Extrapolation: train on [-1, 1] only, look at [-3, 3].
+    xs, ys = datasets.regression_1d("kink", 120, key=key_data)
+    wide = jnp.linspace(-3.0, 3.0, 600)[:, None]
+    fig, (ax,) = plotting.figure(1, size=5.5)
+    ax.axvspan(-1, 1, color="0.93", label="where the data are")
+    ax.scatter(np.asarray(xs), np.asarray(ys), s=8, c="0.5", label="data")
+    ax.plot(np.asarray(wide), np.asarray(datasets.TARGETS["kink"](wide)), "k--", lw=1, label="the function you meant")
+    for width, depth, act in [(80, 1, "relu"), (40, 2, "tanh")]:
+        params, _ = best_of_seeds(xs, ys, width, depth, act, key=key_fit)
+        ax.plot(np.asarray(wide), np.asarray(forward(params, wide, ACTIVATIONS[act])), lw=2,
+                label=f"{act}, {depth}×{width}")
+    ax.set(title="It learns the function the data imply,\nnot the one you meant", xlabel="x", ylabel="y",
+           ylim=(-1.5, 4.5))
+    ax.legend(fontsize=8, loc="upper center")
+    paths.append(plotting.save(fig, out, "approximation_extrapolation"))
+    return paths
+
+
+# %%
+if __name__ == "__main__":
+    demo(Path("figures/lab03"))
