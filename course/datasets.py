@@ -46,3 +46,19 @@ def regression_1d(target: str, n: int, *, key: Array, noise: float = 0.05, lo: f
     k_x, k_noise = jax.random.split(key)
     x = jnp.sort(jax.random.uniform(k_x, (n, 1), minval=lo, maxval=hi), axis=0)
     return x, TARGETS[target](x) + noise * jax.random.normal(k_noise, (n, 1))
+
+
+def moons(n: int, *, key: Array, noise: float = 0.1) -> tuple[Array, Array]:
+    """Two interleaving half circles (scikit-learn's make_moons, written with jax.random).
+
+    Class 0: (cos t, sin t); class 1: (1 − cos t, 0.5 − sin t), t ~ U[0, π]; then Gaussian noise.
+    Returns x (n, 2) float32 and y (n,) float32 in {0, 1}, n // 2 of class 0.
+    """
+    k_t, k_noise = jax.random.split(key)
+    n0 = n // 2
+    t = jax.random.uniform(k_t, (n,), maxval=jnp.pi)
+    y = (jnp.arange(n) >= n0).astype(jnp.float32)
+    upper = jnp.stack([jnp.cos(t), jnp.sin(t)], axis=1)
+    lower = jnp.stack([1.0 - jnp.cos(t), 0.5 - jnp.sin(t)], axis=1)
+    x = jnp.where(y[:, None] == 1.0, lower, upper)
+    return x + noise * jax.random.normal(k_noise, (n, 2)), y

@@ -1,0 +1,56 @@
+"""Graded tests for lab 04, the half-moons. References: numpy and hand-made networks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from course import datasets
+from course.testing import expect, expect_close, expect_shape
+
+# A hand-made network: relu(x1 - x2) - 0.5  -> logit; positive below the line x2 = x1 - 0.5.
+HAND = [{"w": jnp.array([[1.0], [-1.0]]), "b": jnp.array([0.0])}, {"w": jnp.array([[1.0]]), "b": jnp.array([-0.5])}]
+
+
+def test_logits_of_a_hand_made_network(lab):
+    x = jnp.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    expect_close(lab.logits(HAND, x), [1.5, -0.5, -0.5], "logits for relu(x1 - x2) - 0.5", atol=1e-6)
+
+
+def test_loss_is_binary_cross_entropy(lab):
+    x = jnp.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    y = jnp.array([1.0, 0.0, 1.0])
+    z = np.array([1.5, -0.5, -0.5])
+    p = 1 / (1 + np.exp(-z))
+    want = -np.mean(np.array([1, 0, 1]) * np.log(p) + (1 - np.array([1, 0, 1])) * np.log(1 - p))
+    expect_close(lab.loss(HAND, x, y), want, "loss", atol=1e-6)
+    expect_close(lab.accuracy(HAND, x, y), 2 / 3, "accuracy (the third point is misclassified)", atol=1e-6)
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("n", [1, 7, 64], ids=["1x1", "7x7", "64x64"])
+def test_probability_grid_works_for_any_size(lab, n):
+    xx, yy, prob = lab.probability_grid(HAND, lo=(-1.0, -2.0), hi=(1.0, 2.0), n=n)
+    for arr, name in [(xx, "xx"), (yy, "yy"), (prob, "prob")]:
+        expect_shape(arr, (n, n), f"{name} for an {n}×{n} grid")
+    if n > 1:
+        expect_close(xx[0, [0, -1]], [-1.0, 1.0], "xx spans lo[0]..hi[0] along a row", atol=1e-6)
+        expect_close(yy[[0, -1], 0], [-2.0, 2.0], "yy spans lo[1]..hi[1] down a column", atol=1e-6)
+    z = np.maximum(np.asarray(xx) - np.asarray(yy), 0) - 0.5
+    expect_close(prob, 1 / (1 + np.exp(-z)), "prob = sigmoid(logit) at each grid point", atol=1e-5)
+
+
+@pytest.mark.points(4)
+def test_two_layers_of_20_beat_one_layer_of_2(lab, key):
+    k_train, k_test, k_init = jax.random.split(key, 3)
+    x, y = datasets.moons(300, key=k_train, noise=0.1)
+    x_test, y_test = datasets.moons(500, key=k_test, noise=0.1)
+    acc = {}
+    for hidden in ([20, 20], [2]):
+        params, losses = lab.train(lab.init_classifier(hidden, key=k_init), x, y, steps=1000)
+        expect_shape(losses, (1000,), "losses from train(steps=1000)")
+        acc[len(hidden)] = float(lab.accuracy(params, x_test, y_test))
+    expect(acc[2] >= 0.97, f"2 layers of 20 should reach ≥ 97 % test accuracy at noise 0.1 in 1000 steps; got {acc[2]:.3f}")
+    # Two ReLU units make one bent line, which cannot follow both moons.
+    expect(acc[1] <= 0.95 and acc[2] - acc[1] >= 0.04,
+           f"1 layer of 2 should be measurably worse: 2×20 got {acc[2]:.3f}, 1×2 got {acc[1]:.3f}")
