@@ -62,3 +62,42 @@ def moons(n: int, *, key: Array, noise: float = 0.1) -> tuple[Array, Array]:
     lower = jnp.stack([1.0 - jnp.cos(t), 0.5 - jnp.sin(t)], axis=1)
     x = jnp.where(y[:, None] == 1.0, lower, upper)
     return x + noise * jax.random.normal(k_noise, (n, 2)), y
+
+
+def _digit_glyphs(size: int = 28) -> "np.ndarray":
+    """The ten digits rendered once by matplotlib's Agg backend: (10, size, size) float32 in [0, 1]."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    glyphs = []
+    for digit in range(10):
+        fig = Figure(figsize=(1, 1), dpi=size)
+        FigureCanvasAgg(fig)
+        fig.text(0.5, 0.5, str(digit), fontsize=52, ha="center", va="center", color="white",
+                 fontweight="bold")
+        fig.patch.set_facecolor("black")
+        fig.canvas.draw()
+        rgba = np.asarray(fig.canvas.buffer_rgba(), np.float32)[:, :, 0] / 255.0
+        glyphs.append(rgba)
+    return np.stack(glyphs)
+
+
+_GLYPHS = None
+
+
+def digits(n: int, *, key: Array, max_shift: int = 3, noise: float = 0.1) -> tuple[Array, Array]:
+    """MNIST-like digits made here: rendered glyphs, randomly shifted, with pixel noise.
+
+    Returns images (n, 28, 28, 1) float32 in [0, 1] (NHWC) and labels (n,) int32.
+    """
+    global _GLYPHS
+    if _GLYPHS is None:
+        _GLYPHS = jnp.asarray(_digit_glyphs())
+    k_label, k_dx, k_dy, k_noise = jax.random.split(key, 4)
+    labels = jax.random.randint(k_label, (n,), 0, 10)
+    dx = jax.random.randint(k_dx, (n,), -max_shift, max_shift + 1)
+    dy = jax.random.randint(k_dy, (n,), -max_shift, max_shift + 1)
+    shift = jax.vmap(lambda g, a, b: jnp.roll(g, (a, b), axis=(0, 1)))
+    imgs = shift(_GLYPHS[labels], dy, dx) + noise * jax.random.normal(k_noise, (n, 28, 28))
+    return jnp.clip(imgs, 0.0, 1.0)[..., None], labels  # (N, 28, 28, 1)
