@@ -30,7 +30,7 @@ def photo(*, step: int = 2) -> Array:
 def to_grayscale(x: Array) -> Array:
     """(…, H, W, 3) RGB -> (…, H, W, 1) luma."""
     check_channels_last(x, "to_grayscale's input")
-    return (x * jnp.asarray(LUMA, x.dtype)).sum(axis=-1, keepdims=True)
+    return (x @ jnp.asarray(LUMA, x.dtype))[..., None]
 
 
 def check_channels_last(x: Array, what: str) -> None:
