@@ -87,6 +87,9 @@ def test_pool2d_agrees_with_xla(lab, key, kind, window, stride):
     want = _xla_pool(x, window, stride, kind)
     expect_close(lab.pool2d(x, window=window, stride=stride, kind=kind), want, f"{kind} pooling vs lax.reduce_window", atol=1e-5)
     expect_close(jax.jit(lambda x: lab.pool2d(x, window=window, stride=stride, kind=kind))(x), want, "jitted pooling", atol=1e-5)
+    stacked = jnp.stack([x, 2 * x])  # vmap over an extra leading axis
+    mapped = jax.vmap(lambda x: lab.pool2d(x, window=window, stride=stride, kind=kind))(stacked)
+    expect_close(mapped[1], _xla_pool(2 * x, window, stride, kind), "jax.vmap(pool2d)", atol=1e-5)
 
 
 def test_pool_stride_defaults_to_the_window(lab):
