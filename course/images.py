@@ -33,36 +33,33 @@ def to_grayscale(x: Array) -> Array:
     return (x @ jnp.asarray(LUMA, x.dtype))[..., None]
 
 
+def _check_layout(x: Array, what: str, *, channels_last: bool) -> None:
+    """Raise a ValueError naming the axes when x's channel axis is not where the layout puts it."""
+    shape, batch = tuple(x.shape), "N, " if x.ndim == 4 else ""
+    want, other = ("channels last", "channels-first") if channels_last else ("channels first", "channels-last")
+    order, other_order = (f"{batch}H, W, C", f"{batch}C, H, W") if channels_last else (f"{batch}C, H, W", f"{batch}H, W, C")
+    if len(shape) < 3:
+        raise ValueError(f"{what}: expected an image ({order[len(batch):]}) or a batch (N, {order[len(batch):]}), got shape {shape}")
+    axis, other_axis = (len(shape) - 1, len(shape) - 3) if channels_last else (len(shape) - 3, len(shape) - 1)
+    if shape[axis] in CHANNEL_COUNTS:
+        return
+    guess = ""
+    if shape[other_axis] in CHANNEL_COUNTS:
+        convert = "to_channels_last" if channels_last else "to_channels_first"
+        guess = (f"; axis {other_axis} has size {shape[other_axis]}, so this looks {other} ({other_order}): "
+                 f"convert it with {convert} first")
+    raise ValueError(f"{what}: expected {want} ({order}) with C in {CHANNEL_COUNTS}, but axis {axis} has size "
+                     f"{shape[axis]} (shape {shape}){guess}")
+
+
 def check_channels_last(x: Array, what: str) -> None:
     """Raise a ValueError that names the axes when x does not look like (…, H, W, C)."""
-    shape = tuple(x.shape)
-    if len(shape) < 3:
-        raise ValueError(f"{what}: expected an image (H, W, C) or a batch (N, H, W, C), got shape {shape}")
-    if shape[-1] not in CHANNEL_COUNTS:
-        guess = ""
-        if shape[-3] in CHANNEL_COUNTS:
-            guess = (f"; axis {len(shape) - 3} has size {shape[-3]}, so this looks channels-first "
-                     f"({'N, ' if len(shape) == 4 else ''}C, H, W): convert it with to_channels_last first")
-        raise ValueError(
-            f"{what}: expected channels last ({'N, ' if len(shape) == 4 else ''}H, W, C) with C in "
-            f"{CHANNEL_COUNTS}, but the last axis has size {shape[-1]} (shape {shape}){guess}"
-        )
+    _check_layout(x, what, channels_last=True)
 
 
 def check_channels_first(x: Array, what: str) -> None:
     """Raise a ValueError that names the axes when x does not look like (…, C, H, W)."""
-    shape = tuple(x.shape)
-    if len(shape) < 3:
-        raise ValueError(f"{what}: expected an image (C, H, W) or a batch (N, C, H, W), got shape {shape}")
-    if shape[-3] not in CHANNEL_COUNTS:
-        guess = ""
-        if shape[-1] in CHANNEL_COUNTS:
-            guess = (f"; the last axis has size {shape[-1]}, so this looks channels-last "
-                     f"({'N, ' if len(shape) == 4 else ''}H, W, C): convert it with to_channels_first first")
-        raise ValueError(
-            f"{what}: expected channels first ({'N, ' if len(shape) == 4 else ''}C, H, W) with C in "
-            f"{CHANNEL_COUNTS}, but axis {len(shape) - 3} has size {shape[-3]} (shape {shape}){guess}"
-        )
+    _check_layout(x, what, channels_last=False)
 
 
 def conv2d(x: Array, w: Array, *, stride: int = 1, padding: str = "SAME") -> Array:
