@@ -157,7 +157,7 @@ def grade(
         while pending is None or pending:
             targets = [str(p) for p in files] if pending is None else pending
             worker = _Worker(base + targets, env, log, tests_dir.parent)
-            current, deadline = None, time.monotonic() + COLLECT_LIMIT_S
+            current, deadline, progressed = None, time.monotonic() + COLLECT_LIMIT_S, False
             while True:
                 event = worker.next_event(deadline)
                 if event is None:
@@ -170,8 +170,9 @@ def grade(
                                      if timed_out else _describe_exit(code))
                         o.duration = timeout if timed_out else o.duration
                         pending.remove(current)
-                    elif pending is None or (pending and code != 0):
-                        # Nothing was running: the worker failed before or between tests.
+                    elif pending is None or (pending and not progressed):
+                        # Nothing was running and nothing got done: the worker cannot run these tests.
+                        # (A worker that graded some tests and then died between two is simply restarted.)
                         tail = _tail(log)
                         report.problems.append(
                             "the tests could not be collected (a syntax error in a test file, or a broken "
@@ -193,9 +194,7 @@ def grade(
                     o = known[event["nodeid"]]
                     o.status, o.message, o.duration = event["status"], event["message"], event["duration"]
                     pending.remove(event["nodeid"])
-                    current, deadline = None, time.monotonic() + COLLECT_LIMIT_S
-            if pending is None:
-                break
+                    current, deadline, progressed = None, time.monotonic() + COLLECT_LIMIT_S, True
         report.outcomes = list(known.values())
         return report
     finally:
