@@ -43,3 +43,17 @@ def scatter_classes(ax, x, y, *, labels=("class 0", "class 1")) -> None:
         ax.scatter(pts[:, 0], pts[:, 1], c=colour, marker=marker, s=18, edgecolors="k", linewidths=0.3,
                    label=labels[cls])
     ax.legend(loc="best", fontsize=8)
+
+
+def decision_regions(ax, xx, yy, prob, x, y, *, alpha: float = 0.5):
+    """P(class 1) on a grid as a filled contour, the 0.5 boundary in black, and the data on top.
+
+    Returns the filled contour, for a colour bar. A flat probability (a model that learned nothing)
+    has no boundary worth drawing, so none is drawn.
+    """
+    xx, yy, prob = np.asarray(xx), np.asarray(yy), np.asarray(prob)
+    filled = ax.contourf(xx, yy, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=alpha)
+    if prob.min() < 0.49 and prob.max() > 0.51:
+        ax.contour(xx, yy, prob, levels=[0.5], colors="k", linewidths=1)
+    scatter_classes(ax, x, y)
+    return filled

@@ -117,10 +117,7 @@ def demo(out: Path) -> list[Path]:
                           learning_rate=1e-3 if max(hidden) >= 1000 else 0.01)
         train_acc, test_acc = float(accuracy(params, x, y)), float(accuracy(params, x_test, y_test))
         xx, yy, prob = probability_grid(params, lo=(-1.5, -1.0), hi=(2.5, 1.5), n=200)
-        cs = ax.contourf(np.asarray(xx), np.asarray(yy), np.asarray(prob), levels=np.linspace(0, 1, 11),
-                         cmap="RdBu_r", alpha=0.5)
-        ax.contour(np.asarray(xx), np.asarray(yy), np.asarray(prob), levels=[0.5], colors="k", linewidths=1)
-        plotting.scatter_classes(ax, x, y)
+        cs = plotting.decision_regions(ax, xx, yy, prob, x, y)
         ax.set(title=f"{name}\ntrain {train_acc:.1%} · test {test_acc:.1%}", xlabel="$x_1$", ylabel="$x_2$")
         print(f"{name}: train accuracy {train_acc:.3f}, test accuracy {test_acc:.3f}")
     fig.colorbar(cs, ax=axes.tolist(), label="P(class 1)", shrink=0.8)

@@ -202,10 +202,7 @@ def demo(out: Path) -> list[Path]:
                                   (axes[1], nonlinear, relu, "1 hidden ReLU layer of 8")]:
         prob = np.asarray(jax.nn.sigmoid(mlp(params, jnp.asarray(pts), act)[:, 0])).reshape(xx.shape)
         acc = float(jnp.mean(predict(params, x, act) == y))
-        cs = ax.contourf(xx, yy, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.5)
-        if prob.min() < 0.49 and prob.max() > 0.51:  # a flat 0.5 has no boundary worth drawing
-            ax.contour(xx, yy, prob, levels=[0.5], colors="k")
-        plotting.scatter_classes(ax, x, y)
+        cs = plotting.decision_regions(ax, xx, yy, prob, x, y)
         ax.set(title=f"{name}\naccuracy {acc:.0%}", xlabel="$x_1$", ylabel="$x_2$")
         print(f"XOR, {name}: accuracy {acc:.2f}")
     fig.colorbar(cs, ax=axes.tolist(), label="P(class 1)", shrink=0.8)
