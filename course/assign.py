@@ -25,7 +25,7 @@ from course import labs as _labs
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?:[ \t]+(?P<name>\w+))?[ \t]*$")
 END = re.compile(r"^[ \t]*# END SOLUTION[ \t]*$")
-STUB_MESSAGE = re.compile(r"^(lab\d{2}): (\w+)$")  # what the grader recognises as "not attempted"
+STUB_MESSAGE = re.compile(r"^(lab\d{2}): ([\w.]+)$")  # what the grader recognises as "not attempted"
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,15 @@ class Region:
     indent: str
 
 
-def _enclosing_function(tree: ast.Module, line: int) -> str | None:
-    best = None
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.lineno <= line <= node.end_lineno:
-            if best is None or node.lineno > best.lineno:
-                best = node
-    return best.name if best else None
+def _enclosing_function(tree: ast.AST, line: int, prefix: str = "") -> str | None:
+    """The qualified name (``MLP.__call__``) of the innermost function around ``line``."""
+    for node in ast.iter_child_nodes(tree):
+        inside = getattr(node, "lineno", 0) <= line <= (getattr(node, "end_lineno", 0) or 0)
+        if inside and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return _enclosing_function(node, line, f"{prefix}{node.name}.") or f"{prefix}{node.name}"
+        if inside and isinstance(node, ast.ClassDef):
+            return _enclosing_function(node, line, f"{prefix}{node.name}.")
+    return None
 
 
 def regions(path: Path) -> list[Region]:

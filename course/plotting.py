@@ -57,3 +57,40 @@ def decision_regions(ax, xx, yy, prob, x, y, *, alpha: float = 0.5):
         ax.contour(xx, yy, prob, levels=[0.5], colors="k", linewidths=1)
     scatter_classes(ax, x, y)
     return filled
+
+
+def image_grid(images, captions, *, wrong=None, title: str = "", ncols: int = 8):
+    """Images (N, H, W, C) in a grid, each with a caption; captions of ``wrong`` ones in red."""
+    images = np.asarray(images)
+    n = len(images)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = figure(min(n, ncols) or 1, nrows, size=1.6)
+    for i, ax in enumerate(axes):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = images[i]
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+        red = wrong is not None and bool(np.asarray(wrong)[i])
+        ax.set_title(captions[i], fontsize=7, color="tab:red" if red else "black")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def history_curves(history: dict, *, title: str = ""):
+    """Loss and accuracy per epoch, training and validation side by side."""
+    fig, (ax_loss, ax_acc) = figure(2, 1, size=4.0)
+    epochs = history["epoch"]
+    for ax, metric in [(ax_loss, "loss"), (ax_acc, "accuracy")]:
+        ax.plot(epochs, history[metric], "o-", label="train")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -39,7 +39,8 @@ def _write(tmp_path, text, name="lab07_shapes.py"):
 def test_regions_replace_code_and_keep_everything_else(tmp_path):
     stub = assign.stub_source(_write(tmp_path, SOLUTION))
     assert 'raise NotImplementedError("lab07: area")' in stub
-    assert '        raise NotImplementedError("lab07: perimeter")' in stub  # the region's own indentation
+    # Methods are named with their class, and the region keeps its own indentation.
+    assert '        raise NotImplementedError("lab07: Shape.perimeter")' in stub
     assert 'raise NotImplementedError("lab07: constants")' in stub
     assert "math.pi * r * r" not in stub and "2 * math.pi * r" not in stub and "TAU" not in stub
     # Outside the regions, nothing changes: drop the regions from both and the rest is identical.

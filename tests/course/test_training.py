@@ -1,0 +1,229 @@
+"""The shared training loop: batching, masking, compiling once, resuming, logging."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from course import training
+from course.labs import CourseError
+
+
+def xent(logits, labels):
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1))
+
+
+def acc(logits, labels):
+    return jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+
+
+class Tiny(nnx.Module):
+    """A 3-class model of 2×2 images with dropout, so keys matter."""
+
+    traces = 0
+
+    def __init__(self, *, rngs):
+        self.dense = nnx.Linear(4, 8, rngs=rngs)
+        self.head = nnx.Linear(8, 3, rngs=rngs)
+        self.drop = nnx.Dropout(0.3)
+
+    def __call__(self, x, *, train=False, key=None):
+        if train:
+            Tiny.traces += 1  # Python runs only while tracing: counts compilations of the train step
+        x = x.reshape(x.shape[0], -1)  # (B, 2, 2, 1) -> (B, 4)
+        h = self.drop(jax.nn.relu(self.dense(x)), deterministic=not train, rngs=key)
+        return self.head(h)
+
+
+class NoDrop(Tiny):
+    def __call__(self, x, *, train=False, key=None):
+        return self.head(jax.nn.relu(self.dense(x.reshape(x.shape[0], -1))))
+
+
+def data(n, key):
+    x = jax.random.normal(key, (n, 4))
+    y = (jnp.argmax(x[:, :3], axis=1)).astype(jnp.int32)  # learnable: the largest of 3 features
+    return np.asarray(x).reshape(n, 2, 2, 1), np.asarray(y)  # tiny 2×2 grey "images"
+
+
+def run(tmp=None, *, epochs=3, key=0, n=100, batch_size=32, **kw):
+    model = Tiny(rngs=nnx.Rngs(key))
+    train, val = data(n, jax.random.key(1)), data(40, jax.random.key(2))
+    kw.setdefault("optimizer", optax.adam(0.01))
+    return training.fit(model, train, val, loss=xent, accuracy=acc, epochs=epochs, batch_size=batch_size,
+                        key=jax.random.key(key), workdir=tmp, **kw)
+
+
+@pytest.mark.parametrize("n,batch_size", [(10, 4), (12, 4), (1, 8), (100, 32)])
+def test_epoch_batches_cover_every_example_once(n, batch_size):
+    b = training.epoch_batches(n, batch_size, key=jax.random.key(0))
+    steps = -(-n // batch_size)
+    assert b.index.shape == b.mask.shape == (steps, batch_size)
+    real = np.asarray(b.index)[np.asarray(b.mask)]
+    assert sorted(real.tolist()) == list(range(n)), "each example exactly once per epoch"
+    assert int(b.mask.sum()) == n
+
+
+def test_epoch_batches_are_shuffled_by_the_key():
+    a = training.epoch_batches(50, 10, key=jax.random.key(0)).index
+    b = training.epoch_batches(50, 10, key=jax.random.key(1)).index
+    assert not np.array_equal(a, b)
+    assert np.array_equal(a, training.epoch_batches(50, 10, key=jax.random.key(0)).index)
+
+
+def test_padding_does_not_change_the_gradient():
+    """One step on 3 real + 5 padded examples equals one plain SGD step on the 3."""
+    model = NoDrop(rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    sgd = optax.sgd(1.0)
+    step = training.make_train_step(graphdef, loss=xent, accuracy=acc, optimizer=sgd, preprocess=lambda x: x,
+                                    options=frozenset({"train", "key"}))
+    x, y = data(8, jax.random.key(3))
+    mask = np.arange(8) < 3
+    state = training.TrainState(jnp.zeros((), jnp.int32), params, rest, sgd.init(params))
+    new, sums = step(state, {"image": jnp.asarray(x), "label": jnp.asarray(y), "mask": jnp.asarray(mask)},
+                     key=jax.random.key(0))
+
+    def plain(p):
+        return xent(nnx.merge(graphdef, p, rest)(jnp.asarray(x[:3])), jnp.asarray(y[:3]))
+
+    _, params, _ = nnx.split(NoDrop(rngs=nnx.Rngs(0)), nnx.Param, ...)
+    want = jax.tree.map(lambda p, g: p - g, params, jax.grad(plain)(params))
+    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert float(sums["count"]) == 3
+
+
+def test_last_partial_batch_counts_and_compiles_once():
+    Tiny.traces = 0
+    # lr 0: parameters never move, so the epoch's training loss must equal the loss over all 100
+    # examples (with dropout off); a dropped or double-counted last batch of 4 would change it.
+    model, history = run(epochs=2, n=100, batch_size=32, optimizer=optax.sgd(0.0))
+    assert Tiny.traces == 1, f"train step traced {Tiny.traces} times; 4 batches of 32 (the last 4 real) should compile once"
+    x, y = data(100, jax.random.key(1))
+    # Training loss is with dropout; compare the accuracy-free quantity that dropout cannot touch:
+    # evaluating the unchanged model on the training data gives the same loss as before training.
+    unchanged = Tiny(rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(xent(model(jnp.asarray(x)), jnp.asarray(y)), xent(unchanged(jnp.asarray(x)), jnp.asarray(y)),
+                               atol=1e-6)
+
+
+def test_training_metrics_cover_the_partial_batch():
+    """Without dropout and with lr 0, history's epoch loss is exactly the mean over all examples."""
+    x, y = data(100, jax.random.key(1))
+    model = NoDrop(rngs=nnx.Rngs(0))
+    want = float(xent(model(jnp.asarray(x)), jnp.asarray(y)))
+    _, history = training.fit(model, (x, y), None, loss=xent, accuracy=acc, optimizer=optax.sgd(0.0), epochs=1,
+                              batch_size=32, key=jax.random.key(0))
+    np.testing.assert_allclose(history["loss"][0], want, rtol=1e-5)
+
+
+def test_fit_learns_and_reports_history():
+    _, history = run(epochs=5)
+    assert set(history) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert history["epoch"] == [1, 2, 3, 4, 5]
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["val_accuracy"][-1] > 0.6
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    straight, h_straight = run(tmp_path / "straight", epochs=4)
+    run(tmp_path / "resumed", epochs=2)  # "interrupted" after epoch 2
+    resumed, h_resumed = run(tmp_path / "resumed", epochs=4)
+    assert h_resumed["epoch"] == [1, 2, 3, 4]
+    for a, b in zip(jax.tree.leaves(nnx.state(straight)), jax.tree.leaves(nnx.state(resumed))):
+        np.testing.assert_array_equal(a, b)
+    for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert h_straight[k] == h_resumed[k], k
+    # A different key in the same workdir is a different run: refuse, do not mix them.
+    with pytest.raises(CourseError, match="different run"):
+        run(tmp_path / "resumed", epochs=5, key=7)
+    # resume=False starts over.
+    _, fresh = run(tmp_path / "resumed", epochs=1, resume=False)
+    assert fresh["epoch"] == [1]
+
+
+def test_interrupted_epoch_resumes_from_the_last_checkpoint(tmp_path, monkeypatch):
+    straight, _ = run(tmp_path / "a", epochs=3)
+    real_step = training.make_train_step
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        step = real_step(*args, **kwargs)
+
+        def wrapped(state, batch, *, key):
+            calls["n"] += 1
+            if calls["n"] == 4 * 2 + 2:  # in the middle of epoch 3 (4 steps per epoch)
+                raise KeyboardInterrupt
+            return step(state, batch, key=key)
+        return wrapped
+
+    monkeypatch.setattr(training, "make_train_step", failing)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", epochs=3)
+    monkeypatch.setattr(training, "make_train_step", real_step)
+    resumed, history = run(tmp_path / "b", epochs=3)
+    assert history["epoch"] == [1, 2, 3]
+    for a, b in zip(jax.tree.leaves(nnx.state(straight)), jax.tree.leaves(nnx.state(resumed))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_prediction_grids_are_written_each_epoch(tmp_path):
+    run(tmp_path, epochs=2, class_names=("a", "b", "c"), log_images=8)
+    pngs = sorted((tmp_path / "predictions").glob("*.png"))
+    assert [p.name for p in pngs] == ["epoch_001.png", "epoch_002.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_silent_under_tests(capsys):
+    run(epochs=1)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_a_model_with_wrong_output_shape_gets_a_clear_error():
+    class Flat(nnx.Module):
+        def __init__(self):
+            self.dense = nnx.Linear(4, 3, rngs=nnx.Rngs(0))
+
+        def __call__(self, x):
+            return self.dense(x.reshape(x.shape[0], -1)).ravel()
+
+    x, y = data(10, jax.random.key(0))
+    with pytest.raises(CourseError, match=r"returned \(12,\) for a batch of 4 images.*\(batch, classes\)"):
+        training.fit(Flat(), (x, y), None, loss=xent, accuracy=acc, optimizer=optax.sgd(0.1), epochs=1,
+                     batch_size=4, key=jax.random.key(0))
+
+
+def test_mismatched_data_gets_a_clear_error():
+    x, y = data(10, jax.random.key(0))
+    with pytest.raises(CourseError, match="train has 10 images but 9 labels"):
+        training.fit(Tiny(rngs=nnx.Rngs(0)), (x, y[:9]), None, loss=xent, accuracy=acc, optimizer=optax.sgd(0.1),
+                     epochs=1, batch_size=4, key=jax.random.key(0))
+    with pytest.raises(CourseError, match="integer dtype"):
+        training.fit(Tiny(rngs=nnx.Rngs(0)), (x, y.astype(np.float32)), None, loss=xent, accuracy=acc,
+                     optimizer=optax.sgd(0.1), epochs=1, batch_size=4, key=jax.random.key(0))
+
+
+def test_wandb_offline_logs_metrics_and_images(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb", reason="the wandb extra is not installed")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    run(tmp_path, epochs=2, log_images=4, wandb_project="course-test")
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, f"one offline run expected in {tmp_path / 'wandb'}"
+    images = list((runs[0] / "files" / "media" / "images").rglob("*.png"))
+    assert len(images) == 2 * 4, f"4 images per epoch for 2 epochs, found {len(images)}"
+    assert list(runs[0].glob("*.wandb")), "the run's log file"
+    del wandb
+
+
+def test_wandb_asked_for_but_missing_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # import wandb -> ImportError
+    with pytest.raises(CourseError, match=r"pip install 'make-you-dangerous\[wandb\]'"):
+        run(epochs=1, wandb_project="x")

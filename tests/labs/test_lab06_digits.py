@@ -1,0 +1,116 @@
+"""Graded tests for lab 06, the MNIST MLP. References: numpy forward passes and log-sum-exp, counting.
+
+Training is checked on digits the course renders itself (course.datasets.digits), so grading needs
+neither the network nor MNIST and takes seconds; the real-MNIST accuracy is checked in
+tests/course/test_mnist.py.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from course import datasets, mnist
+from course.testing import expect, expect_close, expect_equal, expect_shape
+
+
+def _numpy_mlp(model, images):
+    """The forward pass recomputed in numpy from the model's own parameters."""
+    x = np.asarray(images, np.float64).reshape(len(images), -1)  # (B, 784)
+    h = np.maximum(x @ np.asarray(model.hidden.kernel[...]) + np.asarray(model.hidden.bias[...]), 0.0)
+    return h @ np.asarray(model.output.kernel[...]) + np.asarray(model.output.bias[...])
+
+
+def _log_softmax(z):
+    z = np.asarray(z, np.float64)
+    m = z.max(axis=-1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28, 1), (5, 28, 28, 1), (3, 4, 4, 1)], ids=["one", "five", "tiny"])
+def test_normalize_maps_bytes_to_unit_floats(lab, key, shape):
+    images = jax.random.randint(key, shape, 0, 256).astype(jnp.uint8)
+    got = lab.normalize(images)
+    expect(got.dtype == jnp.float32, f"normalize should return float32, got {got.dtype}")
+    expect_close(got, np.asarray(images) / 255.0, f"normalize of uint8 images {shape}", atol=1e-6)
+
+
+def test_normalize_endpoints(lab):
+    got = lab.normalize(jnp.array([0, 1, 128, 255], jnp.uint8).reshape(1, 2, 2, 1))
+    expect_close(got.ravel(), [0.0, 1 / 255, 128 / 255, 1.0], "normalize of 0, 1, 128, 255", atol=1e-7)
+
+
+@pytest.mark.parametrize("hidden", [16, 128])
+def test_mlp_has_the_lecture_layers(lab, hidden):
+    model = lab.MLP(hidden, rngs=nnx.Rngs(0))
+    expect_shape(model.hidden.kernel[...], (784, hidden), "MLP.hidden kernel (flattened 28*28 inputs)")
+    expect_shape(model.output.kernel[...], (hidden, 10), "MLP.output kernel (10 classes)")
+    count = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    expect_equal(count, 784 * hidden + hidden + hidden * 10 + 10, f"number of parameters with hidden={hidden}")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("batch", [1, 7])
+def test_mlp_forward_is_flatten_dense_relu_dense(lab, key, batch):
+    model = lab.MLP(32, rngs=nnx.Rngs(1))
+    images = jax.random.uniform(key, (batch, 28, 28, 1))
+    logits = model(images)
+    expect_shape(logits, (batch, 10), f"logits for a batch of {batch}")
+    expect_close(logits, _numpy_mlp(model, images), "logits against a numpy forward pass", atol=1e-4)
+
+
+@pytest.mark.points(2)
+def test_loss_is_softmax_cross_entropy(lab, key):
+    logits = 3.0 * jax.random.normal(key, (6, 10))
+    labels = jnp.array([0, 3, 9, 3, 5, 1])
+    want = -np.mean(_log_softmax(logits)[np.arange(6), np.asarray(labels)])
+    expect_close(lab.loss(logits, labels), want, "mean cross-entropy against numpy log-sum-exp", atol=1e-5)
+    expect_close(lab.loss(jnp.zeros((4, 10)), jnp.array([0, 1, 2, 3])), np.log(10.0),
+                 "loss of all-zero logits (every class 1/10)", atol=1e-6)
+
+
+def test_loss_is_stable_for_large_logits(lab):
+    logits = jnp.array([[1000.0, 0.0] + [0.0] * 8, [0.0, -1000.0] + [0.0] * 8])
+    got = lab.loss(logits, jnp.array([1, 0]))
+    # Row 1: true class has logit 0 against 1000 -> 1000; row 2: log(9 + e^-1000) ~ log 9.
+    expect_close(got, (1000.0 + np.log(9.0)) / 2, "loss with logits of ±1000 (use log_softmax)", atol=1e-3)
+
+
+def test_loss_gradient_is_softmax_minus_one_hot(lab, key):
+    logits = jax.random.normal(key, (4, 10))
+    labels = jnp.array([2, 2, 7, 0])
+    p = np.exp(_log_softmax(logits))
+    want = (p - np.eye(10)[np.asarray(labels)]) / 4
+    expect_close(jax.grad(lab.loss)(logits, labels), want, "d loss / d logits", atol=1e-5)
+
+
+def test_accuracy_counts_argmax_hits(lab):
+    logits = jnp.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    got = lab.accuracy(logits, jnp.array([1, 0, 0, 0]))
+    expect(jnp.asarray(got).dtype == jnp.float32, f"accuracy should be float32, got {jnp.asarray(got).dtype}")
+    expect_close(got, 0.75, "accuracy: rows 1, 2 and 4 are right", atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def rendered_digits():
+    """MNIST-shaped uint8 digits rendered by the course: 2000 to train on, 500 held out."""
+    k_train, k_test = jax.random.split(jax.random.key(6))
+    def split(n, key):
+        x, y = datasets.digits(n, key=key, max_shift=2, noise=0.1)
+        return mnist.Split(np.asarray(x * 255).astype(np.uint8), np.asarray(y, np.int32))
+    return mnist.Dataset("rendered digits", split(2000, k_train), split(500, k_test), tuple("0123456789"))
+
+
+@pytest.mark.points(3)
+def test_train_learns_digits(lab, rendered_digits):
+    model, history = lab.train(rendered_digits, hidden=64, epochs=3, batch_size=100, key=jax.random.key(0))
+    expect(set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"},
+           f"train should return fit's history, with validation metrics; got keys {sorted(history)}")
+    expect_equal(len(history["val_accuracy"]), 3, "one validation accuracy per epoch")
+    expect(history["loss"][-1] < history["loss"][0], f"the training loss should fall: {history['loss']}")
+    logits = model(lab.normalize(jnp.asarray(rendered_digits.test.images)))
+    acc = float(np.mean(np.argmax(np.asarray(logits), -1) == rendered_digits.test.labels))
+    expect(acc >= 0.8, f"held-out accuracy after 3 epochs should be at least 80% (chance is 10%), got {acc:.1%}")
+    expect_close(acc, history["val_accuracy"][-1], "the returned model's accuracy vs history's last val_accuracy",
+                 atol=1e-6)
