@@ -5,6 +5,8 @@ Run ``nox -l`` to list them. Everything after ``--`` is passed through, e.g. ``n
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -53,3 +55,12 @@ def release(session: nox.Session) -> None:
     """Build the student bundle dist/make-you-dangerous-student.zip, with no solution code in it."""
     _install(session)
     session.run("python", "-m", "course", "release", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks that print tables: MNIST load times and the training loop's seconds per epoch."""
+    if not Path("benchmarks").is_dir():
+        session.error("benchmarks/ is in the staff repository, not in the student bundle")
+    _install(session)
+    session.run("python", "benchmarks/bench_mnist.py", *session.posargs)

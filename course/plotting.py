@@ -60,21 +60,36 @@ def decision_regions(ax, xx, yy, prob, x, y, *, alpha: float = 0.5):
 
 
 def image_grid(images, captions, *, wrong=None, title: str = "", ncols: int = 8):
-    """Images (N, H, W, C) in a grid, each with a caption; captions of ``wrong`` ones in red."""
+    """Images (N, H, W, C) in a grid, each with a caption; captions of ``wrong`` ones in red.
+
+    Drawn every epoch by the training loop, so it is one montage in one axes: a figure of many
+    small axes costs more to lay out and save than the training epoch of a small model.
+    """
     images = np.asarray(images)
-    n = len(images)
+    n, h, w, c = images.shape
+    ncols = max(1, min(n, ncols))
     nrows = max(1, -(-n // ncols))
-    fig, axes = figure(min(n, ncols) or 1, nrows, size=1.6)
-    for i, ax in enumerate(axes):
-        ax.axis("off")
-        if i >= n:
-            continue
-        img = images[i]
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+    # Fixed grey levels (0..255 for bytes, 0..1 for floats), so a faint digit looks faint.
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    gap, band = max(1, w // 8), max(4, h // 3)  # pixels between tiles, and above each for its caption
+    cell_h, cell_w = h + band, w + gap
+    montage = np.ones((nrows * cell_h, ncols * cell_w - gap, 3))  # white background, RGB
+    tiles = np.clip(images / scale, 0.0, 1.0)
+    tiles = np.repeat(tiles, 3, axis=-1) if c == 1 else tiles[..., :3]
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        montage[r * cell_h + band: (r + 1) * cell_h, col * cell_w: col * cell_w + w] = tiles[i]
+    fig = plt.figure(figsize=(1.6 * ncols, 1.6 * nrows * cell_h / cell_w + (0.4 if title else 0.0)))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - (0.4 / fig.get_figheight() if title else 0.0)))
+    ax.imshow(montage, interpolation="nearest")
+    ax.axis("off")
+    for i in range(n):
+        r, col = divmod(i, ncols)
         red = wrong is not None and bool(np.asarray(wrong)[i])
-        ax.set_title(captions[i], fontsize=7, color="tab:red" if red else "black")
+        ax.text(col * cell_w + w / 2, r * cell_h + band * 0.6, captions[i], ha="center", va="center",
+                fontsize=7, color="tab:red" if red else "black")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1 - 0.2 / fig.get_figheight(), va="center")
     return fig
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from course import assign as _assign
 from course import labs as _labs
 
-# What a student gets: the library, the generated stubs, the graded tests and the tooling.
-INCLUDE = ["course", "labs", "tests", "noxfile.py", "pyproject.toml", "README.md", ".gitignore"]
+# What a student gets: the library, the generated stubs, the graded tests and the tooling. Not the
+# staff's own tests (tests/course): to test the tooling they train real models, with working losses.
+INCLUDE = ["course", "labs", "tests/labs", "noxfile.py", "pyproject.toml", "README.md", ".gitignore"]
 SKIP = {"__pycache__", ".pytest_cache"}
 BUNDLE = "make-you-dangerous-student"
 

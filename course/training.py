@@ -31,6 +31,7 @@ what lets it mask the padding without asking the student for a per-example versi
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -134,12 +135,13 @@ def make_train_step(graphdef, *, loss: Metric, accuracy: Metric, optimizer: opta
             logits, rest = _apply(graphdef, params, state.rest, images, options=options, train=True, key=step_key)
             losses = per_example(loss, logits, batch["label"]).astype(jnp.float32)
             # The mean over the real examples only: padding has weight 0 and does not dilute it.
-            return jnp.sum(losses * weight) / jnp.maximum(jnp.sum(weight), 1.0), (logits, rest)
+            return jnp.sum(losses * weight) / jnp.maximum(jnp.sum(weight), 1.0), (logits, rest, losses)
 
-        (_, (logits, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        (_, (logits, rest, losses)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        sums = _masked_sums(loss, accuracy, jax.lax.stop_gradient(logits), batch["label"], batch["mask"])
+        correct = per_example(accuracy, jax.lax.stop_gradient(logits), batch["label"]).astype(jnp.float32)
+        sums = {"loss": jnp.sum(losses * weight), "correct": jnp.sum(correct * weight), "count": jnp.sum(weight)}
         return TrainState(state.step + 1, params, rest, opt_state), sums
 
     return jax.jit(train_step, donate_argnums=0)
@@ -163,6 +165,18 @@ def _take(images: Array, labels: Array, batches: Batches, i: Array) -> dict[str,
     """Batch ``i`` of an epoch, gathered on the device."""
     index = batches.index[i]
     return {"image": images[index], "label": labels[index], "mask": batches.mask[i]}
+
+
+def _indexed(train_step):
+    """``train_step`` on batch ``i``, adding its sums to running totals: one dispatch per step, since
+    on a fast device the Python between steps, not the arithmetic, bounds a small model's epoch."""
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step_at(state, totals, images, labels, batches, i, key):
+        state, sums = train_step(state, _take(images, labels, batches, i), key=key)
+        return state, jax.tree.map(jnp.add, totals, sums)
+
+    return step_at
 
 
 def _check_split(name: str, split) -> tuple[Array, Array]:
@@ -212,9 +226,10 @@ class _Progress:
         return tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="step", leave=True, dynamic_ncols=True)
 
     def done(self, bar, epoch: int, epochs: int, row: dict[str, float]) -> None:
-        text = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds"))
+        short = {"accuracy": "acc", "val_accuracy": "val_acc"}
+        text = " ".join(f"{short.get(k, k)}={v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds"))
         if bar is not None:
-            bar.set_postfix_str(text)
+            bar.set_postfix_str(text, refresh=False)
             bar.close()
         elif self.lines:
             print(f"epoch {epoch}/{epochs}  {text}  ({row['seconds']:.1f} s)", flush=True)
@@ -332,6 +347,7 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
     state = TrainState(jnp.zeros((), jnp.int32), params, rest, optimizer.init(params))
     train_step = make_train_step(graphdef, loss=loss, accuracy=accuracy, optimizer=optimizer,
                                  preprocess=preprocess, options=options)
+    step_at = _indexed(train_step)
     eval_step = make_eval_step(graphdef, loss=loss, accuracy=accuracy, preprocess=preprocess, options=options)
     k_data, k_dropout = jax.random.split(key)
 
@@ -359,16 +375,15 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
             start = time.perf_counter()
             batches = epoch_batches(len(train_y), batch_size, key=jax.random.fold_in(k_data, epoch))
             bar = show.epoch(epoch, epochs, steps)
-            sums = []
+            totals = {name: jnp.zeros((), jnp.float32) for name in ("loss", "correct", "count")}
             for i in range(steps):
-                state, s = train_step(state, _take(train_x, train_y, batches, jnp.int32(i)), key=k_dropout)
-                sums.append(s)
+                state, totals = step_at(state, totals, train_x, train_y, batches, np.int32(i), k_dropout)
                 if bar is not None:
                     bar.update(1)
-                    if i % 50 == 49:  # syncing every step would stall the device queue
-                        t = jax.device_get(jax.tree.map(lambda *xs: sum(xs), *sums))
+                    if i % 50 == 49:  # reading the totals waits for the device: not every step
+                        t = jax.device_get(totals)
                         bar.set_postfix(loss=f"{t['loss'] / t['count']:.4f}", acc=f"{t['correct'] / t['count']:.4f}")
-            totals = jax.device_get(jax.tree.map(lambda *xs: sum(xs), *sums))
+            totals = jax.device_get(totals)
             row = {"epoch": epoch, "loss": float(totals["loss"] / totals["count"]),
                    "accuracy": float(totals["correct"] / totals["count"])}
             if val_x is not None:

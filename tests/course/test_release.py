@@ -23,6 +23,9 @@ def test_bundle_has_the_student_files_and_no_solutions(bundle):
     top = {n.split("/")[1] for n in names}
     assert {"course", "labs", "tests", "noxfile.py", "pyproject.toml", "README.md"} <= top
     assert "solutions" not in top
+    # Graded tests only: the staff's tests train real models with working losses and accuracies.
+    assert any(n.startswith(f"{release.BUNDLE}/tests/labs/test_lab06") for n in names)
+    assert not any(n.startswith(f"{release.BUNDLE}/tests/course/") for n in names)
     for lab_file in labs.lab_files("solutions").values():
         assert f"{release.BUNDLE}/labs/{lab_file.name}" in names
     assert release.leaks(bundle.parent / release.BUNDLE) == []

@@ -149,23 +149,17 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 def test_interrupted_epoch_resumes_from_the_last_checkpoint(tmp_path, monkeypatch):
     straight, _ = run(tmp_path / "a", epochs=3)
-    real_step = training.make_train_step
-    calls = {"n": 0}
+    real_save = training._Checkpoints.save
 
-    def failing(*args, **kwargs):
-        step = real_step(*args, **kwargs)
+    def save(self, epoch, state, history):
+        if epoch == 3:  # killed after training epoch 3, before saving it: epoch 3 is lost
+            raise KeyboardInterrupt
+        real_save(self, epoch, state, history)
 
-        def wrapped(state, batch, *, key):
-            calls["n"] += 1
-            if calls["n"] == 4 * 2 + 2:  # in the middle of epoch 3 (4 steps per epoch)
-                raise KeyboardInterrupt
-            return step(state, batch, key=key)
-        return wrapped
-
-    monkeypatch.setattr(training, "make_train_step", failing)
+    monkeypatch.setattr(training._Checkpoints, "save", save)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "b", epochs=3)
-    monkeypatch.setattr(training, "make_train_step", real_step)
+    monkeypatch.setattr(training._Checkpoints, "save", real_save)
     resumed, history = run(tmp_path / "b", epochs=3)
     assert history["epoch"] == [1, 2, 3]
     for a, b in zip(jax.tree.leaves(nnx.state(straight)), jax.tree.leaves(nnx.state(resumed))):
@@ -227,3 +221,15 @@ def test_wandb_asked_for_but_missing_says_how_to_install(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # import wandb -> ImportError
     with pytest.raises(CourseError, match=r"pip install 'make-you-dangerous\[wandb\]'"):
         run(epochs=1, wandb_project="x")
+
+
+@pytest.mark.parametrize("shape,dtype", [((5, 28, 28, 1), np.uint8), ((3, 8, 10, 3), np.float32)],
+                         ids=["grey-bytes", "rgb-floats"])
+def test_image_grid_draws_any_image_batch(tmp_path, shape, dtype):
+    from course import plotting
+
+    images = (np.random.default_rng(0).random(shape) * (255 if dtype == np.uint8 else 1)).astype(dtype)
+    fig = plotting.image_grid(images, [f"#{i}" for i in range(shape[0])], wrong=np.arange(shape[0]) == 1, title="t")
+    path = plotting.save(fig, tmp_path, "grid")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    assert [t.get_text() for t in fig.axes[0].texts] == [f"#{i}" for i in range(shape[0])]
