@@ -88,7 +88,16 @@ def epoch_batches(n: int, batch_size: int, *, key: Array) -> Batches:
 
 def per_example(metric: Metric, logits: Array, labels: Array) -> Array:
     """A batch-mean metric evaluated on each example alone: (B, K), (B,) -> (B,)."""
-    return jax.vmap(lambda lg, lb: metric(lg[None], lb[None]))(logits, labels)
+
+    def one(lg, lb):
+        value = metric(lg[None], lb[None])  # a batch of one: (1, K), (1,)
+        if jnp.ndim(value) != 0:
+            name = getattr(metric, "__name__", "the metric")
+            raise CourseError(f"{name} returned shape {jnp.shape(value)} for a batch of 1; it should return "
+                              "the mean over the batch, a scalar of shape ()")
+        return value
+
+    return jax.vmap(one)(logits, labels)
 
 
 def _call_options(model: nnx.Module) -> frozenset[str]:

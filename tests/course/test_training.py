@@ -233,3 +233,13 @@ def test_image_grid_draws_any_image_batch(tmp_path, shape, dtype):
     path = plotting.save(fig, tmp_path, "grid")
     assert path.read_bytes()[:4] == b"\x89PNG"
     assert [t.get_text() for t in fig.axes[0].texts] == [f"#{i}" for i in range(shape[0])]
+
+
+def test_a_loss_that_is_not_a_batch_mean_gets_a_clear_error():
+    def per_row_loss(logits, labels):
+        return xent(logits, labels) * jnp.ones((logits.shape[0],))  # (B,), not ()
+
+    x, y = data(10, jax.random.key(0))
+    with pytest.raises(CourseError, match=r"per_row_loss returned shape \(1,\) for a batch of 1.*scalar"):
+        training.fit(Tiny(rngs=nnx.Rngs(0)), (x, y), None, loss=per_row_loss, accuracy=acc, optimizer=optax.sgd(0.1),
+                     epochs=1, batch_size=4, key=jax.random.key(0))
