@@ -26,6 +26,7 @@ complete, so an interrupted or failed preparation never leaves a half-written ca
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -34,6 +35,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -234,19 +236,32 @@ def read_idx(path: Path, raw: RawFile) -> np.ndarray:
                     "download it again")
 
 
-def _download(source: Source, raw: RawFile, folder: Path, mirror: str | None) -> None:
-    """Fetch one file to ``folder`` (temporary name, verified, then renamed)."""
-    url = (mirror or source.url).rstrip("/") + "/" + raw.name
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{raw.name}.", suffix=".part", dir=folder)
+@contextlib.contextmanager
+def _atomic_file(path: Path, check: Callable[[Path], object] | None = None):
+    """Write ``path`` through a temporary file in the same folder, renamed only once complete (and
+    ``check``-ed): a crash, a failed check or a full disk leaves the old state, never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
-            shutil.copyfileobj(response, out)
-        read_idx(Path(tmp), raw)
-        os.replace(tmp, folder / raw.name)
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        if check is not None:
+            check(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared by a lab machine's users
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _download(source: Source, raw: RawFile, folder: Path, mirror: str | None) -> None:
+    """Fetch one file into ``folder``, verified before it takes its name."""
+    url = (mirror or source.url).rstrip("/") + "/" + raw.name
+    with _atomic_file(folder / raw.name, check=lambda tmp: read_idx(tmp, raw)) as out, \
+            urllib.request.urlopen(url, timeout=30) as response:
+        shutil.copyfileobj(response, out)
 
 
 def read_raw(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
@@ -286,18 +301,8 @@ def _arrays_path(source: Source, cache: str | os.PathLike | None) -> Path:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            np.savez(out, **arrays)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared by a lab machine's users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic_file(path) as out:
+        np.savez(out, **arrays)
 
 
 def _read_cache(path: Path, source: Source) -> Dataset | None:

@@ -120,11 +120,10 @@ def _apply(graphdef, params, rest, images, *, options, train: bool, key: Array):
     return logits, rest
 
 
-def _masked_sums(loss: Metric, accuracy: Metric, logits, labels, mask):
-    weight = mask.astype(jnp.float32)
-    losses = per_example(loss, logits, labels).astype(jnp.float32)
-    correct = per_example(accuracy, logits, labels).astype(jnp.float32)
-    return {"loss": jnp.sum(losses * weight), "correct": jnp.sum(correct * weight), "count": jnp.sum(weight)}
+def _sums(losses: Array, correct: Array, weight: Array) -> dict[str, Array]:
+    """Per-example values (B,) summed over the real examples (weight 1; padding has weight 0)."""
+    return {"loss": jnp.sum(losses * weight), "correct": jnp.sum(correct.astype(jnp.float32) * weight),
+            "count": jnp.sum(weight)}
 
 
 def make_train_step(graphdef, *, loss: Metric, accuracy: Metric, optimizer: optax.GradientTransformation,
@@ -149,9 +148,8 @@ def make_train_step(graphdef, *, loss: Metric, accuracy: Metric, optimizer: opta
         (_, (logits, rest, losses)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        correct = per_example(accuracy, jax.lax.stop_gradient(logits), batch["label"]).astype(jnp.float32)
-        sums = {"loss": jnp.sum(losses * weight), "correct": jnp.sum(correct * weight), "count": jnp.sum(weight)}
-        return TrainState(state.step + 1, params, rest, opt_state), sums
+        correct = per_example(accuracy, jax.lax.stop_gradient(logits), batch["label"])
+        return TrainState(state.step + 1, params, rest, opt_state), _sums(losses, correct, weight)
 
     return jax.jit(train_step, donate_argnums=0)
 
@@ -163,8 +161,9 @@ def make_eval_step(graphdef, *, loss: Metric, accuracy: Metric, preprocess, opti
     def eval_step(params, rest, batch):
         logits, _ = _apply(graphdef, params, rest, preprocess(batch["image"]), options=options, train=False,
                            key=jax.random.key(0))
-        sums = _masked_sums(loss, accuracy, logits, batch["label"], batch["mask"])
-        return sums, jnp.argmax(logits, axis=-1)
+        losses = per_example(loss, logits, batch["label"]).astype(jnp.float32)
+        correct = per_example(accuracy, logits, batch["label"])
+        return _sums(losses, correct, batch["mask"].astype(jnp.float32)), jnp.argmax(logits, axis=-1)
 
     return eval_step
 
