@@ -72,18 +72,23 @@ class Batches(NamedTuple):
     mask: Array  # (steps, batch_size) bool: False marks the padding of the last batch
 
 
-def epoch_batches(n: int, batch_size: int, *, key: Array) -> Batches:
-    """A random permutation of ``range(n)`` cut into ``ceil(n / batch_size)`` batches of equal size.
+def batched(order: Array, batch_size: int) -> Batches:
+    """Indices ``order`` (n,) cut into ``ceil(n / batch_size)`` batches of equal size.
 
     The last batch is padded (index 0, mask False) rather than dropped or made smaller: a smaller
     batch would be a new shape, and a new shape is a new compilation.
     """
+    n = order.shape[0]
     steps = math.ceil(n / batch_size)
-    order = jax.random.permutation(key, n).astype(jnp.int32)
     pad = steps * batch_size - n
-    index = jnp.concatenate([order, jnp.zeros((pad,), jnp.int32)]).reshape(steps, batch_size)
+    index = jnp.concatenate([order.astype(jnp.int32), jnp.zeros((pad,), jnp.int32)]).reshape(steps, batch_size)
     mask = (jnp.arange(steps * batch_size) < n).reshape(steps, batch_size)
     return Batches(index, mask)
+
+
+def epoch_batches(n: int, batch_size: int, *, key: Array) -> Batches:
+    """A random permutation of ``range(n)``, drawn from ``key``, in padded batches (see ``batched``)."""
+    return batched(jax.random.permutation(key, n), batch_size)
 
 
 def per_example(metric: Metric, logits: Array, labels: Array) -> Array:
@@ -202,18 +207,19 @@ def _check_split(name: str, split) -> tuple[Array, Array]:
 def evaluate(eval_step, params, rest, images: Array, labels: Array, *, batch_size: int) -> tuple[dict, Array]:
     """Loss and accuracy over a whole split, in padded batches; also every prediction (N,)."""
     n = len(labels)
-    steps = math.ceil(n / batch_size)
-    batches = Batches(
-        jnp.minimum(jnp.arange(steps * batch_size, dtype=jnp.int32), n - 1).reshape(steps, batch_size),
-        (jnp.arange(steps * batch_size) < n).reshape(steps, batch_size))
+    batches = batched(jnp.arange(n), batch_size)
     totals, predictions = [], []
-    for i in range(steps):
+    for i in range(batches.index.shape[0]):
         sums, pred = eval_step(params, rest, _take(images, labels, batches, jnp.int32(i)))
         totals.append(sums)
         predictions.append(pred)
-    totals = jax.device_get(jax.tree.map(lambda *xs: sum(xs), *totals))
-    metrics = {"loss": float(totals["loss"] / totals["count"]), "accuracy": float(totals["correct"] / totals["count"])}
-    return metrics, jnp.concatenate(predictions)[:n]
+    return _means(jax.tree.map(lambda *xs: sum(xs), *totals)), jnp.concatenate(predictions)[:n]
+
+
+def _means(totals: dict[str, Array]) -> dict[str, float]:
+    """Mean loss and accuracy from summed ``loss``, ``correct`` and ``count`` (reads the device)."""
+    t = jax.device_get(totals)
+    return {"loss": float(t["loss"] / t["count"]), "accuracy": float(t["correct"] / t["count"])}
 
 
 # ----------------------------------------------------------------------------------- what gets logged
@@ -389,11 +395,9 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
                 if bar is not None:
                     bar.update(1)
                     if i % 50 == 49:  # reading the totals waits for the device: not every step
-                        t = jax.device_get(totals)
-                        bar.set_postfix(loss=f"{t['loss'] / t['count']:.4f}", acc=f"{t['correct'] / t['count']:.4f}")
-            totals = jax.device_get(totals)
-            row = {"epoch": epoch, "loss": float(totals["loss"] / totals["count"]),
-                   "accuracy": float(totals["correct"] / totals["count"])}
+                        now = _means(totals)
+                        bar.set_postfix(loss=f"{now['loss']:.4f}", acc=f"{now['accuracy']:.4f}")
+            row = {"epoch": epoch, **_means(totals)}
             if val_x is not None:
                 metrics, predicted = evaluate(eval_step, state.params, state.rest, val_x, val_y,
                                               batch_size=eval_batch_size)
@@ -417,5 +421,5 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
     return nnx.merge(graphdef, state.params, state.rest), history
 
 
-__all__ = ["Batches", "History", "TrainState", "epoch_batches", "evaluate", "fit", "make_eval_step",
+__all__ = ["Batches", "History", "TrainState", "batched", "epoch_batches", "evaluate", "fit", "make_eval_step",
            "make_train_step", "per_example"]
