@@ -42,7 +42,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     impl = args.impl or "labs"
     titles = {lid: _labs.lab_title(p) for lid, p in _labs.lab_files(impl).items()}
     start = time.perf_counter()
-    report = grade(args.labs or None, impl=impl, timeout=args.timeout)
+    report = grade(args.labs or None, impl=impl, timeout=args.timeout, jobs=args.jobs, sandbox_user=args.sandbox_user)
     print(render(report, titles=titles, verbose=args.verbose))
     print(f"(graded {impl} in {time.perf_counter() - start:.1f} s)")
     if args.results:
@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--impl", help=f"{impl_help} (default: labs)")
     p.add_argument("--results", metavar="PATH", help="also write Gradescope's results.json here")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("COURSE_TIMEOUT", 10)),
-                   metavar="S", help="seconds one test may run (default 10, or $COURSE_TIMEOUT)")
+                   metavar="S", help="seconds one test may spend running lab code (default 10, or $COURSE_TIMEOUT)")
+    p.add_argument("--jobs", "-j", type=int, metavar="N", help="labs graded at once (default: one per CPU core)")
+    p.add_argument("--sandbox-user", default="auto", metavar="USER",
+                   help="who runs the student's code: auto (nobody when run as root), none, or a user name")
     p.add_argument("--fail-under", type=float, metavar="PCT",
                    help="exit with status 1 when the score is under PCT percent")
     p.add_argument("-v", "--verbose", action="store_true", help="show full failure messages")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from course import datasets
-from course.testing import expect, expect_close, expect_shape
+from course.testing import expect, expect_close, expect_shape, numpy_mlp
 
 Z = np.linspace(-5.0, 5.0, 21, dtype=np.float32)
 REFERENCE = {
@@ -80,7 +80,7 @@ def test_linear_stack_collapses_to_one_map(lab, key, sizes):
 def test_one_hidden_layer_solves_xor(lab, key):
     x, y = datasets.xor()
     params = lab.solve_xor(key=key)
-    logits = np.asarray(lab.mlp(params, x, lab.relu))
+    logits = numpy_mlp(params, x)  # recomputed here from the returned weights
     expect_shape(logits, (4, 1), "the XOR network's output")
     got = (logits[:, 0] > 0).astype(np.float32)
     expect(np.array_equal(got, np.asarray(y)), f"XOR: expected predictions {np.asarray(y)}, got {got}")
