@@ -38,8 +38,8 @@ def has_solutions() -> bool:
 
 
 def default_impl() -> str:
-    """``$COURSE_IMPL`` if set, else solutions where they exist, else the student's labs."""
-    return os.environ.get("COURSE_IMPL") or ("solutions" if has_solutions() else "labs")
+    """Solutions where they exist (the staff repository), else the student's labs."""
+    return "solutions" if has_solutions() else "labs"
 
 
 def impl_dir(impl: str | os.PathLike) -> Path:

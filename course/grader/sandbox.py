@@ -139,8 +139,24 @@ def _describe(exc: BaseException, hints: list) -> dict:
             "message": message[:20000], "frames": frames[-40:], "hints": hints}
 
 
+def _suspicious(warning: str) -> bool:
+    """A rank promotion whose result is larger than every operand: ``(N, 1) - (N,)`` -> ``(N, N)``.
+
+    ``x @ W + b`` — ``(N, n) + (n,)`` — is a rank promotion too, but the ordinary, intended kind.
+    """
+    import ast
+    import re
+
+    try:
+        shapes = [ast.literal_eval(s) for s in re.findall(r"\([\d, ]*\)", warning.split(" on shapes ")[1])]
+        result = np.broadcast_shapes(*shapes)
+    except (IndexError, ValueError, SyntaxError):
+        return False
+    return all(result != tuple(shape) for shape in shapes)
+
+
 class _watching:
-    """Records JAX's implicit-rank-promotion warnings with the student's frames, as hints."""
+    """Records JAX's suspicious implicit-rank-promotion warnings with the student's frames, as hints."""
 
     def __enter__(self) -> list:
         self.hints: list = []
@@ -151,7 +167,7 @@ class _watching:
 
         def record(message, category, filename, lineno, file=None, line=None):
             text = str(message)
-            if "rank promotion" in text and len(self.hints) < 20:
+            if "rank promotion" in text and _suspicious(text) and len(self.hints) < 20:
                 stack = [[f.filename, f.lineno, f.name, f.line or ""] for f in traceback.extract_stack()[:-1]]
                 self.hints.append({"kind": "rank promotion", "message": text, "frames": stack[-40:]})
             else:

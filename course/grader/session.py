@@ -43,6 +43,9 @@ def _send(**event) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     global _stream
+    from course.grader import remote
+
+    remote.warm_up()  # the fork server imports JAX while this process imports the tests
     _stream = os.fdopen(int(os.environ["COURSE_GRADER_FD"]), "w", buffering=1, encoding="utf-8")
 
 
