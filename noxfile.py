@@ -58,6 +58,13 @@ def release(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def gradescope(session: nox.Session) -> None:
+    """Build the Gradescope autograder zip: nox -s gradescope -- --seed 1234 [lab01 ...]."""
+    _install(session)
+    session.run("python", "-m", "course", "gradescope", *session.posargs)
+
+
+@nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks that print tables: MNIST load times and the training loop's seconds per epoch."""
     if not Path("benchmarks").is_dir():

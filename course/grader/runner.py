@@ -44,6 +44,8 @@ class Outcome:
     status: str = "crashed"
     message: str = ""
     duration: float = 0.0
+    visibility: str = "visible"  # Gradescope's: visible, hidden, after_due_date, after_published
+    tags: tuple[str, ...] = ()
 
     @property
     def earned(self) -> float:
@@ -61,6 +63,8 @@ class Report:
     impl: str
     outcomes: list[Outcome] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # what stopped whole files from being graded
+    seed: int = 0
+    duration: float = 0.0  # seconds the whole grading took
 
     def by_lab(self) -> dict[str, list[Outcome]]:
         out: dict[str, list[Outcome]] = {}
@@ -85,6 +89,8 @@ def grade(
     tests_dir: Path | None = None,
     jobs: int | None = None,
     sandbox_user: str = "auto",
+    seed: int = 0,
+    sandbox_cache: Path | None = None,
     log_path: Path | None = None,
 ) -> Report:
     """Run the graded tests of ``labs`` (all when None) against ``impl`` and score them.
@@ -96,20 +102,25 @@ def grade(
       tests_dir: the folder of graded tests ``test_labNN*.py`` (default ``$COURSE_TESTS_DIR``, else ``tests/labs``).
       jobs: grading processes run at once (default: one per CPU core, at most one per lab).
       sandbox_user: who runs the student's code: ``auto`` (``nobody`` when we are root), ``none``, or a name.
+      seed: varies every test's random inputs (0: the inputs students see when they grade themselves).
+      sandbox_cache: the sandboxes' JAX compilation cache (default: one per user under ``.cache``).
       log_path: where the grading processes' own output goes (default: a temporary file).
     """
+    start = time.monotonic()
     impl_dir = _labs.impl_dir(impl)
     tests_dir = Path(tests_dir or os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs").resolve()
     plan = collect(tests_dir, labs)
-    report = Report(impl=str(impl))
+    report = Report(impl=str(impl), seed=seed)
     if not plan:
         return report
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp))
         log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
         with log:
-            events = run(snapshot, jobs=jobs, timeout=timeout, sandbox_user=sandbox_user, log=log)
-            return decide(events, report, log)
+            events = run(snapshot, jobs=jobs, timeout=timeout, sandbox_user=sandbox_user, seed=seed, sandbox_cache=sandbox_cache, log=log)
+            report = decide(events, report, log)
+    report.duration = time.monotonic() - start
+    return report
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -156,8 +167,10 @@ class Snapshot:
         tests, impl = root / "tests" / tests_dir.name, root / "impl"
         shutil.copytree(tests_dir, tests, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
         impl.mkdir()
-        for path in impl_dir.glob("lab*.py"):
-            if _labs.is_lab_file(path):
+        # A submission may be nested (a folder uploaded whole): the shallowest file of each name counts.
+        found = sorted((p for p in impl_dir.rglob("lab*.py") if _labs.is_lab_file(p)), key=lambda p: len(p.parts))
+        for path in found:
+            if not (impl / path.name).exists():
                 shutil.copyfile(path, impl / path.name)
         for path in [root, *root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
@@ -185,20 +198,23 @@ def groups(plan: dict[str, list[Path]], jobs: int | None) -> list[list[Path]]:
     return [sorted(g) for g in dealt if g]
 
 
-def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: str, log) -> list[dict]:
+def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: str, seed: int,
+        sandbox_cache: Path | None, log) -> list[dict]:
     """Run every group's trusted pytest process at once; return their events as they came."""
     events: list[dict] = []
     selector = selectors.DefaultSelector()
     procs = []
     for n, files in enumerate(groups(snapshot.plan, jobs)):
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, "COURSE_GRADER_FD": str(write_fd), "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
+        env = {**os.environ, "PYTHONPATH": _course_path(), "COURSE_GRADER_FD": str(write_fd), "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
                "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONPYCACHEPREFIX": str(snapshot.root / f"pycache-{n}")}
         args = [sys.executable, "-m", "pytest", *map(str, files), "-p", "course.testing.plugin",
                 "-p", "course.grader.session", "-o", "addopts=", "-p", "no:cacheprovider", "--assert=plain",
                 "-q", "--no-header", "--tb=no", f"--rootdir={snapshot.tests.parent}", f"--impl={snapshot.impl}",
-                f"--impl-shown={snapshot.shown_impl}", f"--lab-timeout={timeout:g}", f"--sandbox-user={sandbox_user}"]
+                f"--impl-shown={snapshot.shown_impl}", f"--lab-timeout={timeout:g}", f"--sandbox-user={sandbox_user}", f"--seed={seed}"]
+        if sandbox_cache is not None:
+            args.append(f"--sandbox-cache={sandbox_cache}")
         proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 pass_fds=(write_fd,), cwd=snapshot.root)
         os.close(write_fd)
@@ -232,6 +248,12 @@ def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: s
     return events
 
 
+def _course_path() -> str:
+    """PYTHONPATH under which child processes import this very ``course`` package (not another install)."""
+    here = str(Path(_labs.__file__).resolve().parent.parent)
+    return os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
 # ---------------------------------------------------------------------------------------------------
 # 4. decide
 
@@ -242,7 +264,8 @@ def decide(events: list[dict], report: Report, log) -> Report:
     for event in events:
         if event["event"] == "collected":
             for t in event["tests"]:
-                known[t["nodeid"]] = Outcome(t["nodeid"], t["lab"], t["points"])
+                known[t["nodeid"]] = Outcome(t["nodeid"], t["lab"], t["points"], visibility=t.get("visibility", "visible"),
+                                             tags=tuple(t.get("tags", ())))
             if event.get("changed"):
                 report.problems.append("these test files changed while grading ran, so none of their tests was "
                                        "graded: " + ", ".join(Path(p).name for p in event["changed"]))

@@ -54,6 +54,15 @@ def _points(item: pytest.Item) -> float:
     return float(marker.args[0]) if marker else 1.0
 
 
+def _visibility(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("visibility")
+    return str(marker.args[0]) if marker else "visible"
+
+
+def _tags(item: pytest.Item) -> list[str]:
+    return [str(t) for m in item.iter_markers("tags") for t in m.args]
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     # The tests were copied and hashed before any student code ran; a test file that differs now was
     # changed by someone else in the meantime, and no test of it is graded.
@@ -61,7 +70,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     changed = sorted({str(item.path) for item in session.items
                       if hashlib.sha256(item.path.read_bytes()).hexdigest() != manifest.get(str(item.path))})
     tests = [{"nodeid": item.nodeid, "lab": _labs.lab_of(item.path) or "other", "points": _points(item),
-              "file": str(item.path)} for item in session.items]
+              "visibility": _visibility(item), "tags": _tags(item)} for item in session.items]
     _send(event="collected", tests=tests, changed=changed)
     if changed:
         session.items.clear()

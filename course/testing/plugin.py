@@ -7,7 +7,8 @@
   ``lab.run(fn, *args)`` runs ``fn(lab, *args)`` there (see :mod:`course.grader.remote`). The test's
   own process never imports student code.
 * ``--lab-timeout S``: how long one test may spend in the sandbox (the grader passes its ``--timeout``).
-* The ``key`` fixture is a fixed ``jax.random.key`` per test, derived from the test's name.
+* The ``key`` fixture is a fixed ``jax.random.key`` per test, derived from the test's name and ``--seed``
+  (staff grade with a seed of their own, so answers tabled from the visible inputs fail).
 * JAX runs with its defaults (as in a notebook) on the CPU, with a persistent compilation cache.
 """
 
@@ -33,8 +34,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "(default: solutions if present, else labs)")
     group.addoption("--lab-timeout", type=float, default=300.0, metavar="S",
                     help="seconds one test may spend running lab code in the sandbox (default 300)")
+    group.addoption("--seed", type=int, default=0, metavar="S",
+                    help="vary every test's random inputs: the keys depend on S (default 0: the visible inputs)")
     group.addoption("--sandbox-user", default="auto", metavar="USER",
                     help="run lab code as this user: auto (nobody when running as root), none, or a name")
+    group.addoption("--sandbox-cache", default=None, metavar="DIR",
+                    help="the sandboxes' JAX compilation cache (default: .cache/jax-sandbox[-UID])")
     # The grader's: the student's own folder, named in messages instead of the copy that --impl names.
     group.addoption("--impl-shown", default=None, help=argparse.SUPPRESS)
 
@@ -62,11 +67,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds on a laptop CPU")
     config.addinivalue_line("markers", "solutions_only: needs solutions/, so it is skipped in a student bundle")
     config.addinivalue_line("markers", "unverifiable: checks something only the sandbox can see (a jaxpr); few points")
+    config.addinivalue_line("markers", "visibility(v): Gradescope visibility: visible (default), hidden, after_due_date, after_published")
+    config.addinivalue_line("markers", "tags(*names): Gradescope tags for the test (its lab is always one)")
     impl = config.getoption("--impl") or _labs.default_impl()
     config.stash[_IMPL] = _labs.impl_dir(impl)
     os.environ.setdefault("MPLBACKEND", "Agg")
     configure_jax()
     _clock = TestClock(timeout=config.getoption("--lab-timeout"))
+    from course import testing
+
+    testing.SEED = config.getoption("--seed")
 
 
 _IMPL = pytest.StashKey[Path]()
@@ -131,7 +141,8 @@ def lab(request: pytest.FixtureRequest):
         print(f"course: user {config.getoption('--sandbox-user')!r} cannot read {path} and the course code; "
               "running the lab as this user instead", file=sys.stderr)
         user = None
-    cache = cache_root() / ("jax-sandbox" if user is None else f"jax-sandbox-{user[0]}")
+    cache = Path(config.getoption("--sandbox-cache") or
+                 cache_root() / ("jax-sandbox" if user is None else f"jax-sandbox-{user[0]}"))
     shown = config.getoption("--impl-shown")
     sandbox = remote.Sandbox(path, user=user, jax_cache=cache,
                              display={str(folder): str(shown)} if shown else None)
@@ -141,7 +152,7 @@ def lab(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def key(request: pytest.FixtureRequest):
-    """A PRNG key fixed per test (a hash of its name), so a failure reproduces exactly."""
-    import jax
+    """A PRNG key fixed per test (a hash of its name, varied by ``--seed``), so a failure reproduces exactly."""
+    from course.testing import seeded_key
 
-    return jax.random.key(zlib.crc32(request.node.name.encode()))
+    return seeded_key(zlib.crc32(request.node.name.encode()))

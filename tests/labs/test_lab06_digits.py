@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from course import datasets, mnist
-from course.testing import expect, expect_close, expect_equal, expect_shape
+from course.testing import expect, expect_close, expect_equal, expect_shape, seeded_key
 
 
 def _numpy_mlp(params, images):
@@ -107,22 +107,22 @@ def test_accuracy_counts_argmax_hits(lab):
 @pytest.fixture(scope="module")
 def rendered_digits():
     """MNIST-shaped uint8 digits rendered by the course: 2000 to train on, 500 held out."""
-    k_train, k_test = jax.random.split(jax.random.key(6))
+    k_train, k_test = jax.random.split(seeded_key(6))
     def split(n, key):
         x, y = datasets.digits(n, key=key, max_shift=2, noise=0.1)
         return mnist.Split(np.asarray(x * 255).astype(np.uint8), np.asarray(y, np.int32))
     return mnist.Dataset("rendered digits", split(2000, k_train), split(500, k_test), tuple("0123456789"))
 
 
-def _train(lab, data):
+def _train(lab, data, key):
     """Runs in the sandbox: train, and return the trained parameters and the history."""
-    model, history = lab.train(data, hidden=64, epochs=3, batch_size=100, key=jax.random.key(0))
+    model, history = lab.train(data, hidden=64, epochs=3, batch_size=100, key=key)
     return _params(model), history
 
 
 @pytest.mark.points(3)
 def test_train_learns_digits(lab, rendered_digits):
-    params, history = lab.run(_train, rendered_digits)
+    params, history = lab.run(_train, rendered_digits, seeded_key(0))
     expect(set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"},
            f"train should return fit's history, with validation metrics; got keys {sorted(history)}")
     expect_equal(len(history["val_accuracy"]), 3, "one validation accuracy per epoch")
