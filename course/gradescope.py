@@ -8,9 +8,6 @@ submission with the staff's hidden seed, so answers tabled from the visible test
 
 from __future__ import annotations
 
-import shutil
-import stat
-import zipfile
 from pathlib import Path
 
 from course import labs as _labs
@@ -56,35 +53,6 @@ def build_autograder(out: Path, *, labs: list[str] | None = None, seed: int = 0,
         raise _labs.CourseError("choose a hidden seed (--seed S, not 0): with seed 0 the official inputs are "
                                 "the ones students see")
     lab_ids = [_labs.lab_id(x) for x in labs] if labs else []
-    out = Path(out).resolve()
-    folder = out / NAME
-    if folder.exists():
-        shutil.rmtree(folder)
-    src = _labs.root()
-    for name in ("course", "tests/labs", "pyproject.toml", "README.md"):
-        path = src / name
-        if path.is_dir():
-            shutil.copytree(path, folder / name, ignore=shutil.ignore_patterns(*_release.SKIP))
-        else:
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, folder / name)
-    scripts = {"setup.sh": SETUP, "run_autograder": RUN.format(
-        labs="".join(f"{lid} " for lid in lab_ids), seed=seed, timeout=timeout)}
-    for name, text in scripts.items():
-        (folder / name).write_text(text)
-        (folder / name).chmod(0o755)
-    problems = _release.leaks(folder)
-    if problems:
-        shutil.rmtree(folder)
-        raise _labs.CourseError("refusing to build; the autograder would contain solution code:\n  " + "\n  ".join(problems))
-    archive = out / f"{NAME}.zip"
-    tmp = archive.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                info = zipfile.ZipInfo.from_file(path, path.relative_to(folder))  # at the zip's top, as Gradescope wants
-                info.external_attr = (stat.S_IFREG | path.stat().st_mode & 0o777) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, path.read_bytes())
-    tmp.replace(archive)
-    return archive
+    run = RUN.format(labs="".join(f"{lid} " for lid in lab_ids), seed=seed, timeout=timeout)
+    return _release.pack(out, NAME, ["course", "tests/labs", "pyproject.toml", "README.md"],
+                         scripts={"setup.sh": SETUP, "run_autograder": run}, what="the autograder")

@@ -6,7 +6,6 @@ grade. (Failure modes of honest code — loops, exits, segfaults — are in test
 """
 
 import json
-import os
 import textwrap
 import time
 from pathlib import Path

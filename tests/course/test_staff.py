@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from course import assign, labs, testing
+from course import labs, testing
 from course.grader import grade
 from course.grader.batch import grade_class
 from course.gradescope import build_autograder
@@ -52,20 +52,12 @@ def test_a_hidden_seed_defeats_answers_tabled_from_the_visible_inputs(tmp_path):
     assert hidden.score == 0 and hidden.outcomes[0].status == "failed", hidden.outcomes
 
 
-@pytest.fixture(scope="module")
-def stubs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("stubs")
-    for name, text in assign.generated().items():
-        (folder / name).write_text(text)
-    return folder
-
-
-def test_with_a_hidden_seed_solutions_keep_full_marks_and_stubs_score_zero(stubs):
+def test_with_a_hidden_seed_solutions_keep_full_marks_and_stubs_score_zero(fresh_stubs):
     report = grade(impl="solutions", timeout=120, seed=20261125)
     failing = [f"{o.nodeid}: {o.status}: {o.message}" for o in report.outcomes if o.status != "passed"]
     assert not failing, "with seed 20261125 these fail on the solutions:\n" + "\n".join(failing)
     assert report.score == report.max_score > 0
-    stub_report = grade(["lab01", "lab03"], impl=stubs, timeout=60, seed=20261125)
+    stub_report = grade(["lab01", "lab03"], impl=fresh_stubs, timeout=60, seed=20261125)
     assert stub_report.score == 0 and {o.status for o in stub_report.outcomes} == {"not attempted"}
 
 
@@ -88,7 +80,7 @@ def _run_autograder(root):
     return json.loads((root / "results" / "results.json").read_text())
 
 
-def test_the_gradescope_autograder_runs_end_to_end(tmp_path, stubs):
+def test_the_gradescope_autograder_runs_end_to_end(tmp_path, fresh_stubs):
     zip_path = build_autograder(tmp_path / "dist", labs=["lab01"], seed=99, timeout=30)
     names = zipfile.ZipFile(zip_path).namelist()
     assert {"setup.sh", "run_autograder", "pyproject.toml"} <= set(names)
@@ -104,7 +96,7 @@ def test_the_gradescope_autograder_runs_end_to_end(tmp_path, stubs):
         assert t["tags"][0] == "lab01" and t["visibility"] == "visible"
     assert [t["number"] for t in full["tests"]][:2] == ["1.1", "1.2"]
 
-    none = _run_autograder(_autograder(tmp_path / "b", zip_path, {lab01.name: (stubs / lab01.name).read_text()}))
+    none = _run_autograder(_autograder(tmp_path / "b", zip_path, {lab01.name: (fresh_stubs / lab01.name).read_text()}))
     assert none["score"] == 0 and none["max_score"] == full["max_score"]
 
 
@@ -117,9 +109,9 @@ HANGS = "\ndef sigmoid(z):\n    while True:\n        pass\n"
 CRASHES = "\nimport os\ndef step(z):\n    os._exit(3)\n"
 
 
-def test_a_whole_class_in_one_run_with_a_hanging_and_a_crashing_submission(tmp_path, stubs):
+def test_a_whole_class_in_one_run_with_a_hanging_and_a_crashing_submission(tmp_path, fresh_stubs):
     lab01 = labs.lab_files("solutions")["lab01"]
-    solution, stub = lab01.read_text(), (stubs / lab01.name).read_text()
+    solution, stub = lab01.read_text(), (fresh_stubs / lab01.name).read_text()
     subs = tmp_path / "submissions"
     for student, text in {"alice": solution, "bob": stub, "carol": solution + HANGS, "dave": solution + CRASHES}.items():
         (subs / student).mkdir(parents=True)
