@@ -66,16 +66,15 @@ def _contain(config: dict, output_fd: int) -> None:
     os.dup2(output_fd, 2)
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = sys.stdout
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _limit(resource.RLIMIT_CORE, 0)
     if config.get("memory_bytes"):
-        limit = int(config["memory_bytes"])
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        _limit(resource.RLIMIT_AS, int(config["memory_bytes"]))
     workdir = config["workdir"]
     if config.get("uid") is not None:
         os.setgroups([])
         os.setgid(config["gid"])
         os.setuid(config["uid"])  # from here on, nothing of the grader's is writable
-        resource.setrlimit(resource.RLIMIT_NPROC, (256, 256))
+        _limit(resource.RLIMIT_NPROC, 256)
     os.chdir(workdir)
     os.environ.update(HOME=workdir, TMPDIR=workdir, MPLBACKEND="Agg", MPLCONFIGDIR=workdir, JAX_PLATFORMS="cpu")
     for name in ("COURSE_GRADER_RESULTS",):
@@ -87,6 +86,16 @@ def _contain(config: dict, output_fd: int) -> None:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     # JAX's defaults, as students run them; rank promotion only warns, and we turn it into a hint.
     jax.config.update("jax_numpy_rank_promotion", "warn")
+
+
+def _limit(which: int, value: int) -> None:
+    """Lower a resource limit where the system allows it (macOS refuses some, e.g. RLIMIT_AS)."""
+    try:
+        soft, hard = resource.getrlimit(which)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(which, (value, value))
+    except (ValueError, OSError):
+        pass
 
 
 def _import_lab(path: str) -> dict | None:
