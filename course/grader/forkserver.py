@@ -1,7 +1,7 @@
 """The sandboxes' fork server: imports JAX and the labs' libraries once, then forks one sandbox per request.
 
-Started by the trusted process as ``python -m course.grader.forkserver FD`` with one end of a Unix
-socket. It never runs student code itself: a forked child contains itself first (see
+Started as ``python -m course.grader.forkserver FD`` with one end of a Unix socket whose other end the
+trusted test process holds (the grader starts both at once, so that their imports overlap). It never runs student code itself: a forked child contains itself first (see
 :mod:`course.grader.sandbox`). On Linux the server is a *child subreaper*, so a process that a
 student's code starts and detaches (double fork, ``setsid``) is re-parented here rather than to init;
 the server kills every child of its own that is not a live sandbox whenever it is asked to reap.
@@ -33,7 +33,8 @@ def main(fd: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     from course.grader import sandbox  # JAX, Flax, Optax: imported once, shared by every fork
 
-    for name in ("matplotlib.pyplot", "course.datasets", "course.plotting", "course.images"):
+    for name in ("jax.numpy", "flax.nnx", "optax", "matplotlib.pyplot", "course.datasets", "course.plotting",
+                 "course.images"):
         try:  # what labs import at the top; a failure shows up in the sandbox instead
             __import__(name)
         except Exception:  # noqa: BLE001
@@ -43,13 +44,19 @@ def main(fd: int) -> None:
     sandboxes: set[int] = set()
 
     def send(**message) -> None:
-        control.sendall((json.dumps(message) + "\n").encode())
+        try:
+            control.sendall((json.dumps(message) + "\n").encode())
+        except OSError:  # the trusted side has gone; the loop ends at its next read
+            pass
 
     try:
         while True:
             ready, _, _ = select.select([control], [], [], 0.2)
             if ready:
-                data, fds, _, _ = socket.recv_fds(control, 1 << 20, MAX_FDS)
+                try:
+                    data, fds, _, _ = socket.recv_fds(control, 1 << 20, MAX_FDS)
+                except OSError:  # the trusted side went away abruptly
+                    data = b""
                 if not data:
                     return  # the trusted side has gone
                 for line in data.decode().splitlines():

@@ -159,12 +159,12 @@ def can_read_as(user: tuple[int, int], paths: list[Path]) -> bool:
 class ForkServer:
     """The process that forks sandboxes (:mod:`course.grader.forkserver`), and what it tells us."""
 
-    def __init__(self) -> None:
-        ours, theirs = socket.socketpair()
-        env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "course.grader.forkserver", str(theirs.fileno())],
-                                     pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
-        theirs.close()
+    def __init__(self, fd: int | None = None) -> None:
+        """Start a fork server, or adopt one the grader started for us (``fd``: our end of its socket)."""
+        if fd is None:
+            ours, self.proc = start_fork_server()
+        else:
+            ours, self.proc = socket.socket(fileno=fd), None
         self.sock, self.buffer, self.exits, self.replies = ours, b"", {}, []
 
     def fork(self, config: dict, fds: list[int], deadline: float) -> int:
@@ -202,20 +202,33 @@ class ForkServer:
 
     def close(self) -> None:
         self.sock.close()  # the server kills its sandboxes and strays, then exits
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        if self.proc is not None:
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def start_fork_server(log=None) -> tuple[socket.socket, subprocess.Popen]:
+    """Start a fork server process (its output to ``log``); returns our end of its socket and the process."""
+    ours, theirs = socket.socketpair()
+    env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "course.grader.forkserver", str(theirs.fileno())],
+                            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env,
+                            stdout=log, stderr=subprocess.STDOUT if log is not None else None)
+    theirs.close()
+    return ours, proc
 
 
 _server: ForkServer | None = None
 
 
 def fork_server() -> ForkServer:
-    """The one fork server of this process, started on first use (it imports JAX, a few seconds)."""
+    """The one fork server of this process: the grader's (``$COURSE_FORKSERVER_FD``), else started now."""
     global _server
-    if _server is None or _server.proc.poll() is not None:
-        _server = ForkServer()
+    if _server is None or (_server.proc is not None and _server.proc.poll() is not None):
+        fd = os.environ.pop("COURSE_FORKSERVER_FD", None)
+        _server = ForkServer(int(fd) if fd else None)
     return _server
 
 

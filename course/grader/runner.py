@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course import labs as _labs
+from course.grader import remote
 
 STATUSES = ("passed", "failed", "not attempted", "error", "timed out", "crashed", "skipped")
 QUIET_LIMIT_S = 600.0  # a grading process silent for longer than this (plus the test timeout) is stuck
@@ -204,9 +205,14 @@ def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: s
     events: list[dict] = []
     selector = selectors.DefaultSelector()
     procs = []
+    servers = []
     for n, files in enumerate(groups(snapshot.plan, jobs)):
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, "PYTHONPATH": _course_path(), "COURSE_GRADER_FD": str(write_fd), "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
+        # The group's fork server starts now, importing JAX while its test process starts up too.
+        server_sock, server = remote.start_fork_server(log)
+        servers.append(server)
+        env = {**os.environ, "PYTHONPATH": _course_path(), "COURSE_GRADER_FD": str(write_fd),
+               "COURSE_FORKSERVER_FD": str(server_sock.fileno()), "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
                "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONPYCACHEPREFIX": str(snapshot.root / f"pycache-{n}")}
         args = [sys.executable, "-m", "pytest", *map(str, files), "-p", "course.testing.plugin",
@@ -216,8 +222,9 @@ def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: s
         if sandbox_cache is not None:
             args.append(f"--sandbox-cache={sandbox_cache}")
         proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                pass_fds=(write_fd,), cwd=snapshot.root)
+                                pass_fds=(write_fd, server_sock.fileno()), cwd=snapshot.root)
         os.close(write_fd)
+        server_sock.close()  # the test process holds the only end now: when it exits, its server ends
         stream = os.fdopen(read_fd, "rb")
         selector.register(stream, selectors.EVENT_READ, proc)
         procs.append(proc)
@@ -243,8 +250,11 @@ def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: s
             for key in list(selector.get_map().values()):
                 selector.unregister(key.fileobj)
                 key.fileobj.close()
-    for proc in procs:
-        proc.wait()
+    for proc in [*procs, *servers]:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     return events
 
 

@@ -21,16 +21,8 @@ import sys
 import traceback
 import warnings
 
-# Imported here so that the fork server has them loaded before any sandbox is forked from it.
 import jax
-import jax.numpy  # noqa: F401
-import numpy as np  # noqa: F401
-
-try:  # the labs' libraries: loaded once in the server, shared by every sandbox
-    import flax.nnx  # noqa: F401
-    import optax  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+import numpy as np
 
 from course.grader import wire
 
