@@ -122,26 +122,34 @@ class VGG16(nnx.Module):
         if "predictions" in self.names:
             self.predictions = nnx.Linear(TOP[1], classes, rngs=rngs)
 
-    def layers(self, x: Array, *, until: str | None = None) -> Iterator[tuple[str, Array]]:
-        """Run x (N, H, W, C) through the layers, yielding (name, activation) and stopping at ``until``."""
+    def layers(self, x: Array, *, until: str | None = None, before_activation: bool = False
+               ) -> Iterator[tuple[str, Array]]:
+        """Run x (N, H, W, C) through the layers, yielding (name, activation) and stopping at ``until``.
+
+        With ``before_activation``, the last layer's output is taken before its ReLU (or softmax).
+        """
         if until is not None and until not in self.names:
             raise ValueError(f"this VGG16 has no layer {until!r}; its layers are {', '.join(self.names)}")
+        last = until or self.names[-1]
         for name in self.names:
             if name.endswith("_pool"):
                 x = max_pool(x)
             elif name == "flatten":
                 x = x.reshape(x.shape[0], -1)  # (N, H·W·C) in NHWC order, as Keras flattens
-            elif name == "predictions":
-                x = jax.nn.softmax(self.predictions(x), axis=-1)
-            else:  # a convolution, fc1 or fc2: the layer, then its ReLU
-                x = jax.nn.relu(getattr(self, name)(x))
+            else:  # a convolution or a dense layer, then its ReLU (softmax for predictions)
+                x = getattr(self, name)(x)
+                if not (before_activation and name == last):
+                    x = jax.nn.softmax(x, axis=-1) if name == "predictions" else jax.nn.relu(x)
             yield name, x
-            if name == until:
+            if name == last:
                 return
 
-    def __call__(self, x: Array, *, layer: str | None = None) -> Array:
-        """The last layer's output, or the named ``layer``'s (computing nothing after it)."""
-        for _, x in self.layers(x, until=layer):
+    def __call__(self, x: Array, *, layer: str | None = None, before_activation: bool = False) -> Array:
+        """The last layer's output, or the named ``layer``'s (computing nothing after it).
+
+        ``before_activation=True`` returns that layer's output before its ReLU (softmax for predictions).
+        """
+        for _, x in self.layers(x, until=layer, before_activation=before_activation):
             pass
         return x
 
@@ -156,12 +164,13 @@ class VGG16(nnx.Module):
                 if name in wanted}
 
 
-def as_function(model: VGG16, *, layer: str | None = None) -> tuple[Callable[[nnx.State, Array], Array], nnx.State]:
-    """The pure function under the model: ``(fn, params)`` with ``fn(params, x) == model(x, layer=layer)``."""
+def as_function(model: VGG16, *, layer: str | None = None, before_activation: bool = False
+                ) -> tuple[Callable[[nnx.State, Array], Array], nnx.State]:
+    """The pure function under the model: ``(fn, params)``, ``fn(params, x) == model(x, layer=layer, ...)``."""
     graphdef, params = nnx.split(model)
 
     def fn(params: nnx.State, x: Array) -> Array:
-        return nnx.merge(graphdef, params)(x, layer=layer)
+        return nnx.merge(graphdef, params)(x, layer=layer, before_activation=before_activation)
 
     return fn, params
 

@@ -324,16 +324,19 @@ def demo(out: Path) -> list[Path]:
     print(f"{'quick' if quick else 'full'} mode on {jax.default_backend().upper()}")
     for i, (layer, n, size, steps) in enumerate(plan):
         truncated = vgg16.pretrained("hed", until=layer)  # blocks after `layer` cost nothing
-        features, params = vgg16.as_function(truncated, layer=layer)
+        # The response before the ReLU: a filter silent on the grey start still gets a gradient (the
+        # Keras example climbs the ReLU's output instead, and drops the filters that stay at zero).
+        features, params = vgg16.as_function(truncated, layer=layer, before_activation=True)
         start = time.perf_counter()
         found = visualize_filters(features, params, jnp.arange(n), initial_images(n, size, key=jax.random.key(i)),
                                   steps=steps, step_size=1.0, chunk=CHUNK)
         found = np.asarray(found)
         print(f"{layer}: {n} filters, {size}×{size}, {steps} steps in {time.perf_counter() - start:.1f} s")
         shown = np.stack([np.asarray(deprocess(im)) for im in found])
-        ncols = 8
-        fig, (ax,) = plotting.figure(1, size=1.3 * ncols)
-        ax.imshow(filter_grid(shown, ncols=ncols, margin=max(2, size // 32)))
+        grid = filter_grid(shown, ncols=8, margin=max(2, size // 32))
+        fig, (ax,) = plotting.figure(1, size=10.0)
+        fig.set_size_inches(10.0, 10.0 * grid.shape[0] / grid.shape[1] + 0.5)
+        ax.imshow(grid, interpolation="nearest")
         ax.set(title=f"{layer}: filters 0–{n - 1}, {size}×{size}, {steps} ascent steps "
                      f"(VGG16 fine-tuned by HED)", xticks=[], yticks=[])
         paths.append(plotting.save(fig, out, f"patterns_{layer}"))
