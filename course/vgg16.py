@@ -90,13 +90,14 @@ class VGG16(nnx.Module):
     Args:
       include_top: add ``flatten``, ``fc1``, ``fc2`` and ``predictions`` (needs a fixed ``input_shape``).
       blocks: filters of each convolution, block by block (default: VGG16's).
+      top: units of fc1 and fc2 (default 4096, 4096); classes: units of predictions.
       input_shape: (H, W, C) of one image; only the top needs H and W.
       until: build the layers up to and including this one only (a truncated model).
       rngs: random initialisation (``pretrained`` replaces it without ever drawing it).
     """
 
     def __init__(self, *, include_top: bool = False, blocks: Sequence[Sequence[int]] = BLOCKS,
-                 classes: int = CLASSES, input_shape: tuple[int, int, int] = (224, 224, 3),
+                 top: tuple[int, int] = TOP, classes: int = CLASSES, input_shape: tuple[int, int, int] = (224, 224, 3),
                  until: str | None = None, rngs: nnx.Rngs):
         self.blocks = tuple(tuple(int(w) for w in widths) for widths in blocks)
         names = layer_names(self.blocks, include_top=include_top)
@@ -116,11 +117,11 @@ class VGG16(nnx.Module):
             h, w = input_shape[0] >> len(self.blocks), input_shape[1] >> len(self.blocks)
             if h < 1 or w < 1:
                 raise ValueError(f"input_shape {input_shape} is too small for {len(self.blocks)} pools and a top")
-            self.fc1 = nnx.Linear(h * w * channels, TOP[0], rngs=rngs)
+            self.fc1 = nnx.Linear(h * w * channels, top[0], rngs=rngs)
         if "fc2" in self.names:
-            self.fc2 = nnx.Linear(TOP[0], TOP[1], rngs=rngs)
+            self.fc2 = nnx.Linear(top[0], top[1], rngs=rngs)
         if "predictions" in self.names:
-            self.predictions = nnx.Linear(TOP[1], classes, rngs=rngs)
+            self.predictions = nnx.Linear(top[1], classes, rngs=rngs)
 
     def layers(self, x: Array, *, until: str | None = None, before_activation: bool = False
                ) -> Iterator[tuple[str, Array]]:
@@ -365,12 +366,13 @@ def load_weights(model: VGG16, path: str | os.PathLike) -> VGG16:
     Every array is read and checked before the first one is set, so a bad file changes nothing.
     """
     names = [name for name in model.names if hasattr(model, name)]
-    shapes = {name: (tuple(getattr(model, name).kernel.value.shape), tuple(getattr(model, name).bias.value.shape))
+    shapes = {name: (tuple(getattr(model, name).kernel.get_value().shape), tuple(getattr(model, name).bias.get_value().shape))
               for name in names}
     arrays = read_weights(path, shapes)
     for name, (kernel, bias) in arrays.items():
         layer = getattr(model, name)
-        layer.kernel.value, layer.bias.value = jnp.asarray(kernel), jnp.asarray(bias)
+        layer.kernel.set_value(jnp.asarray(kernel))
+        layer.bias.set_value(jnp.asarray(bias))
     return model
 
 

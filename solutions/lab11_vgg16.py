@@ -291,7 +291,7 @@ def demo(out: Path) -> list[Path]:
     paths = []
 
     # The raw filters of block1_conv1: 64 tiny 3×3 RGB images (input channels BGR -> RGB).
-    kernel = np.asarray(model.block1_conv1.kernel.value)[:, :, ::-1, :]  # (3, 3, 3 RGB, 64)
+    kernel = np.asarray(model.block1_conv1.kernel.get_value())[:, :, ::-1, :]  # (3, 3, 3 RGB, 64)
     tiles = np.moveaxis(kernel, -1, 0)  # (64, 3, 3, 3)
     lo, hi = tiles.min(axis=(1, 2, 3), keepdims=True), tiles.max(axis=(1, 2, 3), keepdims=True)
     tiles = np.repeat(np.repeat((tiles - lo) / (hi - lo), 8, axis=1), 8, axis=2)  # each 24×24
