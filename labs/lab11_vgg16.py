@@ -214,8 +214,12 @@ def filter_grid(tiles: Array, *, ncols: int, margin: int = 2, fill: float = 1.0)
 # %%
 # (layer, filters, size, steps) per mode. Deeper layers see more of the image and need more steps for
 # a clear pattern; the quick sizes still cover each layer's receptive field (5, 24 and 60 pixels).
-QUICK = [("block1_conv2", 16, 32, 20), ("block3_conv1", 8, 48, 20), ("block4_conv1", 8, 64, 20)]
+QUICK = [("block1_conv2", 16, 32, 20), ("block3_conv1", 8, 40, 20), ("block4_conv1", 8, 48, 20)]
 FULL = [("block1_conv2", 64, 128, 20), ("block3_conv1", 64, 128, 30), ("block4_conv1", 64, 128, 40)]
+# Many filters of the deeper layers are silent (ReLU output 0 everywhere) on the grey start, so their
+# gradient is 0 and the ascent never moves; there we climb the response before the ReLU instead. The
+# Keras example keeps the ReLU's output and drops the filters that stay silent.
+BEFORE_RELU = {"block3_conv1", "block4_conv1"}
 CHUNK = 32  # filters in flight at once: ~1.5 GB at 128×128 for block4_conv1 on a CPU
 
 
@@ -246,7 +250,7 @@ def demo(out: Path) -> list[Path]:
     paths = []
 
     # The raw filters of block1_conv1: 64 tiny 3×3 RGB images (input channels BGR -> RGB).
-    kernel = np.asarray(model.block1_conv1.kernel.value)[:, :, ::-1, :]  # (3, 3, 3 RGB, 64)
+    kernel = np.asarray(model.block1_conv1.kernel.get_value())[:, :, ::-1, :]  # (3, 3, 3 RGB, 64)
     tiles = np.moveaxis(kernel, -1, 0)  # (64, 3, 3, 3)
     lo, hi = tiles.min(axis=(1, 2, 3), keepdims=True), tiles.max(axis=(1, 2, 3), keepdims=True)
     tiles = np.repeat(np.repeat((tiles - lo) / (hi - lo), 8, axis=1), 8, axis=2)  # each 24×24
@@ -279,9 +283,7 @@ def demo(out: Path) -> list[Path]:
     print(f"{'quick' if quick else 'full'} mode on {jax.default_backend().upper()}")
     for i, (layer, n, size, steps) in enumerate(plan):
         truncated = vgg16.pretrained("hed", until=layer)  # blocks after `layer` cost nothing
-        # The response before the ReLU: a filter silent on the grey start still gets a gradient (the
-        # Keras example climbs the ReLU's output instead, and drops the filters that stay at zero).
-        features, params = vgg16.as_function(truncated, layer=layer, before_activation=True)
+        features, params = vgg16.as_function(truncated, layer=layer, before_activation=layer in BEFORE_RELU)
         start = time.perf_counter()
         found = visualize_filters(features, params, jnp.arange(n), initial_images(n, size, key=jax.random.key(i)),
                                   steps=steps, step_size=1.0, chunk=CHUNK)
@@ -292,7 +294,8 @@ def demo(out: Path) -> list[Path]:
         fig, (ax,) = plotting.figure(1, size=10.0)
         fig.set_size_inches(10.0, 10.0 * grid.shape[0] / grid.shape[1] + 0.5)
         ax.imshow(grid, interpolation="nearest")
-        ax.set(title=f"{layer}: filters 0–{n - 1}, {size}×{size}, {steps} ascent steps "
+        what = "before its ReLU" if layer in BEFORE_RELU else "after its ReLU"
+        ax.set(title=f"{layer} ({what}): filters 0–{n - 1}, {size}×{size}, {steps} ascent steps "
                      f"(VGG16 fine-tuned by HED)", xticks=[], yticks=[])
         paths.append(plotting.save(fig, out, f"patterns_{layer}"))
     return paths

