@@ -283,9 +283,7 @@ def find_weights(name: str = "hed", *, data_dir: str | os.PathLike | None = None
         with _atomic_file(downloaded, check=lambda tmp: _verify(tmp, spec)) as out, \
                 urllib.request.urlopen(source, timeout=60) as response:
             shutil.copyfileobj(response, out)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        if isinstance(exc, DataError):
-            raise
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:  # a bad checksum raises DataError, not these
         reason = getattr(exc, "reason", exc)
         raise DataError(f"the VGG16 weights {spec.name} are not here and could not be downloaded from {source} "
                         f"({reason}; {why_not}); {_instructions(spec)}") from None
