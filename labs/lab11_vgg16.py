@@ -108,8 +108,14 @@ def layer_table(blocks: Sequence[Sequence[int]], *, input_shape: tuple[int, int,
 #   square, so every step has the same size whatever the layer's scale (the classic recipe).
 #
 # The numbers used here (the classic recipe's): the start is the mean colour plus uniform noise of
-# ±10 (in 0–255 units), `step_size = 1`, 20 steps at 128×128 in full mode (more steps for the deeper
-# layers; see `demo`). Every function works on the preprocessed (caffe BGR) image.
+# ±10 (in 0–255 units), `step_size = 1`, 20 steps at 128×128 in full mode (30 and 40 steps for the
+# deeper layers; see `demo`). Every function works on the preprocessed (caffe BGR) image.
+#
+# One change from the recipe, in the demo: many filters of `block3_conv1` and `block4_conv1` are
+# silent on the grey start (their ReLU outputs 0 everywhere), so their gradient is exactly 0 and the
+# ascent never moves. For those layers we climb the filter's response *before* its ReLU
+# (`vgg16.as_function(..., before_activation=True)`); Keras' example climbs the ReLU's output and
+# drops the filters that stay silent.
 #
 # `features(params, x)` is a pure function: a batch (N, H, W, 3) to the layer's activations
 # (N, h, w, F), with the weights `params` as an argument, never baked in. For VGG16,

@@ -260,7 +260,7 @@ def test_all_filters_at_once(lab):
     expect_close(batched, want, "every filter's image vs the recipe computed here", atol=2e-3, rtol=1e-3)
 
 
-@pytest.mark.points(2)
+@pytest.mark.unverifiable  # the jaxprs are the sandbox's word: they cannot be recomputed here, so 1 point
 def test_the_layer_is_one_program(lab):
     sizes = lab.run(_program_sizes, _tiny_params(), 3)
     expect(sizes[6] <= sizes[2] + 2, f"visualize_filters' program grows with the number of filters ({sizes[2]} lines "
