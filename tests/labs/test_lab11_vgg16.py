@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from course import testing
 from course.testing import expect, expect_close, expect_equal, expect_shape
 
 # Simonyan & Zisserman (2015), Table 1, configuration D: 13 convolutions in five blocks.
@@ -22,14 +23,20 @@ CONFIG_D = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 5
 
 # ------------------------------------------------------------------ a tiny VGG-shaped net, twice
 
+def _rng(n: int) -> np.random.Generator:
+    """numpy's generator n, varied by the grading seed (as `seeded_key`): hidden seeds change the inputs."""
+    return np.random.default_rng([n, testing.SEED])
+
+
 TINY = [("block1_conv1", 3, 4), ("block1_conv2", 4, 4), ("pool", 0, 0), ("block2_conv1", 4, 6)]
 SIZE = 16  # 16×16 -> pool -> 8×8×6; border 2 leaves the central 4×4
 
 
 def _tiny_params(seed: int = 0) -> dict:
-    """float32 He-initialised weights. The last layer's biases put each filter's median response to a
-    small-noise image at zero, so every filter is alive (and has a gradient) at the start."""
-    rng = np.random.default_rng(seed)
+    """float32 He-initialised weights. The last layer's biases put each filter's lower-quartile response
+    to small-noise images (centre of the map) at zero, so every filter is alive (and has a gradient)
+    at the start."""
+    rng = _rng(seed)
     params = {}
     for name, c_in, c_out in TINY:
         if name == "pool":
@@ -38,8 +45,8 @@ def _tiny_params(seed: int = 0) -> dict:
         params[name] = (kernel, rng.normal(0.0, 0.1, c_out).astype(np.float32))
     kernel, bias = params["block2_conv1"]
     params["block2_conv1"] = (kernel, np.zeros_like(bias))
-    linear = _np_features(params, _starts(1, seed=99), relu_last=False)[0]  # (8, 8, 6) before the ReLU
-    params["block2_conv1"] = (kernel, (-np.median(linear, axis=(0, 1))).astype(np.float32))
+    linear = _np_features(params, _starts(4, seed=99), relu_last=False)[:, 2:-2, 2:-2]  # (4, 4, 4, 6) before the ReLU
+    params["block2_conv1"] = (kernel, (-np.quantile(linear, 0.25, axis=(0, 1, 2))).astype(np.float32))
     return params
 
 
@@ -97,7 +104,7 @@ def _reference_ascent(params, image, f, steps, step_size, border=2):
 
 def _starts(k: int, seed: int = 1) -> np.ndarray:
     """k start images (k, 16, 16, 3): small noise, as the lab's initial_images."""
-    return np.random.default_rng(seed).uniform(-1.0, 1.0, (k, SIZE, SIZE, 3)).astype(np.float32)
+    return _rng(seed).uniform(-1.0, 1.0, (k, SIZE, SIZE, 3)).astype(np.float32)
 
 
 # Run where the lab lives; return only data.
@@ -219,7 +226,7 @@ def test_objective_gradient_matches_finite_differences(lab, f):
     params, image = _tiny_params(), _starts(1, seed=4)[0]
     grad = lab.run(_objective_gradient, params, image, f)
     expect_shape(grad, image.shape, "the gradient with respect to the image")
-    rng, eps = np.random.default_rng(5), 1e-4
+    rng, eps = _rng(5), 1e-6
     directions = rng.normal(size=(4, *image.shape))
     fd = [(_np_objective(params, image + eps * d, f) - _np_objective(params, image - eps * d, f)) / (2 * eps)
           for d in directions]  # central differences in float64, along random directions
