@@ -141,8 +141,8 @@ def gradient_ascent(features: Features, params, image: Array, f: int | Array, *,
     """`steps` normalised gradient-ascent steps on the image (H, W, 3) for filter f; returns the last image.
 
     Each step: g = jax.grad of `filter_activation` with respect to the image, then
-    image += step_size * g / (sqrt(mean(g²)) + 1e-5). Use `jax.lax.fori_loop`, so that the compiled
-    program does not grow with `steps`.
+    image += step_size * g / (sqrt(mean(g²)) + 1e-5). A Python loop over the steps works; so does
+    `jax.lax.fori_loop(0, steps, step, image)`, whose program does not grow with `steps`.
     """
     # YOUR CODE HERE (lab11: gradient_ascent)
     raise NotImplementedError("lab11: gradient_ascent")
