@@ -22,6 +22,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from course.running import run_lab
 
     impl = args.impl or _labs.default_impl()
+    if args.quick is not None:  # labs with a long demo (lab11) read it; default: quick on a CPU
+        os.environ["COURSE_QUICK"] = "1" if args.quick else "0"
     names = list(_labs.lab_files(impl)) if args.labs == ["all"] else args.labs
     out = Path(args.out)
     for name in names:
@@ -114,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labs", nargs="+", metavar="LAB", help="lab01, 1, ... or `all`")
     p.add_argument("--out", default="figures", help="folder for the figures (default: figures/)")
     p.add_argument("--impl", help=f"{impl_help} (default: solutions where present)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="quick", action="store_true", default=None,
+                      help="the short version of long demos (the default on a CPU)")
+    mode.add_argument("--full", dest="quick", action="store_false", help="the full version (the default on a GPU)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("grade", help="grade the labs, offline, and show the points")

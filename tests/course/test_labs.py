@@ -39,6 +39,8 @@ def test_lab_has_a_title_and_a_demo(lab, tmp_path, monkeypatch):
 def test_demo_writes_its_figures(lab, tmp_path, request, capsys):
     if lab == "lab06":
         request.getfixturevalue("mnist_data_dir")  # real MNIST: present in CI, else skipped
+    if lab == "lab11":
+        request.getfixturevalue("vgg16_data_dir")  # the real VGG16 weights: present in CI, else skipped
     paths = run_lab(lab, impl="solutions", out=tmp_path)
     if lab == "lab06":
         # The bar, read from what `course run lab06` prints: >= 97.5 % on the real test set.
