@@ -124,7 +124,8 @@ def test_training_metrics_cover_the_partial_batch():
 
 def test_fit_learns_and_reports_history():
     _, history = run(epochs=5)
-    assert set(history) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert set(history) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "compile_seconds"}
+    assert history["compile_seconds"][0] > 0 and history["compile_seconds"][1:] == [0.0] * 4
     assert history["epoch"] == [1, 2, 3, 4, 5]
     assert history["loss"][-1] < history["loss"][0]
     assert history["val_accuracy"][-1] > 0.6
