@@ -24,11 +24,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     impl = args.impl or _labs.default_impl()
     names = list(_labs.lab_files(impl)) if args.labs == ["all"] else args.labs
     out = Path(args.out)
+    options = {k: v for k, v in (("quick", args.quick or None), ("dataset", args.dataset), ("seed", args.seed))
+               if v is not None}
     for name in names:
         lid = _labs.lab_id(name)
         start = time.perf_counter()
         print(f"== {lid}: {_labs.lab_title(_labs.lab_path(lid, impl))} ({impl})", flush=True)
-        paths = run_lab(lid, impl=impl, out=out / lid)
+        paths = run_lab(lid, impl=impl, out=out / lid, **options)
         for p in paths:
             print(f"   wrote {p}")
         print(f"   {lid} done in {time.perf_counter() - start:.1f} s; figures in {(out / lid).resolve()}", flush=True)
@@ -91,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labs", nargs="+", metavar="LAB", help="lab01, 1, ... or `all`")
     p.add_argument("--out", default="figures", help="folder for the figures (default: figures/)")
     p.add_argument("--impl", help=f"{impl_help} (default: solutions where present)")
+    p.add_argument("--quick", action="store_true", help="a short run on a subset (labs whose demo trains)")
+    p.add_argument("--dataset", help="mnist or fashion_mnist (labs whose demo trains on one)")
+    p.add_argument("--seed", type=int, help="the run's PRNG seed (labs whose demo trains)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("grade", help="grade the labs, offline, and show the points")
