@@ -204,7 +204,7 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
 # %%
 def normalize(images: Array) -> Array:
     """uint8 images (B, 28, 28, 1) -> float32 in [0, 1] (lab 06)."""
-    return images.astype(jnp.float32) / 255.0
+    return jnp.asarray(images, jnp.float32) / 255.0
 
 
 def loss(logits: Array, labels: Array) -> Array:

@@ -141,7 +141,7 @@ def _xent(logits, labels, xp=np):
 
 
 def _conv_count(kh, kw, c_in, filters):
-    return filters * (kh * kw * c_in + 1)
+    return kh * kw * c_in * filters + filters  # weights, then one bias per filter
 
 
 def _valid(n, k):
