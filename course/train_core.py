@@ -197,11 +197,9 @@ def take(images: Array, labels: Array, batches: Batches, i: Array) -> dict[str, 
     return {"image": images[index], "label": labels[index], "mask": batches.mask[i]}
 
 
-def step_at_index(train_step, *, preprocess: Callable[[Array], Array] = lambda x: x, devices: Devices | None = None):
-    """``step_at(state, totals, images, labels, batches, i, key)``: ``train_step`` on batch ``i`` (its images
-    preprocessed, split over the devices), its sums added to running totals. One compiled call per step,
-    since on a fast device the Python between steps, not the arithmetic, bounds a small model's epoch;
-    compiled with the course's CPU options (``course.layers.jit``)."""
+def _step_on_batch(train_step, preprocess, devices):
+    """``train_step`` on batch ``i`` of an epoch (gathered, split over the devices, preprocessed), its sums
+    added to running totals."""
 
     def step_at(state, totals, images, labels, batches, i, key):
         batch = take(images, labels, batches, i)
@@ -211,7 +209,31 @@ def step_at_index(train_step, *, preprocess: Callable[[Array], Array] = lambda x
         state, sums = train_step(state, batch, key=key)
         return state, jax.tree.map(jnp.add, totals, sums)
 
-    return layers.jit(step_at, donate_argnums=(0, 1))
+    return step_at
+
+
+def step_at_index(train_step, *, preprocess: Callable[[Array], Array] = lambda x: x, devices: Devices | None = None):
+    """``step_at(state, totals, images, labels, batches, i, key) -> (state, totals)``: one step, one compiled
+    call, compiled with the course's CPU options (``course.layers.jit``). A Python loop of these is the
+    CPU's loop shape: on a CPU, the gradient convolutions inside a ``lax.scan`` body fall back to XLA's
+    generic (slow) convolution."""
+    return layers.jit(_step_on_batch(train_step, preprocess, devices), donate_argnums=(0, 1))
+
+
+def epoch_at_once(train_step, *, preprocess: Callable[[Array], Array] = lambda x: x, devices: Devices | None = None):
+    """``run_epoch(state, totals, images, labels, batches, key) -> (state, totals)``: every step of an epoch
+    as one compiled program (``lax.scan`` over the batches), for accelerators, where the Python between
+    steps, not the arithmetic, can bound a small model's epoch."""
+    step_at = _step_on_batch(train_step, preprocess, devices)
+
+    def run_epoch(state, totals, images, labels, batches, key):
+        def body(carry, i):
+            return step_at(*carry, images, labels, batches, i, key), None
+
+        steps = jnp.arange(batches.index.shape[0], dtype=jnp.int32)
+        return jax.lax.scan(body, (state, totals), steps)[0]
+
+    return layers.jit(run_epoch, donate_argnums=(0, 1))
 
 
 def check_split(name: str, split) -> tuple[np.ndarray, np.ndarray]:
@@ -246,5 +268,5 @@ def means(totals: dict[str, Array]) -> dict[str, float]:
 
 
 __all__ = ["Batches", "Devices", "Metric", "TrainState", "apply", "batch_sums", "batched", "call_options",
-           "check_split", "epoch_batches", "evaluate", "make_eval_step", "make_train_step", "means",
+           "check_split", "epoch_at_once", "epoch_batches", "evaluate", "make_eval_step", "make_train_step", "means",
            "per_example", "step_at_index", "take"]

@@ -44,7 +44,7 @@ from jax import Array
 from course.labs import CourseError
 from course.optim import strict_safe
 from course.train_core import (Batches, Devices, Metric, TrainState, batch_sums, batched, call_options, check_split,
-                               epoch_batches, evaluate, make_eval_step, make_train_step, means, per_example,
+                               epoch_at_once, epoch_batches, evaluate, make_eval_step, make_train_step, means, per_example,
                                step_at_index, take)
 
 History = dict[str, list[float]]
@@ -160,7 +160,7 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
         optimizer: optax.GradientTransformation, epochs: int, batch_size: int, key: Array,
         preprocess: Callable[[Array], Array] = lambda x: x, make_step: StepMaker | None = None,
         workdir: str | os.PathLike | None = None, resume: bool = True, class_names=None, log_images: int = 16,
-        eval_batch_size: int = 1000, progress: bool | None = None,
+        eval_batch_size: int = 1000, progress: bool | None = None, loop: str = "steps",
         wandb_project: str | None = None) -> tuple[nnx.Module, History]:
     """Train ``model`` for ``epochs`` epochs; returns the trained model and the history.
 
@@ -178,6 +178,9 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
       workdir: where checkpoints and prediction grids go; ``None`` keeps nothing.
       resume: continue from the last checkpoint in ``workdir`` (False: start over, deleting them).
       progress: True a bar, False silent, None a bar on a terminal, lines elsewhere, silent under pytest.
+      loop: ``"steps"``, one compiled call per step from Python (the bar moves each step; the fast shape on a
+        CPU), or ``"epoch"``, each epoch one compiled ``lax.scan`` over its steps (the bar moves once per
+        epoch; for accelerators, where dispatching each step can cost more than computing it).
       wandb_project: also log metrics and images to Weights & Biases (``WANDB_MODE=offline`` works offline).
 
     Returns:
@@ -202,7 +205,10 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
                                      preprocess=lambda x: x, options=options)
     else:
         train_step = make_step(graphdef, optimizer)
-    step_at = step_at_index(train_step, preprocess=preprocess, devices=devices)
+    if loop not in ("steps", "epoch"):
+        raise CourseError(f"loop must be 'steps' or 'epoch', got {loop!r}")
+    make_loop = step_at_index if loop == "steps" else epoch_at_once
+    step_at = make_loop(train_step, preprocess=preprocess, devices=devices)
     eval_step = make_eval_step(graphdef, loss=loss, accuracy=accuracy, preprocess=preprocess, options=options,
                                devices=devices)
     k_data, k_dropout = jax.random.split(key)
@@ -234,7 +240,7 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
             batches = epoch_batches(len(train_y), batch_size, key=jax.random.fold_in(k_data, epoch))
             compile_seconds = 0.0
             if epoch == first_epoch:  # compile ahead of time, to report how long compiling takes
-                args = (state, zeros, train_x, train_y, batches, np.int32(0), k_dropout)
+                args = (state, zeros, train_x, train_y, batches) + ((np.int32(0),) if loop == "steps" else ()) + (k_dropout,)
                 step_at = step_at.lower(*args).compile()
                 if val_x is not None:
                     first = take(val_x, val_y, batched(jnp.arange(len(val_y)), eval_batch_size), jnp.int32(0))
@@ -242,7 +248,11 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
                 compile_seconds = time.perf_counter() - start
             bar = show.epoch(epoch, epochs, steps)
             totals = jax.tree.map(jnp.copy, zeros)
-            for i in range(steps):
+            if loop == "epoch":
+                state, totals = step_at(state, totals, train_x, train_y, batches, k_dropout)
+                if bar is not None:
+                    bar.update(steps)
+            for i in range(steps if loop == "steps" else 0):
                 state, totals = step_at(state, totals, train_x, train_y, batches, np.int32(i), k_dropout)
                 if bar is not None:
                     bar.update(1)

@@ -281,3 +281,13 @@ def test_two_devices_train_like_one(tmp_path):
         np.testing.assert_allclose(two[f"arr_{i}"], leaf, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(two["loss"], history["loss"], rtol=1e-5)
     np.testing.assert_allclose(two["val_accuracy"], history["val_accuracy"], atol=1e-6)
+
+
+def test_an_epoch_as_one_program_trains_like_a_loop_of_steps():
+    by_step, h_step = run(epochs=2, n=100, batch_size=32)
+    by_epoch, h_epoch = run(epochs=2, n=100, batch_size=32, loop="epoch")
+    for a, b in zip(jax.tree.leaves(nnx.state(by_step)), jax.tree.leaves(nnx.state(by_epoch))):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(h_step["loss"], h_epoch["loss"], rtol=1e-6)
+    with pytest.raises(CourseError, match="loop must be"):
+        run(epochs=1, loop="scan")
