@@ -55,8 +55,8 @@ from course.training import TrainState
 # * `layers.Conv2D(in, out, (3, 3), rngs=rngs)` is Keras' `Conv2D`: 'valid', stride 1, a kernel
 #   `(3, 3, in, out)` drawn Glorot-uniform, a zero bias. It calls XLA's own convolution; what makes it
 #   fast is *where* XLA sends it: the training loop compiles its step with an option that sends
-#   convolutions to Eigen rather than to the YNNPACK library, whose gradient of this convolution is about
-#   seven times slower on a CPU.
+#   convolutions to Eigen rather than to the YNNPACK library, whose gradient of this convolution is
+#   several times slower on a CPU.
 # * `layers.max_pool(x, 2)` is your lab 08 `pool2d`: the maximum of four strided slices. Its gradient is
 #   four cheap selections, where `lax.reduce_window`'s is a slow `select_and_scatter`.
 # * Pool **before** the ReLU: `relu(max(a, b)) = max(relu(a), relu(b))`, so the result is the same, and
