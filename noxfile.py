@@ -58,6 +58,13 @@ def release(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def gradescope(session: nox.Session) -> None:
+    """Build the Gradescope autograder zip: nox -s gradescope -- --seed 1234 [lab01 ...]."""
+    _install(session)
+    session.run("python", "-m", "course", "gradescope", *session.posargs)
+
+
+@nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Every benchmarks/bench_*.py, or those named: nox -s bench -- cnn --train 6400 (flags go to them)."""
     if not Path("benchmarks").is_dir():

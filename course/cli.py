@@ -1,4 +1,4 @@
-"""The ``course`` command (also ``python -m course``): list, run, grade, assign, release."""
+"""The ``course`` command (also ``python -m course``): list, run, grade, assign, release, gradescope."""
 
 from __future__ import annotations
 
@@ -41,10 +41,13 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     from course.grader import grade
     from course.grader.report import render, write_gradescope
 
+    if args.submissions:
+        return _grade_class(args)
     impl = args.impl or "labs"
     titles = {lid: _labs.lab_title(p) for lid, p in _labs.lab_files(impl).items()}
     start = time.perf_counter()
-    report = grade(args.labs or None, impl=impl, timeout=args.timeout)
+    report = grade(args.labs or None, impl=impl, timeout=args.timeout, jobs=args.jobs, sandbox_user=args.sandbox_user,
+                   seed=args.seed)
     print(render(report, titles=titles, verbose=args.verbose))
     print(f"(graded {impl} in {time.perf_counter() - start:.1f} s)")
     if args.results:
@@ -55,6 +58,26 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         if pct < args.fail_under:
             print(f"score {pct:.1f}% is under --fail-under {args.fail_under:g}%", file=sys.stderr)
             return 1
+    return 0
+
+
+def _grade_class(args: argparse.Namespace) -> int:
+    from course.grader.batch import grade_class
+    from course.testing.plugin import cache_root
+
+    start = time.perf_counter()
+    gradebook = grade_class(Path(args.submissions), Path(args.out), labs=args.labs or None, jobs=args.jobs or 2,
+                            timeout=args.timeout, seed=args.seed, sandbox_user=args.sandbox_user,
+                            warm_cache=cache_root() / "jax-sandbox", log=lambda line: print(line, flush=True))
+    print(f"wrote {gradebook} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cmd_gradescope(args: argparse.Namespace) -> int:
+    from course.gradescope import build_autograder
+
+    path = build_autograder(Path(args.out), labs=args.labs or None, seed=args.seed, timeout=args.timeout)
+    print(f"wrote the Gradescope autograder {path} (hidden seed {args.seed}); upload it as the assignment's autograder")
     return 0
 
 
@@ -103,11 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--impl", help=f"{impl_help} (default: labs)")
     p.add_argument("--results", metavar="PATH", help="also write Gradescope's results.json here")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("COURSE_TIMEOUT", 10)),
-                   metavar="S", help="seconds one test may run (default 10, or $COURSE_TIMEOUT)")
+                   metavar="S", help="seconds one test may spend running lab code (default 10, or $COURSE_TIMEOUT)")
+    p.add_argument("--seed", type=int, default=int(os.environ.get("COURSE_SEED", 0)), metavar="S",
+                   help="vary the tests' random inputs (default 0, the visible ones, or $COURSE_SEED)")
+    p.add_argument("--jobs", "-j", type=int, metavar="N", help="labs graded at once (default: one per CPU core)")
+    p.add_argument("--sandbox-user", default="auto", metavar="USER",
+                   help="who runs the student's code: auto (nobody when run as root), none, or a user name")
     p.add_argument("--fail-under", type=float, metavar="PCT",
                    help="exit with status 1 when the score is under PCT percent")
     p.add_argument("-v", "--verbose", action="store_true", help="show full failure messages")
+    p.add_argument("--submissions", metavar="DIR",
+                   help="grade a whole class: one folder or .zip per student in DIR (see --out, --jobs)")
+    p.add_argument("--out", default="grades", metavar="DIR",
+                   help="with --submissions: where each student's results.json and gradebook.csv go (default grades/)")
     p.set_defaults(func=_cmd_grade)
+
+    p = sub.add_parser("gradescope", help="build the Gradescope autograder zip (no solution code)")
+    p.add_argument("labs", nargs="*", metavar="LAB", help="the labs this assignment grades (default: all)")
+    p.add_argument("--seed", type=int, required=True, metavar="S", help="the hidden seed of the official grading (not 0)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per test on Gradescope (default 30)")
+    p.add_argument("--out", default="dist", help="folder for the zip (default: dist/)")
+    p.set_defaults(func=_cmd_gradescope)
 
     p = sub.add_parser("assign", help="generate labs/ (student stubs) from solutions/")
     p.add_argument("--check", action="store_true", help="only check that labs/ is up to date; exit 1 if stale")

@@ -18,6 +18,7 @@ from types import ModuleType
 
 IMPLS = ("labs", "solutions")
 _LAB_FILE = re.compile(r"^(lab\d{2})_\w+\.py$")
+_TEST_FILE = re.compile(r"^test_(lab\d{2})(?:_\w+)?\.py$")
 
 
 class CourseError(Exception):
@@ -37,8 +38,8 @@ def has_solutions() -> bool:
 
 
 def default_impl() -> str:
-    """``$COURSE_IMPL`` if set, else solutions where they exist, else the student's labs."""
-    return os.environ.get("COURSE_IMPL") or ("solutions" if has_solutions() else "labs")
+    """Solutions where they exist (the staff repository), else the student's labs."""
+    return "solutions" if has_solutions() else "labs"
 
 
 def impl_dir(impl: str | os.PathLike) -> Path:
@@ -61,6 +62,17 @@ def lab_files(impl: str | os.PathLike = "solutions") -> dict[str, Path]:
         if m := _LAB_FILE.match(path.name):
             found[m.group(1)] = path
     return found
+
+
+def is_lab_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a lab file (``labNN_topic.py``), wherever it is."""
+    return bool(_LAB_FILE.match(Path(path).name))
+
+
+def lab_of(test_file: str | os.PathLike) -> str | None:
+    """The lab a graded test file is about: ``tests/labs/test_lab03_approximation.py`` -> ``"lab03"``."""
+    m = _TEST_FILE.match(Path(test_file).name)
+    return m.group(1) if m else None
 
 
 def lab_id(name: str) -> str:
@@ -91,7 +103,12 @@ def load_lab(name: str, impl: str | os.PathLike) -> ModuleType:
     Each (file, implementation) pair gets its own module name, so the stub and the solution of the same
     lab can be imported side by side in one process.
     """
-    path = lab_path(name, impl)
+    return import_file(lab_path(name, impl))
+
+
+def import_file(path: str | os.PathLike) -> ModuleType:
+    """Import one lab file as a module of its own (``__name__`` is not ``"__main__"``, so no demo runs)."""
+    path = Path(path)
     tag = hashlib.sha1(str(path).encode()).hexdigest()[:8]
     mod_name = f"_course_{path.stem}_{tag}"
     if mod_name in sys.modules:

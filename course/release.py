@@ -45,6 +45,40 @@ def leaks(folder: Path) -> list[str]:
     return found
 
 
+def pack(out: Path, name: str, include: list[str], *, scripts: dict[str, str] | None = None,
+         zip_root: str | None = None, what: str = "the bundle") -> Path:
+    """Copy ``include`` (and executable ``scripts``) into ``out/name``, refuse any solution code, zip it.
+
+    The zip's paths start with ``zip_root`` (``None``: the files sit at the zip's top, as Gradescope wants).
+    """
+    src, out = _labs.root(), Path(out).resolve()
+    folder = out / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    for item in include:
+        path = src / item
+        if path.is_dir():
+            shutil.copytree(path, folder / item, ignore=shutil.ignore_patterns(*SKIP))
+        elif path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, folder / item)
+    for script, text in (scripts or {}).items():
+        (folder / script).write_text(text)
+        (folder / script).chmod(0o755)
+    problems = leaks(folder)
+    if problems:
+        shutil.rmtree(folder)
+        raise _labs.CourseError(f"refusing to build; {what} would contain solution code:\n  " + "\n  ".join(problems))
+    archive = out / f"{name}.zip"
+    tmp = archive.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, Path(zip_root or "") / path.relative_to(folder))  # keeps the executable bits
+    tmp.replace(archive)
+    return archive
+
+
 def build_bundle(out: Path) -> Path:
     """Write ``out/make-you-dangerous-student.zip`` (and the folder it zips); returns the zip's path."""
     if not _labs.has_solutions():
@@ -52,26 +86,4 @@ def build_bundle(out: Path) -> Path:
     stale = _assign.assign(check=True)
     if stale:
         raise _labs.CourseError("labs/ is stale (run `course assign` first): " + ", ".join(stale))
-    src, out = _labs.root(), Path(out).resolve()
-    folder = out / BUNDLE
-    if folder.exists():
-        shutil.rmtree(folder)
-    for name in INCLUDE:
-        path = src / name
-        if path.is_dir():
-            shutil.copytree(path, folder / name, ignore=shutil.ignore_patterns(*SKIP))
-        elif path.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, folder / name)
-    problems = leaks(folder)
-    if problems:
-        shutil.rmtree(folder)
-        raise _labs.CourseError("refusing to release; the bundle would contain solution code:\n  " + "\n  ".join(problems))
-    archive = out / f"{BUNDLE}.zip"
-    tmp = archive.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                zf.write(path, Path(BUNDLE) / path.relative_to(folder))
-    tmp.replace(archive)
-    return archive
+    return pack(out, BUNDLE, INCLUDE, zip_root=BUNDLE)

@@ -21,7 +21,6 @@ import optax
 from jax import Array
 
 from course import datasets, plotting
-from course.optim import strict_safe
 
 # %% [markdown]
 # # Lab 02 — combining perceptrons
@@ -69,9 +68,10 @@ def identity(z: Array) -> Array:
 
 # %% [markdown]
 # ## 2. A dense layer and an MLP as pure functions
-# The tests run JAX with rank promotion that *raises*: adding a `(n_out,)` bias to an `(N, n_out)`
-# matrix must say which axis it broadcasts over, `b[None, :]`. It catches a whole family of silent
-# shape bugs.
+# `x @ W + b` adds the `(n_out,)` bias to every row of the `(N, n_out)` product: NumPy's broadcasting
+# lines shapes up from the right. The same rule bites when the shapes are `(N, 1)` and `(N,)`: their
+# difference is an `(N, N)` matrix, not a vector — the classic silent loss bug. The grader watches
+# for that implicit rank promotion and names the line in a hint when a test fails.
 #
 # Initialise weights from $\mathcal{N}(0, 1/d_\text{in})$ (LeCun normal: it keeps the variance of
 # $xW$ close to that of $x$) and biases at zero.
@@ -133,7 +133,7 @@ def bce_loss(params: list[dict[str, Array]], x: Array, y: Array, activation=relu
 
 def fit(params, x: Array, y: Array, *, activation=relu, steps: int = 500, learning_rate: float = 0.05):
     """Adam on `bce_loss` for `steps` steps; returns (params, losses (steps,))."""
-    optimizer = strict_safe(optax.adam(learning_rate))
+    optimizer = optax.adam(learning_rate)
 
     @jax.jit
     def run(params):
@@ -173,7 +173,7 @@ def demo(out: Path) -> list[Path]:
     nonlinear = solve_xor(key=key_relu)
     stack = init_mlp([2, 8, 8, 1], key=jax.random.key(1))
     w, b = collapse_linear(stack)
-    gap = float(jnp.max(jnp.abs(mlp(stack, x, identity) - (x @ w + b[None, :]))))
+    gap = float(jnp.max(jnp.abs(mlp(stack, x, identity) - (x @ w + b))))
     print(f"a random 3-layer linear stack equals one layer x @ W + b (largest difference {gap:.1e})")
 
     xx, yy, pts = plotting.grid(-0.5, 1.5)

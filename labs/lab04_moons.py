@@ -21,7 +21,6 @@ import optax
 from jax import Array
 
 from course import datasets, plotting
-from course.optim import strict_safe
 
 # %% [markdown]
 # # Lab 04 — the half-moons

@@ -50,8 +50,8 @@ from course import datasets, plotting
 # %%
 def two_layer(params: dict[str, Array], x: Array) -> Array:
     """tanh(x W1 + b1) W2 + b2: (N, d) -> (N, 1)."""
-    h = jnp.tanh(x @ params["w1"] + params["b1"][None, :])  # (N, m)
-    return h @ params["w2"] + params["b2"][None, :]
+    h = jnp.tanh(x @ params["w1"] + params["b1"])  # (N, m)
+    return h @ params["w2"] + params["b2"]
 
 
 def loss(params: dict[str, Array], x: Array, y: Array) -> Array:
@@ -111,7 +111,7 @@ def second_derivative(f):
 def deep_loop(ws: Array, bs: Array, z: Array) -> Array:
     """z_n = tanh(z_{n-1} W_n + b_n) for n = 1..L, a Python loop: z (N, m) -> (N, m)."""
     for w, b in zip(ws, bs):
-        z = jnp.tanh(z @ w + b[None, :])
+        z = jnp.tanh(z @ w + b)
     return z
 
 

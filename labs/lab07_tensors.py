@@ -21,7 +21,6 @@ import optax
 from jax import Array
 
 from course import datasets, images, plotting
-from course.optim import strict_safe
 
 # %% [markdown]
 # # Lab 07 — images as tensors
@@ -106,12 +105,12 @@ def train_softmax_mlp(x: Array, y: Array, *, key: Array, steps: int = 300) -> ca
               "w2": jax.random.normal(k2, (64, 10)) / 8.0, "b2": jnp.zeros(10)}
 
     def logits(p, x):
-        return jax.nn.relu(x @ p["w1"] + p["b1"][None, :]) @ p["w2"] + p["b2"][None, :]
+        return jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
 
     def loss(p):
         return optax.softmax_cross_entropy_with_integer_labels(logits(p, x), y).mean()
 
-    opt = strict_safe(optax.adam(3e-3))
+    opt = optax.adam(3e-3)
 
     @jax.jit
     def run(p):

@@ -50,8 +50,8 @@ from course import datasets, plotting
 # %%
 def two_layer(params: dict[str, Array], x: Array) -> Array:
     """tanh(x W1 + b1) W2 + b2: (N, d) -> (N, 1)."""
-    h = jnp.tanh(x @ params["w1"] + params["b1"][None, :])  # (N, m)
-    return h @ params["w2"] + params["b2"][None, :]
+    h = jnp.tanh(x @ params["w1"] + params["b1"])  # (N, m)
+    return h @ params["w2"] + params["b2"]
 
 
 def loss(params: dict[str, Array], x: Array, y: Array) -> Array:
@@ -62,8 +62,8 @@ def loss(params: dict[str, Array], x: Array, y: Array) -> Array:
 def backprop(params: dict[str, Array], x: Array, y: Array) -> dict[str, Array]:
     """The gradient of `loss` by the backward pass above: a dict shaped like params."""
     # BEGIN SOLUTION
-    h = jnp.tanh(x @ params["w1"] + params["b1"][None, :])  # (N, m)
-    y_hat = h @ params["w2"] + params["b2"][None, :]  # (N, 1)
+    h = jnp.tanh(x @ params["w1"] + params["b1"])  # (N, m)
+    y_hat = h @ params["w2"] + params["b2"]  # (N, 1)
     delta2 = 2.0 * (y_hat - y) / y.size  # (N, 1)
     delta1 = (delta2 @ params["w2"].T) * (1 - h**2)  # (N, m)
     return {"w1": x.T @ delta1, "b1": delta1.sum(axis=0), "w2": h.T @ delta2, "b2": delta2.sum(axis=0)}
@@ -129,7 +129,7 @@ def second_derivative(f):
 def deep_loop(ws: Array, bs: Array, z: Array) -> Array:
     """z_n = tanh(z_{n-1} W_n + b_n) for n = 1..L, a Python loop: z (N, m) -> (N, m)."""
     for w, b in zip(ws, bs):
-        z = jnp.tanh(z @ w + b[None, :])
+        z = jnp.tanh(z @ w + b)
     return z
 
 
@@ -138,7 +138,7 @@ def deep_scan(ws: Array, bs: Array, z: Array) -> Array:
     # BEGIN SOLUTION
     def layer(z, wb):
         w, b = wb
-        return jnp.tanh(z @ w + b[None, :]), None
+        return jnp.tanh(z @ w + b), None
 
     z, _ = jax.lax.scan(layer, z, (ws, bs))
     return z

@@ -92,7 +92,7 @@ def conv2d(x: Array, w: Array, b: Array, *, stride: int = 1, padding: str = "val
         for v in range(kw):
             patch = x[:, u : u + stride * (oh - 1) + 1 : stride, v : v + stride * (ow - 1) + 1 : stride, :]  # (N, OH, OW, C)
             out = out + jnp.einsum("nhwc,cf->nhwf", patch, w[u, v])
-    return out + b[None, None, None, :]
+    return out + b  # (N, H, W, C) + (C,)
     # END SOLUTION
 
 

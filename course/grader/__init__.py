@@ -1,11 +1,9 @@
-"""The autograder: run the graded tests against an implementation and score them, robustly.
+"""The autograder: grades decided where student code never runs.
 
-The tests run in a worker process (pytest plus :mod:`course.grader.worker`) that reports each test's
-start and result over a pipe. This process watches the clock: a test that runs past its time limit
-is killed and scored "timed out"; a worker that dies (``os._exit``, a segfault, running out of
-memory) scores the test it was running as "crashed". Either way a fresh worker picks up the tests
-that had not run yet, so one broken function never costs the grades of the others, and nothing that
-did not report success is ever scored as passed.
+A trusted pytest process runs the graded tests and decides every status; the student's lab runs in a
+sandbox process (its own session, resource limits, an unprivileged user when we are root) and only
+data comes back from it. See :mod:`course.grader.runner` for the flow, :mod:`course.grader.remote`
+for the sandbox as the tests see it, and :mod:`course.grader.wire` for the data format.
 """
 
 from course.grader.runner import Outcome, Report, grade

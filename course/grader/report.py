@@ -42,16 +42,21 @@ def render(report: Report, *, titles: dict[str, str] | None = None, verbose: boo
 def gradescope(report: Report) -> dict:
     """Gradescope's autograder results format: top-level ``score`` and one entry per test."""
     tests = []
-    for o in report.outcomes:
-        tests.append({
-            "name": f"{o.lab}: {o.name}",
-            "score": o.earned,
-            "max_score": o.points,
-            "status": "passed" if o.status == "passed" else "failed",
-            "output": o.status if not o.message else f"{o.status}: {o.message}",
-            "execution_time": round(o.duration, 3),
-        })
-    result = {"score": report.score, "max_score": report.max_score, "tests": tests}
+    for lab_number, (lab, outcomes) in enumerate(report.by_lab().items(), start=1):
+        for test_number, o in enumerate(outcomes, start=1):
+            tests.append({
+                "name": f"{o.lab}: {o.name}",
+                "number": f"{lab_number}.{test_number}",
+                "score": o.earned,
+                "max_score": o.points,
+                "status": "passed" if o.status == "passed" else "failed",
+                "output": o.status if not o.message else f"{o.status}: {o.message}",
+                "execution_time": round(o.duration, 3),
+                "tags": [lab, *o.tags],
+                "visibility": o.visibility,
+            })
+    result = {"score": report.score, "max_score": report.max_score, "execution_time": round(report.duration, 3),
+              "tests": tests}
     if report.problems:
         result["output"] = "\n\n".join(report.problems)
     return result

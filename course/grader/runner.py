@@ -1,11 +1,26 @@
-"""The grader's parent process: starts workers, enforces time limits, and builds the report."""
+"""The grader: collect the graded tests, run each lab's tests, decide, report.
+
+    grade(["lab01"], impl="labs")
+      1. collect   which test files belong to which lab (``course.labs.lab_of``)
+      2. snapshot  private copies of those tests and of the student's lab files, hashed, before any
+                   student code runs
+      3. run       one trusted pytest process per group of labs (groups run in parallel); each lab's
+                   code runs in a sandbox of its own (:mod:`course.grader.remote`), and the trusted
+                   process reports every test's status (:mod:`course.grader.session`)
+      4. decide    the outcomes, in collection order; a test nobody reported is "crashed"
+
+No process that decides a grade ever imports or runs student code, so nothing the student's code
+does — patching pytest, forging reports, writing to the results channel, rewriting the tests — can
+change a status except by returning values that pass the tests' own checks.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import select
-import signal
+import selectors
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,7 +31,7 @@ from pathlib import Path
 from course import labs as _labs
 
 STATUSES = ("passed", "failed", "not attempted", "error", "timed out", "crashed", "skipped")
-COLLECT_LIMIT_S = 300.0  # importing JAX and collecting: generous, a cold laptop can be slow
+QUIET_LIMIT_S = 600.0  # a grading process silent for longer than this (plus the test timeout) is stuck
 
 
 @dataclass
@@ -29,6 +44,8 @@ class Outcome:
     status: str = "crashed"
     message: str = ""
     duration: float = 0.0
+    visibility: str = "visible"  # Gradescope's: visible, hidden, after_due_date, after_published
+    tags: tuple[str, ...] = ()
 
     @property
     def earned(self) -> float:
@@ -41,11 +58,13 @@ class Outcome:
 
 @dataclass
 class Report:
-    """Every graded test's outcome, in the order the tests ran."""
+    """Every graded test's outcome, lab by lab in collection order."""
 
     impl: str
     outcomes: list[Outcome] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # what stopped whole files from being graded
+    seed: int = 0
+    duration: float = 0.0  # seconds the whole grading took
 
     def by_lab(self) -> dict[str, list[Outcome]]:
         out: dict[str, list[Outcome]] = {}
@@ -62,66 +81,16 @@ class Report:
         return sum(o.points for o in self.outcomes)
 
 
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            sig = signal.Signals(-code)
-            meaning = {"SIGSEGV": "a segmentation fault", "SIGKILL": "killed, perhaps out of memory",
-                       "SIGABRT": "aborted", "SIGFPE": "a floating-point exception"}.get(sig.name, sig.name)
-            return f"the test process died from signal {sig.name} ({meaning})"
-        except ValueError:
-            return f"the test process died from signal {-code}"
-    return f"the test process exited with status {code} in the middle of this test (os._exit or a fatal error)"
-
-
-class _Worker:
-    """One pytest process running a list of node ids, read event by event."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log, cwd: Path) -> None:
-        read_fd, write_fd = os.pipe()
-        env = {**env, "COURSE_GRADER_FD": str(write_fd)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", *args],
-            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            pass_fds=(write_fd,), start_new_session=True, cwd=cwd,
-        )
-        os.close(write_fd)
-        self.stream = os.fdopen(read_fd, "r", encoding="utf-8")
-        self.buffer = ""
-
-    def next_event(self, deadline: float) -> dict | None:
-        """The next event, or None at the deadline or when the worker has gone."""
-        while "\n" not in self.buffer:
-            wait = deadline - time.monotonic()
-            if wait <= 0:
-                return None
-            ready, _, _ = select.select([self.stream], [], [], wait)
-            if not ready:
-                return None
-            chunk = os.read(self.stream.fileno(), 65536).decode("utf-8", "replace")
-            if not chunk:
-                return None  # end of stream: the worker exited
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split("\n", 1)
-        return json.loads(line)
-
-    def kill(self) -> int:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        code = self.proc.wait()
-        self.stream.close()
-        return code
-
-
 def grade(
     labs: list[str] | None = None,
     *,
     impl: str | os.PathLike = "labs",
     timeout: float = 10.0,
     tests_dir: Path | None = None,
+    jobs: int | None = None,
+    sandbox_user: str = "auto",
+    seed: int = 0,
+    sandbox_cache: Path | None = None,
     log_path: Path | None = None,
 ) -> Report:
     """Run the graded tests of ``labs`` (all when None) against ``impl`` and score them.
@@ -129,76 +98,191 @@ def grade(
     Args:
       labs: lab names such as ``["lab01"]``; None grades every lab that has tests.
       impl: ``"labs"``, ``"solutions"`` or the path of a folder of lab files.
-      timeout: seconds one test may take (its setup, call and teardown) before it is scored "timed out".
+      timeout: seconds one test may spend running lab code before it is scored "timed out".
       tests_dir: the folder of graded tests ``test_labNN*.py`` (default ``$COURSE_TESTS_DIR``, else ``tests/labs``).
-      log_path: where the workers' own pytest output goes (default: a temporary file).
+      jobs: grading processes run at once (default: one per CPU core, at most one per lab).
+      sandbox_user: who runs the student's code: ``auto`` (``nobody`` when we are root), ``none``, or a name.
+      seed: varies every test's random inputs (0: the inputs students see when they grade themselves).
+      sandbox_cache: the sandboxes' JAX compilation cache (default: one per user under ``.cache``).
+      log_path: where the grading processes' own output goes (default: a temporary file).
     """
+    start = time.monotonic()
     impl_dir = _labs.impl_dir(impl)
     tests_dir = Path(tests_dir or os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs").resolve()
-    wanted = [_labs.lab_id(x) for x in labs] if labs else None
-    files = sorted(p for p in tests_dir.glob("test_lab*.py") if wanted is None or p.name[5:10] in wanted)
-    report = Report(impl=str(impl))
+    plan = collect(tests_dir, labs)
+    report = Report(impl=str(impl), seed=seed)
+    if not plan:
+        return report
+    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
+        snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp))
+        log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
+        with log:
+            events = run(snapshot, jobs=jobs, timeout=timeout, sandbox_user=sandbox_user, seed=seed, sandbox_cache=sandbox_cache, log=log)
+            report = decide(events, report, log)
+    report.duration = time.monotonic() - start
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. collect
+
+
+def collect(tests_dir: Path, wanted: list[str] | None) -> dict[str, list[Path]]:
+    """``{"lab01": [test files], ...}`` for the labs wanted (all labs with tests when None)."""
+    plan: dict[str, list[Path]] = {}
+    for path in sorted(tests_dir.glob("test_lab*.py")):
+        if lid := _labs.lab_of(path):
+            plan.setdefault(lid, []).append(path)
     if wanted:
-        missing = sorted(set(wanted) - {p.name[5:10] for p in files})
+        ids = [_labs.lab_id(x) for x in wanted]
+        missing = sorted(set(ids) - set(plan))
         if missing:
             raise _labs.CourseError(f"no graded tests for {', '.join(missing)} in {tests_dir}")
-    if not files:
-        return report
+        plan = {lid: plan[lid] for lid in sorted(set(ids))}
+    return plan
 
-    env = {**os.environ, "COURSE_IMPL": str(impl_dir), "COURSE_IMPL_DIR": str(impl_dir), "PYTHONUNBUFFERED": "1",
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    base = ["-p", "course.testing.plugin", "-p", "course.grader.worker", "-o", "addopts=",
-            "-p", "no:cacheprovider", "-q", "--no-header", "--tb=no",
-            f"--rootdir={tests_dir.parent}", f"--impl={impl_dir}"]
-    log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
-    try:
-        pending: list[str] | None = None  # node ids still to run; None until collected
-        known: dict[str, Outcome] = {}
-        while pending is None or pending:
-            targets = [str(p) for p in files] if pending is None else pending
-            worker = _Worker(base + targets, env, log, tests_dir.parent)
-            current, deadline, progressed = None, time.monotonic() + COLLECT_LIMIT_S, False
-            while True:
-                event = worker.next_event(deadline)
-                if event is None:
-                    timed_out = time.monotonic() >= deadline and worker.proc.poll() is None
-                    code = worker.kill()
-                    if current is not None:
-                        o = known[current]
-                        o.status = "timed out" if timed_out else "crashed"
-                        o.message = (f"it ran longer than the limit of {timeout:g} s (an infinite loop?)"
-                                     if timed_out else _describe_exit(code))
-                        o.duration = timeout if timed_out else o.duration
-                        pending.remove(current)
-                    elif pending is None or (pending and not progressed):
-                        # Nothing was running and nothing got done: the worker cannot run these tests.
-                        # (A worker that graded some tests and then died between two is simply restarted.)
-                        tail = _tail(log)
-                        report.problems.append(
-                            "the tests could not be collected (a syntax error in a test file, or a broken "
-                            f"install?); pytest said:\n{tail}" if pending is None else
-                            f"the test process stopped unexpectedly (status {code}):\n{tail}")
-                        for nodeid in pending or []:
-                            known[nodeid].status, known[nodeid].message = "crashed", "the test process stopped"
-                        pending = []
-                    break
-                if event["event"] == "collected":
-                    if pending is None:
-                        for t in event["tests"]:
-                            known[t["nodeid"]] = Outcome(t["nodeid"], t["lab"], t["points"])
-                        pending = [t["nodeid"] for t in event["tests"]]
-                    deadline = time.monotonic() + COLLECT_LIMIT_S
-                elif event["event"] == "start":
-                    current, deadline = event["nodeid"], time.monotonic() + timeout
-                elif event["event"] == "result":
-                    o = known[event["nodeid"]]
-                    o.status, o.message, o.duration = event["status"], event["message"], event["duration"]
-                    pending.remove(event["nodeid"])
-                    current, deadline, progressed = None, time.monotonic() + COLLECT_LIMIT_S, True
-        report.outcomes = list(known.values())
-        return report
-    finally:
-        log.close()
+
+# ---------------------------------------------------------------------------------------------------
+# 2. snapshot
+
+
+@dataclass
+class Snapshot:
+    """Private copies of the tests and the student's lab files, made before any student code runs.
+
+    The folder is the grader's (readable by the sandbox's user, writable only by us), and each test
+    file's hash is recorded: a grading process refuses a test file whose hash differs.
+    """
+
+    plan: dict[str, list[Path]]  # lab -> test files in the copy
+    tests: Path
+    impl: Path
+    shown_impl: Path  # the student's own folder, named in messages
+    manifest: Path
+    root: Path
+
+    @classmethod
+    def take(cls, plan: dict[str, list[Path]], tests_dir: Path, impl_dir: Path, root: Path) -> "Snapshot":
+        root.chmod(0o755)
+        tests, impl = root / "tests" / tests_dir.name, root / "impl"
+        shutil.copytree(tests_dir, tests, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+        impl.mkdir()
+        # A submission may be nested (a folder uploaded whole): the shallowest file of each name counts.
+        found = sorted((p for p in impl_dir.rglob("lab*.py") if _labs.is_lab_file(p)), key=lambda p: len(p.parts))
+        for path in found:
+            if not (impl / path.name).exists():
+                shutil.copyfile(path, impl / path.name)
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        copied = {lid: [tests / p.name for p in files] for lid, files in plan.items()}
+        hashes = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for files in copied.values() for p in files}
+        manifest = root / "manifest.json"
+        manifest.write_text(json.dumps(hashes))
+        manifest.chmod(0o644)
+        return cls(copied, tests, impl, impl_dir, manifest, root)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. run
+
+
+def groups(plan: dict[str, list[Path]], jobs: int | None) -> list[list[Path]]:
+    """The labs' test files dealt into ``jobs`` groups of about equal size (one process each)."""
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(plan)))
+    dealt: list[list[Path]] = [[] for _ in range(jobs)]
+    sizes = [0] * jobs
+    for files in sorted(plan.values(), key=lambda fs: -sum(f.stat().st_size for f in fs)):
+        i = sizes.index(min(sizes))
+        dealt[i] += files
+        sizes[i] += sum(f.stat().st_size for f in files)
+    return [sorted(g) for g in dealt if g]
+
+
+def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: str, seed: int,
+        sandbox_cache: Path | None, log) -> list[dict]:
+    """Run every group's trusted pytest process at once; return their events as they came."""
+    events: list[dict] = []
+    selector = selectors.DefaultSelector()
+    procs = []
+    for n, files in enumerate(groups(snapshot.plan, jobs)):
+        read_fd, write_fd = os.pipe()
+        env = {**os.environ, "PYTHONPATH": _course_path(), "COURSE_GRADER_FD": str(write_fd), "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
+               "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONPYCACHEPREFIX": str(snapshot.root / f"pycache-{n}")}
+        args = [sys.executable, "-m", "pytest", *map(str, files), "-p", "course.testing.plugin",
+                "-p", "course.grader.session", "-o", "addopts=", "-p", "no:cacheprovider", "--assert=plain",
+                "-q", "--no-header", "--tb=no", f"--rootdir={snapshot.tests.parent}", f"--impl={snapshot.impl}",
+                f"--impl-shown={snapshot.shown_impl}", f"--lab-timeout={timeout:g}", f"--sandbox-user={sandbox_user}", f"--seed={seed}"]
+        if sandbox_cache is not None:
+            args.append(f"--sandbox-cache={sandbox_cache}")
+        proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                pass_fds=(write_fd,), cwd=snapshot.root)
+        os.close(write_fd)
+        stream = os.fdopen(read_fd, "rb")
+        selector.register(stream, selectors.EVENT_READ, proc)
+        procs.append(proc)
+    quiet_limit = QUIET_LIMIT_S + timeout
+    last = time.monotonic()
+    buffers: dict = {}
+    while selector.get_map():
+        ready = selector.select(timeout=5.0)
+        for key, _ in ready:
+            chunk = os.read(key.fileobj.fileno(), 1 << 16)
+            if not chunk:
+                selector.unregister(key.fileobj)
+                key.fileobj.close()
+                continue
+            last = time.monotonic()
+            data = buffers.get(key.fileobj, b"") + chunk
+            *lines, buffers[key.fileobj] = data.split(b"\n")
+            events += [json.loads(line) for line in lines if line.strip()]
+        if not ready and time.monotonic() - last > quiet_limit:
+            for proc in procs:
+                proc.kill()  # a bug in a test, not the student's doing: reported as a problem below
+            events.append({"event": "stuck", "seconds": quiet_limit})
+            for key in list(selector.get_map().values()):
+                selector.unregister(key.fileobj)
+                key.fileobj.close()
+    for proc in procs:
+        proc.wait()
+    return events
+
+
+def _course_path() -> str:
+    """PYTHONPATH under which child processes import this very ``course`` package (not another install)."""
+    here = str(Path(_labs.__file__).resolve().parent.parent)
+    return os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. decide
+
+
+def decide(events: list[dict], report: Report, log) -> Report:
+    """Outcomes from the grading processes' events; a collected test never reported counts as crashed."""
+    known: dict[str, Outcome] = {}
+    for event in events:
+        if event["event"] == "collected":
+            for t in event["tests"]:
+                known[t["nodeid"]] = Outcome(t["nodeid"], t["lab"], t["points"], visibility=t.get("visibility", "visible"),
+                                             tags=tuple(t.get("tags", ())))
+            if event.get("changed"):
+                report.problems.append("these test files changed while grading ran, so none of their tests was "
+                                       "graded: " + ", ".join(Path(p).name for p in event["changed"]))
+        elif event["event"] == "result" and event["nodeid"] in known:
+            o = known[event["nodeid"]]
+            o.status, o.message, o.duration = event["status"], event["message"], event["duration"]
+        elif event["event"] == "stuck":
+            report.problems.append(f"grading stopped: a grading process was silent for {event['seconds']:g} s")
+    unreported = [o for o in known.values() if o.status == "crashed" and not o.message]
+    for o in unreported:
+        o.message = "the grading process stopped before this test"
+    if unreported or not known:
+        report.problems.append("the tests could not all be run (a syntax error in a test file, or a broken "
+                               f"install?); pytest said:\n{_tail(log)}")
+    order = {nodeid: i for i, nodeid in enumerate(known)}
+    report.outcomes = sorted(known.values(), key=lambda o: (o.lab, order[o.nodeid]))
+    return report
 
 
 def _tail(log, lines: int = 25) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+SEED = 0  # the grading seed (``--seed``), set by the test plugin
+
 
 def _show(value: Any) -> str:
     arr = np.asarray(value)
@@ -66,3 +68,31 @@ def expect(condition: Any, message: str) -> None:
     """Assert a condition, with a message written for the student."""
     if not bool(condition):
         raise AssertionError(message)
+
+
+def numpy_mlp(params: list[dict], x: Any) -> np.ndarray:
+    """A reference forward pass in float64 numpy: ReLU hidden layers, a linear output layer.
+
+    ``params`` is a list of ``{"w": (n_in, n_out), "b": (n_out,)}``, as the early labs' networks are.
+    Tests use it to recompute what a trained network predicts from the weights that came back,
+    rather than trusting a number the student's code reports.
+    """
+    h = np.asarray(x, np.float64)
+    for i, layer in enumerate(params):
+        h = h @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64)
+        if i < len(params) - 1:
+            h = np.maximum(h, 0.0)
+    return h
+
+
+def seeded_key(n: int):
+    """``jax.random.key(n)``, varied by the grading seed: tests use it instead of a literal key.
+
+    With the default seed 0 it is exactly ``jax.random.key(n)``; with another seed, every test's
+    inputs change, deterministically.
+    """
+    import jax
+
+    key = jax.random.key(n)
+    return key if SEED == 0 else jax.random.fold_in(key, SEED)
+

@@ -1,17 +1,22 @@
 """The pytest plugin every course test run loads (``-p course.testing.plugin``).
 
-* ``--impl labs|solutions|PATH`` picks which implementation of the labs the tests import
-  (default: ``$COURSE_IMPL``, else solutions where they exist, else labs);
-* the ``lab`` fixture imports the lab that a test file is about (``test_lab01_*.py`` -> lab01);
-* the ``key`` fixture is a fixed ``jax.random.key`` per test, derived from the test's name;
-* JAX runs on the CPU with a persistent
-  compilation cache so that re-grading skips most compiles.
+* ``--impl labs|solutions|PATH`` picks which implementation of the labs the tests exercise (default:
+  solutions where they exist, else labs); it is the one way the implementation is chosen.
+* The ``lab`` fixture is the lab a test file is about (``test_lab01_*.py`` -> lab01), running in a
+  sandbox process: ``lab.sigmoid(x)`` calls the student's function there and returns data, and
+  ``lab.run(fn, *args)`` runs ``fn(lab, *args)`` there (see :mod:`course.grader.remote`). The test's
+  own process never imports student code.
+* ``--lab-timeout S``: how long one test may spend in the sandbox (the grader passes its ``--timeout``).
+* The ``key`` fixture is a fixed ``jax.random.key`` per test, derived from the test's name and ``--seed``
+  (staff grade with a seed of their own, so answers tabled from the visible inputs fail).
+* JAX runs with its defaults (as in a notebook) on the CPU, with a persistent compilation cache.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import re
+import sys
 import zlib
 from pathlib import Path
 
@@ -19,76 +24,135 @@ import pytest
 
 from course import labs as _labs
 
+_clock = None  # the running test's TestClock (sandbox time left, hints); made in pytest_configure
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--impl",
-        default=None,
-        help="which labs the tests import: labs (student stubs), solutions, or a folder path "
-        "(default: $COURSE_IMPL, else solutions if present, else labs)",
-    )
+    group = parser.getgroup("course")
+    group.addoption("--impl", default=None,
+                    help="which labs the tests exercise: labs (student stubs), solutions, or a folder path "
+                    "(default: solutions if present, else labs)")
+    group.addoption("--lab-timeout", type=float, default=300.0, metavar="S",
+                    help="seconds one test may spend running lab code in the sandbox (default 300)")
+    group.addoption("--seed", type=int, default=0, metavar="S",
+                    help="vary every test's random inputs: the keys depend on S (default 0: the visible inputs)")
+    group.addoption("--sandbox-user", default="auto", metavar="USER",
+                    help="run lab code as this user: auto (nobody when running as root), none, or a name")
+    group.addoption("--sandbox-cache", default=None, metavar="DIR",
+                    help="the sandboxes' JAX compilation cache (default: .cache/jax-sandbox[-UID])")
+    # The grader's: the student's own folder, named in messages instead of the copy that --impl names.
+    group.addoption("--impl-shown", default=None, help=argparse.SUPPRESS)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("COURSE_CACHE_DIR", _labs.root() / ".cache"))
 
 
 def configure_jax(cache_dir: Path | None = None) -> None:
-    """CPU and a persistent compilation cache (shared by tests and the grader)."""
+    """CPU and a persistent compilation cache (re-grading skips most compiles); JAX's defaults otherwise."""
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
 
-    cache = cache_dir or Path(os.environ.get("COURSE_CACHE_DIR", _labs.root() / ".cache")) / "jax"
-    jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir or cache_root() / "jax"))
     # Cache every compile: the labs' programs are small, and a student re-runs the grader often.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    global _clock
+    from course.grader.remote import TestClock
+
     config.addinivalue_line("markers", "points(n): how many points a graded test is worth (default 1)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds on a laptop CPU")
     config.addinivalue_line("markers", "solutions_only: needs solutions/, so it is skipped in a student bundle")
+    config.addinivalue_line("markers", "unverifiable: checks something only the sandbox can see (a jaxpr); few points")
+    config.addinivalue_line("markers", "visibility(v): Gradescope visibility: visible (default), hidden, after_due_date, after_published")
+    config.addinivalue_line("markers", "tags(*names): Gradescope tags for the test (its lab is always one)")
     impl = config.getoption("--impl") or _labs.default_impl()
-    os.environ["COURSE_IMPL"] = str(impl)
+    config.stash[_IMPL] = _labs.impl_dir(impl)
     os.environ.setdefault("MPLBACKEND", "Agg")
     configure_jax()
+    _clock = TestClock(timeout=config.getoption("--lab-timeout"))
+    from course import testing
+
+    testing.SEED = config.getoption("--seed")
+
+
+_IMPL = pytest.StashKey[Path]()
+
+
+def impl_dir(config: pytest.Config) -> Path:
+    """The folder of lab files under test."""
+    return config.stash[_IMPL]
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"course: testing implementation {os.environ['COURSE_IMPL']!r} ({_labs.impl_dir(os.environ['COURSE_IMPL'])})"
+    return f"course: testing the labs in {impl_dir(config)} (each in a sandbox process)"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _labs.has_solutions():
-        return
-    skip = pytest.mark.skip(reason="needs solutions/, which a student bundle does not ship")
-    for item in items:
-        if item.get_closest_marker("solutions_only"):
-            item.add_marker(skip)
+    if not _labs.has_solutions():
+        skip = pytest.mark.skip(reason="needs solutions/, which a student bundle does not ship")
+        for item in items:
+            if item.get_closest_marker("solutions_only"):
+                item.add_marker(skip)
+    if any("lab" in getattr(item, "fixturenames", ()) for item in items):
+        import cloudpickle
+
+        from course.grader import remote
+
+        remote.warm_up()  # the fork server imports JAX while pytest finishes collecting
+        for module in {item.module for item in items if getattr(item, "module", None) is not None}:
+            # Test modules are not importable in the sandbox: their functions travel by value.
+            cloudpickle.register_pickle_by_value(module)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from course.grader import remote
+
+    remote.shut_down()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _clock.reset()
+
+
+def current_clock():
+    """The running test's clock: its sandbox time left, and the hints its calls collected."""
+    return _clock
 
 
 @pytest.fixture(scope="module")
 def lab(request: pytest.FixtureRequest):
-    """The lab module a test file is about, from the implementation under test."""
-    m = re.search(r"test_(lab\d{2})", Path(str(request.path)).name)
-    if not m:
+    """The lab a test file is about, running in a sandbox: calls return data."""
+    from course.grader import remote
+
+    lid = _labs.lab_of(request.path)
+    if lid is None:
         raise pytest.UsageError(f"{request.path.name}: the `lab` fixture needs a file named test_labNN_*.py")
-    return _InProcessLab(_labs.load_lab(m.group(1), os.environ["COURSE_IMPL"]))
-
-
-class _InProcessLab:
-    """Interim: the lab module plus ``run(fn, *args)`` = ``fn(module, *args)`` (the sandboxed grader replaces this)."""
-
-    def __init__(self, module):
-        self._module = module
-
-    def __getattr__(self, name):
-        return getattr(self._module, name)
-
-    def run(self, fn, *args, **kwargs):
-        return fn(self._module, *args, **kwargs)
+    config = request.config
+    folder = impl_dir(config)
+    user = remote.sandbox_user(config.getoption("--sandbox-user"))
+    path = _labs.lab_path(lid, folder)
+    if user is not None and not remote.can_read_as(user, [path, Path(remote.__file__).parent.parent]):
+        # e.g. a checkout under /root, which the unprivileged user cannot even read
+        print(f"course: user {config.getoption('--sandbox-user')!r} cannot read {path} and the course code; "
+              "running the lab as this user instead", file=sys.stderr)
+        user = None
+    cache = Path(config.getoption("--sandbox-cache") or
+                 cache_root() / ("jax-sandbox" if user is None else f"jax-sandbox-{user[0]}"))
+    shown = config.getoption("--impl-shown")
+    sandbox = remote.Sandbox(path, user=user, jax_cache=cache,
+                             display={str(folder): str(shown)} if shown else None)
+    yield remote.RemoteLab(sandbox, _clock)
+    sandbox.stop()
 
 
 @pytest.fixture
 def key(request: pytest.FixtureRequest):
-    """A PRNG key fixed per test (a hash of its name), so a failure reproduces exactly."""
-    import jax
+    """A PRNG key fixed per test (a hash of its name, varied by ``--seed``), so a failure reproduces exactly."""
+    from course.testing import seeded_key
 
-    return jax.random.key(zlib.crc32(request.node.name.encode()))
+    return seeded_key(zlib.crc32(request.node.name.encode()))

@@ -181,3 +181,76 @@ def test_cli_writes_results_and_fail_under_sets_the_exit_status(tmp_path):
     assert run.returncode == 1 and "under --fail-under 60%" in run.stderr
     run = subprocess.run(base + ["--fail-under", "50"], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
+
+
+HINT_LAB = '''
+"""Bugs that JAX reports in words that do not say what to do."""
+import jax
+import jax.numpy as jnp
+
+def mse(pred, y):
+    return jnp.mean((pred - y) ** 2)  # pred (N, 1), y (N,): an (N, N) matrix of differences
+
+def dense(x, w, b):
+    return x @ w + b  # (N, n) + (n,): the ordinary, intended broadcast
+
+def relu(x):
+    return x if x > 0 else 0.0  # a Python `if` on a traced value
+
+def total(x):
+    return jnp.sum(x[x > 0])  # a boolean mask under jit: the shape depends on the values
+'''
+
+HINT_TESTS = '''
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+def test_mse(lab):
+    pred, y = jnp.array([[1.0], [2.0], [3.0]]), jnp.array([1.0, 2.0, 4.0])
+    got = lab.mse(pred, y)
+    assert abs(float(got) - 1 / 3) < 1e-6, f"expected 1/3, got {float(got)}"
+
+def test_dense_is_wrong_on_purpose(lab):
+    out = lab.dense(np.ones((4, 3), np.float32), np.ones((3, 2), np.float32), np.ones(2, np.float32))
+    assert out.shape == (4, 5), "this test fails, and no hint should blame x @ w + b"
+
+def test_relu_under_jit(lab):
+    assert lab.run(lambda lab, x: jax.jit(lab.relu)(x), jnp.float32(2.0)) == 2.0
+
+def test_total_under_jit(lab):
+    assert lab.run(lambda lab, x: jax.jit(lab.total)(x), jnp.arange(-2.0, 3.0)) == 3.0
+'''
+
+
+@pytest.fixture(scope="module")
+def hints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hints")
+    (root / "labs").mkdir()
+    (root / "tests" / "labs").mkdir(parents=True)
+    (root / "labs" / "lab42_hints.py").write_text(HINT_LAB)
+    (root / "tests" / "labs" / "test_lab42_hints.py").write_text(HINT_TESTS)
+    report = grade(impl=root / "labs", tests_dir=root / "tests" / "labs", timeout=30.0)
+    return {o.name: o for o in report.outcomes}
+
+
+def test_the_rank_promotion_hint_names_the_students_line(hints):
+    o = hints["test_mse"]
+    assert o.status == "failed"
+    assert "hint: implicit rank promotion at" in o.message and "lab42_hints.py:7 in mse" in o.message, o.message
+    assert "(3, 1) (3,)" in o.message
+
+
+def test_no_rank_promotion_hint_for_an_ordinary_bias(hints):
+    o = hints["test_dense_is_wrong_on_purpose"]
+    assert o.status == "failed" and "hint:" not in o.message, o.message
+
+
+@pytest.mark.parametrize("test, error, advice", [
+    ("test_relu_under_jit", "TracerBoolConversionError", "use jnp.where or lax.cond"),
+    ("test_total_under_jit", "NonConcreteBooleanIndexError", "jnp.where(mask, x, 0)"),
+])
+def test_jax_errors_get_advice_and_the_students_line(hints, test, error, advice):
+    o = hints[test]
+    assert o.status == "error", o
+    assert error in o.message and advice in o.message and "lab42_hints.py" in o.message, o.message

@@ -6,19 +6,10 @@ fails on the solution is a bug too. Both are caught here, by grading for real in
 
 import pytest
 
-from course import assign, labs
+from course import labs
 from course.grader import grade
 
 pytestmark = pytest.mark.solutions_only
-
-
-@pytest.fixture(scope="module")
-def fresh_stubs(tmp_path_factory):
-    """Stubs generated from the solutions now, so the check never depends on a stale labs/."""
-    folder = tmp_path_factory.mktemp("stubs")
-    for name, text in assign.generated().items():
-        (folder / name).write_text(text)
-    return folder
 
 
 def test_every_graded_test_fails_on_the_stubs(fresh_stubs):

@@ -47,13 +47,18 @@ def test_gradient_matches_numpy_finite_differences(lab, key, method):
         expect_close(got[name], want[name], f"{method}: gradient for {name}", atol=2e-5, rtol=1e-4)
 
 
+def _fd_of_loss_x64(lab, params, x, y):
+    """Runs in the sandbox: the lab's finite differences of the lab's loss, in float64."""
+    with jax.enable_x64(True):
+        p64 = {k: jnp.asarray(np.asarray(v), jnp.float64) for k, v in params.items()}
+        x64, y64 = jnp.asarray(np.asarray(x), jnp.float64), jnp.asarray(np.asarray(y), jnp.float64)
+        return lab.finite_differences(lambda p: lab.loss(p, x64, y64), p64)
+
+
 @pytest.mark.points(2)
 def test_finite_differences_in_float64(lab, key):
     params, x, y = _problem(key)
-    with jax.enable_x64(True):
-        p64 = {k: jnp.asarray(np.asarray(v), jnp.float64) for k, v in params.items()}
-        got = lab.finite_differences(lambda p: lab.loss(p, jnp.asarray(np.asarray(x), jnp.float64),
-                                                       jnp.asarray(np.asarray(y), jnp.float64)), p64)
+    got = lab.run(_fd_of_loss_x64, params, x, y)
     want = _np_finite_differences({k: np.asarray(v, np.float64) for k, v in params.items()},
                                   np.asarray(x, np.float64), np.asarray(y, np.float64))
     for name in params:
@@ -61,11 +66,16 @@ def test_finite_differences_in_float64(lab, key):
         expect_close(got[name], want[name], f"finite_differences for {name} (float64)", atol=1e-7, rtol=1e-6)
 
 
-def test_finite_differences_of_a_known_function(lab):
-    # f(a, b) = sum(a²) + 3·b  ->  ∂f/∂a = 2a, ∂f/∂b = 3
+def _fd_of_known_function(lab):
+    """Runs in the sandbox: f(a, b) = sum(a²) + 3·b in float64."""
     with jax.enable_x64(True):
         params = {"a": jnp.array([1.0, -2.0], jnp.float64), "b": jnp.array(0.5, jnp.float64)}
-        got = lab.finite_differences(lambda p: jnp.sum(p["a"] ** 2) + 3 * p["b"], params)
+        return lab.finite_differences(lambda p: jnp.sum(p["a"] ** 2) + 3 * p["b"], params)
+
+
+def test_finite_differences_of_a_known_function(lab):
+    # f(a, b) = sum(a²) + 3·b  ->  ∂f/∂a = 2a, ∂f/∂b = 3
+    got = lab.run(_fd_of_known_function)
     expect_close(got["a"], [2.0, -4.0], "d/da of sum(a²)", atol=1e-6)
     expect_close(got["b"], 3.0, "d/db of 3b", atol=1e-6)
 
@@ -91,7 +101,8 @@ def test_per_example_gradients_average_to_the_batch_gradient(lab, key):
     ids=["cube", "sin", "exp2x"],
 )
 def test_second_derivative(lab, f, x, want):
-    expect_close(lab.second_derivative(f)(jnp.float32(x)), want, "f''(x)", atol=1e-4)
+    got = lab.run(lambda lab, f, x: lab.second_derivative(f)(x), f, jnp.float32(x))
+    expect_close(got, want, "f''(x)", atol=1e-4)
 
 
 @pytest.mark.points(2)
@@ -106,5 +117,10 @@ def test_scan_fold_equals_the_unrolled_loop(lab, key, depth):
         want = np.tanh(want @ w + b)
     got = lab.deep_scan(ws, bs, z)
     expect_close(got, want, f"deep_scan with {depth} layers", atol=1e-5)
-    jaxpr = str(jax.make_jaxpr(lab.deep_scan)(ws, bs, z))
+
+
+@pytest.mark.unverifiable  # the jaxpr is the sandbox's word: it cannot be recomputed here, so 1 point
+def test_scan_fold_uses_lax_scan(lab):
+    ws, bs, z = jnp.zeros((3, 6, 6)), jnp.zeros((3, 6)), jnp.zeros((2, 6))
+    jaxpr = lab.run(lambda lab, *a: str(jax.make_jaxpr(lab.deep_scan)(*a)), ws, bs, z)
     expect("scan" in jaxpr, "deep_scan should use jax.lax.scan (no scan found in its jaxpr)")

@@ -12,14 +12,25 @@ import pytest
 from flax import nnx
 
 from course import datasets, mnist
-from course.testing import expect, expect_close, expect_equal, expect_shape
+from course.testing import expect, expect_close, expect_equal, expect_shape, seeded_key
 
 
-def _numpy_mlp(model, images):
-    """The forward pass recomputed in numpy from the model's own parameters."""
+def _numpy_mlp(params, images):
+    """The lecture's forward pass, Flatten -> Dense + ReLU -> Dense, in numpy from the model's parameters."""
     x = np.asarray(images, np.float64).reshape(len(images), -1)  # (B, 784)
-    h = np.maximum(x @ np.asarray(model.hidden.kernel[...]) + np.asarray(model.hidden.bias[...]), 0.0)
-    return h @ np.asarray(model.output.kernel[...]) + np.asarray(model.output.bias[...])
+    h = np.maximum(x @ params["hidden"]["kernel"] + params["hidden"]["bias"], 0.0)
+    return h @ params["output"]["kernel"] + params["output"]["bias"]
+
+
+def _params(model):
+    """An nnx model's parameters as nested dicts of arrays: data that can leave the sandbox."""
+    return nnx.state(model, nnx.Param).to_pure_dict()
+
+
+def _build(lab, hidden, seed, images=None):
+    """Runs in the sandbox: build the student's MLP; return its parameters (and its logits on images)."""
+    model = lab.MLP(hidden, rngs=nnx.Rngs(seed))
+    return _params(model), (None if images is None else model(images))
 
 
 def _log_softmax(z):
@@ -43,21 +54,21 @@ def test_normalize_endpoints(lab):
 
 @pytest.mark.parametrize("hidden", [16, 128])
 def test_mlp_has_the_lecture_layers(lab, hidden):
-    model = lab.MLP(hidden, rngs=nnx.Rngs(0))
-    expect_shape(model.hidden.kernel[...], (784, hidden), "MLP.hidden kernel (flattened 28*28 inputs)")
-    expect_shape(model.output.kernel[...], (hidden, 10), "MLP.output kernel (10 classes)")
-    count = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    params, _ = lab.run(_build, hidden, 0)
+    expect(set(params) == {"hidden", "output"}, f"MLP should have layers `hidden` and `output`, got {sorted(params)}")
+    expect_shape(params["hidden"]["kernel"], (784, hidden), "MLP.hidden kernel (flattened 28*28 inputs)")
+    expect_shape(params["output"]["kernel"], (hidden, 10), "MLP.output kernel (10 classes)")
+    count = sum(np.size(x) for x in jax.tree.leaves(params))
     expect_equal(count, 784 * hidden + hidden + hidden * 10 + 10, f"number of parameters with hidden={hidden}")
 
 
 @pytest.mark.points(2)
 @pytest.mark.parametrize("batch", [1, 7])
 def test_mlp_forward_is_flatten_dense_relu_dense(lab, key, batch):
-    model = lab.MLP(32, rngs=nnx.Rngs(1))
     images = jax.random.uniform(key, (batch, 28, 28, 1))
-    logits = model(images)
+    params, logits = lab.run(_build, 32, 1, images)
     expect_shape(logits, (batch, 10), f"logits for a batch of {batch}")
-    expect_close(logits, _numpy_mlp(model, images), "logits against a numpy forward pass", atol=1e-4)
+    expect_close(logits, _numpy_mlp(params, images), "logits against a numpy forward pass", atol=1e-4)
 
 
 @pytest.mark.points(2)
@@ -82,7 +93,8 @@ def test_loss_gradient_is_softmax_minus_one_hot(lab, key):
     labels = jnp.array([2, 2, 7, 0])
     p = np.exp(_log_softmax(logits))
     want = (p - np.eye(10)[np.asarray(labels)]) / 4
-    expect_close(jax.grad(lab.loss)(logits, labels), want, "d loss / d logits", atol=1e-5)
+    got = lab.run(lambda lab, logits, labels: jax.grad(lab.loss)(logits, labels), logits, labels)
+    expect_close(got, want, "d loss / d logits", atol=1e-5)
 
 
 def test_accuracy_counts_argmax_hits(lab):
@@ -95,22 +107,29 @@ def test_accuracy_counts_argmax_hits(lab):
 @pytest.fixture(scope="module")
 def rendered_digits():
     """MNIST-shaped uint8 digits rendered by the course: 2000 to train on, 500 held out."""
-    k_train, k_test = jax.random.split(jax.random.key(6))
+    k_train, k_test = jax.random.split(seeded_key(6))
     def split(n, key):
         x, y = datasets.digits(n, key=key, max_shift=2, noise=0.1)
         return mnist.Split(np.asarray(x * 255).astype(np.uint8), np.asarray(y, np.int32))
     return mnist.Dataset("rendered digits", split(2000, k_train), split(500, k_test), tuple("0123456789"))
 
 
+def _train(lab, data, key):
+    """Runs in the sandbox: train, and return the trained parameters and the history."""
+    model, history = lab.train(data, hidden=64, epochs=3, batch_size=100, key=key)
+    return _params(model), history
+
+
 @pytest.mark.points(3)
 def test_train_learns_digits(lab, rendered_digits):
-    model, history = lab.train(rendered_digits, hidden=64, epochs=3, batch_size=100, key=jax.random.key(0))
+    params, history = lab.run(_train, rendered_digits, seeded_key(0))
     expect(set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"},
            f"train should return fit's history, with validation metrics; got keys {sorted(history)}")
     expect_equal(len(history["val_accuracy"]), 3, "one validation accuracy per epoch")
     expect(history["loss"][-1] < history["loss"][0], f"the training loss should fall: {history['loss']}")
-    logits = model(lab.normalize(jnp.asarray(rendered_digits.test.images)))
-    acc = float(np.mean(np.argmax(np.asarray(logits), -1) == rendered_digits.test.labels))
+    # The accuracy is recomputed here from the trained parameters, not taken from the code's word.
+    logits = _numpy_mlp(params, rendered_digits.test.images / 255.0)
+    acc = float(np.mean(np.argmax(logits, -1) == rendered_digits.test.labels))
     expect(acc >= 0.8, f"held-out accuracy after 3 epochs should be at least 80% (chance is 10%), got {acc:.1%}")
     expect_close(acc, history["val_accuracy"][-1], "the returned model's accuracy vs history's last val_accuracy",
                  atol=1e-6)

@@ -72,10 +72,10 @@ def test_conv2d_agrees_with_xla(lab, key, xs, ws, stride, padding):
     x, w, b = jax.random.normal(kx, xs), jax.random.normal(kw, ws), jax.random.normal(kb, (ws[3],))
     want = _xla_conv(x, w, b, stride, padding)
     expect_close(lab.conv2d(x, w, b, stride=stride, padding=padding), want, "conv2d vs lax.conv_general_dilated", atol=1e-4, rtol=1e-4)
-    jitted = jax.jit(lambda x, w, b: lab.conv2d(x, w, b, stride=stride, padding=padding))
-    expect_close(jitted(x, w, b), want, "jax.jit(conv2d)", atol=1e-4, rtol=1e-4)
+    jitted = lab.run(lambda lab, x, w, b: jax.jit(lambda x, w, b: lab.conv2d(x, w, b, stride=stride, padding=padding))(x, w, b), x, w, b)
+    expect_close(jitted, want, "jax.jit(conv2d)", atol=1e-4, rtol=1e-4)
     ws_stack = jnp.stack([w, -w, 2 * w])  # vmap over three filter banks
-    mapped = jax.vmap(lambda w: lab.conv2d(x, w, b, stride=stride, padding=padding))(ws_stack)
+    mapped = lab.run(lambda lab, ws: jax.vmap(lambda w: lab.conv2d(x, w, b, stride=stride, padding=padding))(ws), ws_stack)
     expect_close(mapped[2], _xla_conv(x, 2 * w, b, stride, padding), "jax.vmap(conv2d) over filter banks", atol=1e-4, rtol=1e-4)
 
 
@@ -86,9 +86,10 @@ def test_pool2d_agrees_with_xla(lab, key, kind, window, stride):
     x = jax.random.normal(key, (2, 9, 10, 3))
     want = _xla_pool(x, window, stride, kind)
     expect_close(lab.pool2d(x, window=window, stride=stride, kind=kind), want, f"{kind} pooling vs lax.reduce_window", atol=1e-5)
-    expect_close(jax.jit(lambda x: lab.pool2d(x, window=window, stride=stride, kind=kind))(x), want, "jitted pooling", atol=1e-5)
+    pool = lambda lab, x: lab.pool2d(x, window=window, stride=stride, kind=kind)  # noqa: E731
+    expect_close(lab.run(lambda lab, x: jax.jit(lambda x: pool(lab, x))(x), x), want, "jitted pooling", atol=1e-5)
     stacked = jnp.stack([x, 2 * x])  # vmap over an extra leading axis
-    mapped = jax.vmap(lambda x: lab.pool2d(x, window=window, stride=stride, kind=kind))(stacked)
+    mapped = lab.run(lambda lab, xs: jax.vmap(lambda x: pool(lab, x))(xs), stacked)
     expect_close(mapped[1], _xla_pool(2 * x, window, stride, kind), "jax.vmap(pool2d)", atol=1e-5)
 
 
@@ -98,15 +99,20 @@ def test_pool_stride_defaults_to_the_window(lab):
     expect_close(lab.pool2d(x, window=2, kind="avg")[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]], "2×2 average pool", atol=1e-6)
 
 
-@pytest.mark.points(2)
-def test_from_scratch_uses_no_convolution_or_window_primitive(lab):
-    x, w = jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 2))
+def _jaxprs(lab, x, w):
+    """Runs in the sandbox: the programs that conv2d and pool2d trace to, as text."""
     conv = str(jax.make_jaxpr(lambda x, w: lab.conv2d(x, w, jnp.zeros(2), stride=2, padding="same"))(x, w))
     pool = str(jax.make_jaxpr(lambda x: lab.pool2d(x, window=2, kind="max"))(x)) + str(
         jax.make_jaxpr(lambda x: lab.pool2d(x, window=2, kind="avg"))(x))
+    big = str(jax.make_jaxpr(lambda x, w: lab.conv2d(x, w, jnp.zeros(2)))(jnp.ones((1, 64, 64, 2)), w))
+    small = str(jax.make_jaxpr(lambda x, w: lab.conv2d(x, w, jnp.zeros(2)))(jnp.ones((1, 8, 8, 2)), w))
+    return conv, pool, big, small
+
+
+@pytest.mark.unverifiable  # the jaxprs are the sandbox's word: they cannot be recomputed here, so 1 point
+def test_from_scratch_uses_no_convolution_or_window_primitive(lab):
+    conv, pool, big, small = lab.run(_jaxprs, jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 2)))
     expect("conv_general_dilated" not in conv, "conv2d must be written with jax.numpy, not lax.conv_general_dilated")
     expect("reduce_window" not in pool, "pool2d must be written with jax.numpy, not lax.reduce_window")
     # Vectorised: the program does not grow with the image (no Python loop over pixels).
-    big = str(jax.make_jaxpr(lambda x, w: lab.conv2d(x, w, jnp.zeros(2)))(jnp.ones((1, 64, 64, 2)), w))
-    small = str(jax.make_jaxpr(lambda x, w: lab.conv2d(x, w, jnp.zeros(2)))(jnp.ones((1, 8, 8, 2)), w))
     expect(big.count("\n") <= small.count("\n") + 2, "conv2d's program grows with the image size: loop over the filter, not the pixels")

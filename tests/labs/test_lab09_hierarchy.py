@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.testing import expect, expect_close, expect_shape
+from course.testing import expect, expect_close, expect_shape, seeded_key
 
 
 def test_max_pool3_matches_numpy(lab, key):
@@ -53,7 +53,7 @@ def test_the_detector_fires_on_the_face_and_nowhere_else(lab, key, cell):
 @pytest.mark.points(2)
 @pytest.mark.parametrize("seed", range(3))
 def test_no_face_no_detection_despite_half_faces_and_upside_down_faces(lab, seed):
-    scores = np.asarray(lab.face_scores(lab.make_scene(None, key=jax.random.key(seed))[None]))
+    scores = np.asarray(lab.face_scores(lab.make_scene(None, key=seeded_key(seed))[None]))
     expect(scores.max() < 2.5, f"a scene of distractors only should score below 2.5 everywhere; max {scores.max()}")
 
 

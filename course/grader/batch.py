@@ -1,0 +1,137 @@
+"""Grade a whole class: every submission in a folder, several at a time, into a gradebook.
+
+    course grade --submissions submissions/ --out grades/ --jobs 4 --seed 1234
+
+``submissions/`` holds one entry per student: a folder of lab files (nested is fine) or a ``.zip`` of
+one. For each student, ``grades/STUDENT/results.json`` (Gradescope's format) is written when their
+grading is done, then ``grades/gradebook.csv`` has one row per student, one column per lab and the
+total. A submission that hangs, crashes or cheats costs only its own row. Run it again after an
+interruption and the students already graded — same submission, same settings — are not regraded.
+
+Each student's sandboxes get a JAX compilation cache of their own (started from a copy of the staff's
+warm one when there is one), so one student's code cannot plant compiled programs that another
+student's grading would load.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import tempfile
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from course import labs as _labs
+from course.grader.report import write_gradescope
+from course.grader.runner import grade
+
+
+@dataclass(frozen=True)
+class Submission:
+    student: str
+    path: Path  # a folder or a zip
+
+
+def discover(folder: Path) -> list[Submission]:
+    """One submission per sub-folder or zip of ``folder``, named after it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise _labs.CourseError(f"--submissions {folder}: no such folder")
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() or entry.suffix == ".zip":
+            found.append(Submission(entry.stem if entry.suffix == ".zip" else entry.name, entry))
+    if not found:
+        raise _labs.CourseError(f"{folder} holds no submissions (one folder or .zip per student)")
+    return found
+
+
+def fingerprint(sub: Submission, settings: dict) -> str:
+    """What a grade depends on: the submitted bytes and the grading settings."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    files = [sub.path] if sub.path.is_file() else sorted(p for p in sub.path.rglob("*") if p.is_file())
+    for p in files:
+        h.update(str(p.relative_to(sub.path.parent)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def grade_class(submissions: Path, out: Path, *, labs: list[str] | None = None, jobs: int = 2, timeout: float = 10.0,
+                seed: int = 0, sandbox_user: str = "auto", warm_cache: Path | None = None, log=print) -> Path:
+    """Grade every submission; write each student's results.json and the gradebook; return its path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"labs": sorted(labs or []), "timeout": timeout, "seed": seed}
+    students = discover(submissions)
+
+    def one(sub: Submission) -> None:
+        target = out / sub.student
+        stamp = fingerprint(sub, settings)
+        done = target / "grading.json"
+        if done.exists() and json.loads(done.read_text()).get("fingerprint") == stamp:
+            log(f"{sub.student}: already graded")
+            return
+        with tempfile.TemporaryDirectory(prefix="course-student-") as tmp:
+            impl = Path(tmp) / "submission"
+            if sub.path.is_dir():
+                shutil.copytree(sub.path, impl)
+            else:
+                try:
+                    with zipfile.ZipFile(sub.path) as zf:
+                        _safe_extract(zf, impl)
+                except zipfile.BadZipFile:
+                    impl.mkdir()  # graded as an empty submission: every test errors, the row says why
+            cache = Path(tmp) / "jax-cache"
+            if warm_cache is not None and warm_cache.is_dir():
+                shutil.copytree(warm_cache, cache)
+            report = grade(labs, impl=impl, timeout=timeout, jobs=1, seed=seed, sandbox_user=sandbox_user,
+                           sandbox_cache=cache)
+        target.mkdir(parents=True, exist_ok=True)
+        write_gradescope(report, target / "results.json")
+        done.write_text(json.dumps({"fingerprint": stamp, "score": report.score, "max_score": report.max_score}))
+        log(f"{sub.student}: {report.score:g}/{report.max_score:g} in {report.duration:.1f} s")
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for future in [pool.submit(one, sub) for sub in students]:
+            future.result()
+    return write_gradebook(out, [s.student for s in students])
+
+
+def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> None:
+    """Extract only regular files that land inside ``dest`` (no absolute paths, no ``..``)."""
+    dest.mkdir(parents=True)
+    for info in zf.infolist():
+        target = (dest / info.filename).resolve()
+        if info.is_dir() or not target.is_relative_to(dest.resolve()):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(zf.read(info))
+
+
+def write_gradebook(out: Path, students: list[str]) -> Path:
+    """``out/gradebook.csv``: student, one column per lab (points earned), total, max."""
+    rows, labs = [], set()
+    for student in students:
+        results = json.loads((out / student / "results.json").read_text())
+        per_lab: dict[str, float] = {}
+        for t in results["tests"]:
+            lab = t["name"].split(":", 1)[0]
+            per_lab[lab] = per_lab.get(lab, 0.0) + t["score"]
+        labs |= set(per_lab)
+        rows.append((student, per_lab, results["score"], results["max_score"]))
+    columns = sorted(labs)
+    path = out / "gradebook.csv"
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["student", *columns, "total", "max"])
+        for student, per_lab, score, max_score in rows:
+            w.writerow([student, *(f"{per_lab.get(c, 0.0):g}" for c in columns), f"{score:g}", f"{max_score:g}"])
+    tmp.replace(path)
+    return path

@@ -1,0 +1,153 @@
+"""The sandboxes' fork server: imports JAX and the labs' libraries once, then forks one sandbox per request.
+
+Started by the trusted process as ``python -m course.grader.forkserver FD`` with one end of a Unix
+socket. It never runs student code itself: a forked child contains itself first (see
+:mod:`course.grader.sandbox`). On Linux the server is a *child subreaper*, so a process that a
+student's code starts and detaches (double fork, ``setsid``) is re-parented here rather than to init;
+the server kills every child of its own that is not a live sandbox whenever it is asked to reap.
+
+The socket carries JSON lines. Requests: ``{"op": "fork", "config": {...}}`` with three file
+descriptors attached (requests, responses, output), ``{"op": "reap"}``, and ``{"op": "probe", "uid",
+"gid", "paths"}`` (can that user read those?). Answers: ``{"started": pid}``, ``{"reaped": n}``,
+``{"probed": bool}``, and, whenever a sandbox ends, ``{"exited": pid, "code": c}``
+(``c`` as ``subprocess`` reports it: negative for a signal).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+MAX_FDS = 3
+
+
+def main(fd: int) -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    from course.grader import sandbox  # JAX, Flax, Optax: imported once, shared by every fork
+
+    for name in ("matplotlib.pyplot", "course.datasets", "course.plotting", "course.images"):
+        try:  # what labs import at the top; a failure shows up in the sandbox instead
+            __import__(name)
+        except Exception:  # noqa: BLE001
+            pass
+
+    control = socket.socket(fileno=fd)
+    sandboxes: set[int] = set()
+
+    def send(**message) -> None:
+        control.sendall((json.dumps(message) + "\n").encode())
+
+    try:
+        while True:
+            ready, _, _ = select.select([control], [], [], 0.2)
+            if ready:
+                data, fds, _, _ = socket.recv_fds(control, 1 << 20, MAX_FDS)
+                if not data:
+                    return  # the trusted side has gone
+                for line in data.decode().splitlines():
+                    request = json.loads(line)
+                    if request["op"] == "fork":
+                        pid = os.fork()
+                        if pid == 0:  # the sandbox
+                            control.close()
+                            try:
+                                sandbox.main(request["config"], *fds)
+                            finally:
+                                os._exit(70)
+                        for f in fds:
+                            os.close(f)
+                        fds = []
+                        sandboxes.add(pid)
+                        send(started=pid)
+                    elif request["op"] == "reap":
+                        send(reaped=_kill_strays(sandboxes))
+                    elif request["op"] == "probe":
+                        send(probed=_can_read_as(request["uid"], request["gid"], request["paths"]))
+            _collect(sandboxes, send)
+    finally:
+        for pid in list(sandboxes):
+            _kill(pid)
+        _kill_strays(set())
+
+
+def _can_read_as(uid: int, gid: int, paths: list[str]) -> bool:
+    """Whether a sandbox running as ``uid`` could read these files and folders (forked and tried for real)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            for path in paths:
+                os.listdir(path) if os.path.isdir(path) else open(path, "rb").close()
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _collect(sandboxes: set[int], send) -> None:
+    """Reap children that ended; report the sandboxes among them."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in sandboxes:
+            sandboxes.discard(pid)
+            send(exited=pid, code=os.waitstatus_to_exitcode(status))
+
+
+def _children() -> list[int]:
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
+def _kill(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _kill_strays(sandboxes: set[int]) -> int:
+    """Kill every child that is not a live sandbox (what escaped a sandbox), until none is left."""
+    killed = 0
+    for _ in range(200):
+        strays = [pid for pid in _children() if pid not in sandboxes]
+        if not strays:
+            break
+        for pid in strays:
+            _kill(pid)
+            killed += 1
+        time.sleep(0.01)
+        for pid in strays:  # reap them now, so that their zombies do not count as strays again
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+    return killed
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

@@ -1,0 +1,444 @@
+"""The trusted side of a sandbox: start it, send it work, read back data, and end it for good.
+
+A test's ``lab`` is a :class:`RemoteLab`. ``lab.sigmoid(x)`` sends the call to the sandbox that holds
+the student's module and returns what came back, as data; ``lab.run(fn, *args)`` runs the test's own
+``fn(lab, *args)`` there, for whatever has to happen next to the student's code (``jax.jit``,
+``jax.grad``, building an ``nnx.Module``) and returns its data result. Requests travel pickled (they
+come from the tests); answers come back in :mod:`course.grader.wire`'s format, which cannot run code.
+
+Every exchange has a deadline (the test's remaining time), an output cap and a memory limit. A sandbox
+that runs past its deadline, dies, prints or allocates without bound, or answers out of turn is killed
+with its whole process group, and so is anything it started that escaped the group; the next request
+starts a fresh one. What went wrong arrives in the test as one of the exceptions below, which the
+grader turns into a status.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import pwd
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cloudpickle
+
+from course.grader import wire
+
+START_LIMIT_S = 120.0  # forking and importing the student's lab; a lab that takes longer is stuck
+
+
+# ---------------------------------------------------------------------------------------------------
+# What can go wrong, as seen by a test
+
+
+class StudentError(Exception):
+    """An exception raised by the student's code, described by the sandbox (as data, never trusted).
+
+    It is also an instance of the builtin exception of the same name where there is one, so
+    ``pytest.raises(ValueError)`` in a test catches a ``ValueError`` the student's code raised.
+    """
+
+    def __init__(self, info: dict) -> None:
+        self.info = info
+        self.type_name = str(info.get("type", "Exception")).rsplit(".", 1)[-1]
+        self.message = str(info.get("message", ""))
+        self.frames = [tuple(f) for f in info.get("frames", []) if isinstance(f, list) and len(f) == 4]
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SandboxFailure(BaseException):
+    """The sandbox could not answer: timed out, died, or hit a limit. Not catchable as ``Exception``."""
+
+    status = "crashed"
+
+
+class SandboxTimeout(SandboxFailure):
+    status = "timed out"
+
+
+class SandboxCrash(SandboxFailure):
+    status = "crashed"
+
+
+class SandboxLimit(SandboxFailure):
+    status = "error"
+
+
+_ERROR_TYPES: dict[str, type] = {}
+
+
+def student_error(info: dict) -> StudentError:
+    """A :class:`StudentError` that is also the matching builtin exception (ValueError, KeyError, ...)."""
+    name = info.get("builtin")
+    base = getattr(builtins, name, None) if isinstance(name, str) else None
+    if not (isinstance(base, type) and issubclass(base, Exception)):
+        return StudentError(info)
+    if name not in _ERROR_TYPES:
+        try:
+            _ERROR_TYPES[name] = type(f"Student{name}", (StudentError, base), {})
+        except TypeError:  # a builtin whose layout cannot be mixed in (OSError, ...)
+            _ERROR_TYPES[name] = StudentError
+    return _ERROR_TYPES[name](info)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int = 6 << 30  # address space; JAX on the CPU needs a few GiB of it
+    output_bytes: int = 4 << 20  # printed during one request
+    keep_output: int = 16 << 10  # kept to show in a message
+
+
+@dataclass
+class TestClock:
+    """The time a test has left in the sandbox, and the hints collected while it ran."""
+
+    timeout: float = 300.0
+    left: float = 300.0
+    hints: list = field(default_factory=list)
+    output: str = ""
+
+    def reset(self, timeout: float | None = None) -> None:
+        self.timeout = self.timeout if timeout is None else timeout
+        self.left, self.hints, self.output = self.timeout, [], ""
+
+
+def sandbox_user(setting: str | None) -> tuple[int, int] | None:
+    """The (uid, gid) that sandboxes run as, or None to keep ours.
+
+    ``"auto"``: an unprivileged user (``nobody``) when we run as root, as on Gradescope; nobody
+    else can switch users. ``"none"``: keep ours. A user name: that user (root only).
+    """
+    if setting in (None, "", "none"):
+        return None
+    if setting == "auto":
+        if os.geteuid() != 0:
+            return None
+        setting = "nobody"
+    if os.geteuid() != 0:
+        raise PermissionError(f"only root can run the sandboxes as user {setting!r}")
+    entry = pwd.getpwnam(setting)
+    return entry.pw_uid, entry.pw_gid
+
+
+def can_read_as(user: tuple[int, int], paths: list[Path]) -> bool:
+    """Whether a sandbox running as ``user`` can read these files and folders and the Python it runs on.
+
+    Tried for real in a child of the fork server. It fails where Python itself is private (a pyenv
+    under /root, say): then the sandbox cannot run as that user at all.
+    """
+    import jax
+
+    needed = [*map(str, paths), os.path.dirname(os.__file__), os.path.dirname(jax.__file__)]
+    server = fork_server()
+    server.sock.sendall((json.dumps({"op": "probe", "uid": user[0], "gid": user[1], "paths": needed}) + "\n").encode())
+    return bool(server._reply("probed", time.monotonic() + START_LIMIT_S))
+
+
+# ---------------------------------------------------------------------------------------------------
+# One sandbox
+
+
+class ForkServer:
+    """The process that forks sandboxes (:mod:`course.grader.forkserver`), and what it tells us."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "course.grader.forkserver", str(theirs.fileno())],
+                                     pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
+        theirs.close()
+        self.sock, self.buffer, self.exits, self.replies = ours, b"", {}, []
+
+    def fork(self, config: dict, fds: list[int], deadline: float) -> int:
+        socket.send_fds(self.sock, [(json.dumps({"op": "fork", "config": config}) + "\n").encode()], fds)
+        return self._reply("started", deadline)
+
+    def reap(self) -> int:
+        """Kill whatever escaped a sandbox (Linux): the server's children that are not sandboxes."""
+        self.sock.sendall(b'{"op": "reap"}\n')
+        return self._reply("reaped", time.monotonic() + 30)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Read what the server has said (sandboxes' exit codes, replies) without blocking past ``timeout``."""
+        if select.select([self.sock], [], [], timeout)[0]:
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise SandboxCrash("the sandboxes' fork server has stopped")
+            self.buffer += data
+            *lines, self.buffer = self.buffer.split(b"\n")
+            for line in lines:
+                message = json.loads(line)
+                if "exited" in message:
+                    self.exits[message["exited"]] = message["code"]
+                else:
+                    self.replies.append(message)
+
+    def _reply(self, key: str, deadline: float):
+        while True:
+            for i, message in enumerate(self.replies):
+                if key in message:
+                    return self.replies.pop(i)[key]
+            if time.monotonic() > deadline:
+                raise SandboxCrash("the sandboxes' fork server did not answer")
+            self.poll(max(0.0, min(1.0, deadline - time.monotonic())))
+
+    def close(self) -> None:
+        self.sock.close()  # the server kills its sandboxes and strays, then exits
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+_server: ForkServer | None = None
+
+
+def fork_server() -> ForkServer:
+    """The one fork server of this process, started on first use (it imports JAX, a few seconds)."""
+    global _server
+    if _server is None or _server.proc.poll() is not None:
+        _server = ForkServer()
+    return _server
+
+
+def warm_up() -> None:
+    """Start the fork server now, so that it imports JAX while the tests are being collected."""
+    fork_server()
+
+
+def shut_down() -> None:
+    """Stop the fork server and everything it started."""
+    global _server
+    if _server is not None:
+        _server.close()
+        _server = None
+
+
+class Sandbox:
+    """One lab's student code, in a contained process; restarted on demand after it dies."""
+
+    def __init__(self, lab_path: Path, *, user: tuple[int, int] | None = None, jax_cache: Path | None = None,
+                 limits: Limits = Limits(), display: dict[str, str] | None = None) -> None:
+        self.lab_path, self.user, self.jax_cache, self.limits = Path(lab_path).resolve(), user, jax_cache, limits
+        self.display = display or {}  # sandbox path -> the path to show the student
+        self.pid: int | None = None
+        self.sticky: SandboxFailure | None = None  # the lab cannot even be imported in time: don't retry
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def _start(self, deadline: float) -> None:
+        server = fork_server()
+        self.workdir = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
+        cache = self.jax_cache
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            os.chown(self.workdir, *self.user)
+            if cache is not None:
+                os.chown(cache, *self.user)
+        config = {"lab_path": str(self.lab_path), "workdir": str(self.workdir), "memory_bytes": self.limits.memory_bytes,
+                  "uid": self.user[0] if self.user else None, "gid": self.user[1] if self.user else None,
+                  "jax_cache": str(cache) if cache else None}
+        req_r, self.req = os.pipe()
+        self.resp, resp_w = os.pipe()
+        self.out, out_w = os.pipe()
+        try:
+            self.pid = server.fork(config, [req_r, resp_w, out_w], deadline)
+        finally:
+            for fd in (req_r, resp_w, out_w):
+                os.close(fd)
+        os.set_blocking(self.req, False)
+        self.server = server
+
+    def stop(self) -> None:
+        """End the sandbox, its process group and anything that escaped it; remove its files."""
+        if self.pid is None:
+            return
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for fd in (self.req, self.resp, self.out):
+            os.close(fd)
+        self.pid = None
+        try:
+            self.server.reap()
+        except SandboxFailure:
+            pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _exit_code(self, wait: float) -> int | None:
+        end = time.monotonic() + wait
+        while self.pid not in self.server.exits and time.monotonic() < end:
+            self.server.poll(0.05)
+        return self.server.exits.pop(self.pid, None)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def request(self, op: str, target: Any, args: tuple, kwargs: dict, clock: TestClock) -> Any:
+        """Send one request; return its value, or raise StudentError / a SandboxFailure."""
+        if self.sticky is not None:
+            raise type(self.sticky)(*self.sticky.args)
+        payload = cloudpickle.dumps((op, target, args, kwargs))
+        if self.pid is None:
+            try:
+                self._start(time.monotonic() + START_LIMIT_S)
+                ready = self._exchange(None, time.monotonic() + START_LIMIT_S, clock)
+            except SandboxFailure as failure:
+                self.sticky = type(failure)(f"while importing the lab: {failure}")
+                raise type(failure)(*self.sticky.args) from None
+            if not (isinstance(ready, dict) and (ready.get("ready") or "error" in ready)):
+                self.stop()
+                raise SandboxCrash("the sandbox answered out of turn while starting")
+        start = time.monotonic()
+        try:
+            answer = self._exchange(payload, start + max(clock.left, 0.0), clock)
+        finally:
+            clock.left -= time.monotonic() - start
+        if not isinstance(answer, dict) or not ({"value", "error"} & set(answer)):
+            self.stop()
+            raise SandboxCrash("the sandbox sent a malformed answer (something wrote to the grader's channel)")
+        hints = answer.get("hints") or (answer.get("error") or {}).get("hints") or []
+        if isinstance(hints, list):
+            clock.hints.extend(h for h in hints[:20] if isinstance(h, dict))
+        if "error" in answer:
+            info = answer["error"] if isinstance(answer["error"], dict) else {"message": str(answer["error"])}
+            raise student_error(self._shown(info))
+        return answer["value"]
+
+    def _shown(self, info: dict) -> dict:
+        """Paths in the sandbox's report, as the student knows them."""
+        def fix(text):
+            for inside, shown in self.display.items():
+                text = text.replace(inside, shown) if isinstance(text, str) else text
+            return text
+        frames = [[fix(f[0]), *f[1:]] for f in info.get("frames", []) if isinstance(f, list) and len(f) == 4]
+        return {**info, "message": fix(info.get("message", "")), "frames": frames}
+
+    def _exchange(self, payload: bytes | None, deadline: float, clock: TestClock) -> Any:
+        """Write ``payload`` (if any), then read one answer, watching the clock, the output and the process."""
+        outgoing = memoryview(wire.FRAME.pack(len(payload)) + payload) if payload is not None else memoryview(b"")
+        incoming, printed = bytearray(), 0
+        server = self.server.sock
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stop()
+                raise SandboxTimeout(f"it ran longer than the limit of {clock.timeout:g} s (an infinite loop?)")
+            readable, writable, _ = select.select([self.resp, self.out, server], [self.req] if outgoing else [], [], left)
+            if writable:
+                try:
+                    outgoing = outgoing[os.write(self.req, outgoing[: 1 << 16]):]
+                except BlockingIOError:
+                    pass
+                except BrokenPipeError:
+                    outgoing = memoryview(b"")
+            if self.out in readable:
+                chunk = os.read(self.out, 1 << 16)
+                printed += len(chunk)
+                if len(clock.output) < self.limits.keep_output:
+                    clock.output += chunk.decode("utf-8", "replace")[: self.limits.keep_output]
+                if printed > self.limits.output_bytes:
+                    self.stop()
+                    raise SandboxLimit(f"it printed more than {self.limits.output_bytes >> 20} MiB of output")
+            if self.resp in readable:
+                chunk = os.read(self.resp, 1 << 20)
+                if chunk:
+                    incoming += chunk
+                    if len(incoming) >= wire.FRAME.size:
+                        (n,) = wire.FRAME.unpack_from(incoming)
+                        if n > wire.MAX_BYTES:
+                            self.stop()
+                            raise SandboxLimit(f"it returned more than {wire.MAX_BYTES >> 20} MiB of data")
+                        if len(incoming) >= wire.FRAME.size + n:
+                            if len(incoming) > wire.FRAME.size + n or outgoing:
+                                self.stop()  # more than one answer, or an answer before the question
+                                raise SandboxCrash("the sandbox answered out of turn (something wrote to the grader's channel)")
+                            try:
+                                return wire.decode(bytes(incoming[wire.FRAME.size :]))
+                            except wire.WireError as exc:
+                                self.stop()
+                                raise SandboxCrash(f"the sandbox sent an unreadable answer: {exc}") from None
+                    continue
+            if server in readable:
+                self.server.poll()
+            if self.pid in self.server.exits or (self.resp in readable and not chunk):
+                code = self._exit_code(wait=2.0)
+                self.stop()
+                raise SandboxCrash(describe_exit(code))
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "the test process stopped answering"
+    if code < 0:
+        try:
+            sig = signal.Signals(-code)
+        except ValueError:
+            return f"the test process died from signal {-code}"
+        meaning = {"SIGSEGV": "a segmentation fault", "SIGKILL": "killed, perhaps out of memory",
+                   "SIGABRT": "aborted", "SIGFPE": "a floating-point exception", "SIGBUS": "a bus error"}
+        return f"the test process died from signal {sig.name} ({meaning.get(sig.name, sig.name)})"
+    return f"the test process exited with status {code} in the middle of this test (os._exit or a fatal error)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# What tests hold
+
+
+class LabFunction:
+    """``lab.NAME``: calling it calls the student's function in the sandbox; passed as an argument to
+    another call, it stands for the student's function there."""
+
+    def __init__(self, lab: "RemoteLab", name: str) -> None:
+        self._lab, self._name = lab, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._lab._sandbox.request("call", self._name, args, kwargs, self._lab._clock)
+
+    def __reduce__(self):
+        from course.grader import sandbox
+
+        return (sandbox.lab_attribute, (self._name,))
+
+    def __repr__(self) -> str:
+        return f"<lab.{self._name} in the sandbox>"
+
+
+class RemoteLab:
+    """The student's lab as a test sees it: every call runs in the sandbox and returns data."""
+
+    def __init__(self, sandbox: Sandbox, clock: TestClock) -> None:
+        self._sandbox, self._clock = sandbox, clock
+
+    def __getattr__(self, name: str) -> LabFunction:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return LabFunction(self, name)
+
+    def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """``fn(lab, *args, **kwargs)`` run in the sandbox, where ``lab`` is the student's module; its result
+        comes back as data (arrays, numbers, strings, lists/tuples/dicts of them)."""
+        return self._sandbox.request("run", fn, args, kwargs, self._clock)
+
+    def __repr__(self) -> str:
+        return f"<lab {self._sandbox.lab_path.name} in a sandbox>"

@@ -1,0 +1,150 @@
+"""The pytest plugin of a grading process: decides each test's status and reports it to the grader.
+
+This process is trusted: it runs the tests, whose ``lab`` runs the student's code in a sandbox
+(:mod:`course.grader.remote`), and never imports that code itself. Each line written to the pipe in
+``$COURSE_GRADER_FD`` is one JSON event: ``collected`` (the graded tests with their lab and points)
+and ``result`` (a test's status and a message written for the student).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import traceback
+from pathlib import Path
+
+import pytest
+
+from course import labs as _labs
+from course.assign import STUB_MESSAGE
+from course.grader.remote import SandboxFailure, StudentError
+from course.testing import plugin as _testing
+
+# Errors whose JAX wording does not say what to do about them, and the advice to give.
+HINTS = [
+    ("TracerBoolConversionError", "a Python `if` on a traced value; use jnp.where or lax.cond instead"),
+    ("ConcretizationTypeError", "a Python `if`/`for`/int() on a traced value; use jnp.where or lax.cond, or mark the argument static"),
+    ("TracerIntegerConversionError", "int() or indexing with a traced value; keep shapes and sizes static (Python ints)"),
+    ("NonConcreteBooleanIndexError", "boolean masks change the shape; use jnp.where(mask, x, 0) instead of x[mask]"),
+]
+RANK_HINT = ("implicit rank promotion at {where}: {shapes}. Broadcasting an (N, 1) against an (N,) "
+             "array makes an (N, N) matrix — the classic loss bug; reshape one side explicitly if that is not what you meant")
+
+_RANK = {"passed": 0, "skipped": 1, "failed": 2, "not attempted": 3, "error": 4, "timed out": 5, "crashed": 6}
+_stream = None
+_results: dict[str, dict] = {}
+
+
+def _send(**event) -> None:
+    _stream.write(json.dumps(event) + "\n")
+    _stream.flush()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _stream
+    from course.grader import remote
+
+    remote.warm_up()  # the fork server imports JAX while this process imports the tests
+    _stream = os.fdopen(int(os.environ["COURSE_GRADER_FD"]), "w", buffering=1, encoding="utf-8")
+
+
+def _points(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("points")
+    return float(marker.args[0]) if marker else 1.0
+
+
+def _visibility(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("visibility")
+    return str(marker.args[0]) if marker else "visible"
+
+
+def _tags(item: pytest.Item) -> list[str]:
+    return [str(t) for m in item.iter_markers("tags") for t in m.args]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The tests were copied and hashed before any student code ran; a test file that differs now was
+    # changed by someone else in the meantime, and no test of it is graded.
+    manifest = json.loads(Path(os.environ["COURSE_GRADER_MANIFEST"]).read_text())
+    changed = sorted({str(item.path) for item in session.items
+                      if hashlib.sha256(item.path.read_bytes()).hexdigest() != manifest.get(str(item.path))})
+    tests = [{"nodeid": item.nodeid, "lab": _labs.lab_of(item.path) or "other", "points": _points(item),
+              "visibility": _visibility(item), "tags": _tags(item)} for item in session.items]
+    _send(event="collected", tests=tests, changed=changed)
+    if changed:
+        session.items.clear()
+
+
+def pytest_runtest_logstart(nodeid: str, location) -> None:
+    _results.pop(nodeid, None)
+
+
+def _where(frames: list) -> str:
+    """The innermost frame in the student's lab file, as ``file:line in function: code``."""
+    for filename, lineno, name, line in reversed(frames):
+        if _labs.is_lab_file(filename):
+            return f"{filename}:{lineno} in {name}: {line}".rstrip(": ")
+    return "(not in your lab file)"
+
+
+def classify(exc: BaseException, tb) -> tuple[str, str]:
+    """A test's status and message, from the exception that ended it."""
+    if isinstance(exc, SandboxFailure):
+        return exc.status, str(exc)
+    if isinstance(exc, StudentError):
+        if exc.type_name == "NotImplementedError" and STUB_MESSAGE.match(exc.message):
+            return "not attempted", f"{exc.message} is still a stub (it raises NotImplementedError)"
+        if exc.type_name in ("SystemExit", "KeyboardInterrupt"):
+            return "crashed", f"the code called sys.exit({exc.message}) / raised {exc.type_name}"
+        text = f"{exc.type_name}: {exc.message}".split("\n--------------------")[0]  # JAX's note on filtered frames
+        hint = next((h for pattern, h in HINTS if pattern in exc.type_name or pattern in text), "")
+        return "error", f"{text}\n  at {_where(exc.frames)}" + (f"\n  hint: {hint}" if hint else "")
+    if isinstance(exc, (AssertionError, pytest.fail.Exception)):
+        message = str(exc).strip() or "assertion failed"
+        return "failed", "\n".join(message.splitlines()[:12])
+    # An exception in the test itself, usually because the code returned something of the wrong kind.
+    last = traceback.extract_tb(tb)[-1] if tb is not None else None
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    at = f"\n  at {Path(last.filename).name}:{last.lineno} in the test, using what your code returned" if last else ""
+    return "error", f"{text}{at}"
+
+
+def rank_hints(hints: list) -> list[str]:
+    out = []
+    for h in hints:
+        frames = h.get("frames") if isinstance(h.get("frames"), list) else []
+        where = _where([f for f in frames if isinstance(f, list) and len(f) == 4])
+        shapes = str(h.get("message", "")).split(" Set the ")[0].replace("Following NumPy automatic rank promotion for ", "")
+        line = "hint: " + RANK_HINT.format(where=where, shapes=shapes)
+        if line not in out:
+            out.append(line)
+    return out[:3]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    current = _results.setdefault(item.nodeid, {"status": "passed", "message": "", "duration": 0.0})
+    current["duration"] += report.duration
+    if report.passed:
+        return
+    if report.skipped:
+        status, message = "skipped", str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else "skipped"
+    elif call.excinfo is not None:
+        status, message = classify(call.excinfo.value, call.excinfo.tb)
+        if report.when != "call" and status == "error":
+            message = f"(while setting up the test) {message}"
+    else:
+        status, message = "error", str(report.longrepr)[-2000:]
+    if _RANK[status] > _RANK[current["status"]]:
+        current.update(status=status, message=message)
+
+
+def pytest_runtest_logfinish(nodeid: str, location) -> None:
+    result = _results.pop(nodeid, {"status": "error", "message": "no report", "duration": 0.0})
+    clock = _testing.current_clock()
+    if result["status"] != "passed" and clock is not None and clock.hints:
+        result["message"] = "\n".join([result["message"], *rank_hints(clock.hints)]).strip()
+    _send(event="result", nodeid=nodeid, **result)

@@ -1,0 +1,58 @@
+"""Build the Gradescope autograder: a zip with ``setup.sh``, ``run_autograder`` and the course, no solutions.
+
+Gradescope unpacks the zip into ``/autograder/source``, runs ``setup.sh`` once when it builds the
+image, and ``run_autograder`` for every submission, which it places in ``/autograder/submission``;
+the grade is whatever ``/autograder/results/results.json`` says. Ours runs ``course grade`` on the
+submission with the staff's hidden seed, so answers tabled from the visible tests fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from course import labs as _labs
+from course import release as _release
+
+NAME = "make-you-dangerous-autograder"
+
+SETUP = """#!/usr/bin/env bash
+# Gradescope runs this once, as root, when it builds the autograder image (Ubuntu).
+set -euo pipefail
+cd "$(dirname "$0")"
+apt-get update -y && apt-get install -y --no-install-recommends python3 python3-venv python3-pip
+python3 -m venv /autograder/venv
+/autograder/venv/bin/python -m pip install --quiet uv
+/autograder/venv/bin/python -m uv pip install --python /autograder/venv/bin/python .
+# The sandbox runs the student's code as the unprivileged user nobody, who must read Python and the course.
+chmod -R a+rX /autograder/venv "$(pwd)"
+"""
+
+RUN = """#!/usr/bin/env bash
+# Gradescope runs this for every submission. AUTOGRADER_ROOT and COURSE_PYTHON exist for testing it.
+set -uo pipefail
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+PYTHON="${{COURSE_PYTHON:-$ROOT/venv/bin/python}}"
+cd "$ROOT/source"
+mkdir -p "$ROOT/results"
+exec "$PYTHON" -m course grade {labs}--impl "$ROOT/submission" --results "$ROOT/results/results.json" \\
+    --seed "${{COURSE_SEED:-{seed}}}" --timeout "${{COURSE_TIMEOUT:-{timeout:g}}}"
+"""
+
+
+def build_autograder(out: Path, *, labs: list[str] | None = None, seed: int = 0, timeout: float = 30.0) -> Path:
+    """Write ``out/make-you-dangerous-autograder.zip``; returns its path.
+
+    Args:
+      labs: the labs this assignment grades (default: every lab with tests).
+      seed: the hidden seed the official grading uses (students grade themselves with seed 0).
+      timeout: seconds one test may spend in the student's code on Gradescope's machine.
+    """
+    if not _labs.has_solutions():
+        raise _labs.CourseError("the autograder is built from the staff repository, which has solutions/")
+    if seed == 0:
+        raise _labs.CourseError("choose a hidden seed (--seed S, not 0): with seed 0 the official inputs are "
+                                "the ones students see")
+    lab_ids = [_labs.lab_id(x) for x in labs] if labs else []
+    run = RUN.format(labs="".join(f"{lid} " for lid in lab_ids), seed=seed, timeout=timeout)
+    return _release.pack(out, NAME, ["course", "tests/labs", "pyproject.toml", "README.md"],
+                         scripts={"setup.sh": SETUP, "run_autograder": run}, what="the autograder")

@@ -1,0 +1,145 @@
+"""Course staff at scale: a hidden seed, the Gradescope autograder run end to end, a whole class graded."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+import zlib
+
+import jax
+import numpy as np
+import pytest
+
+from course import labs, testing
+from course.grader import grade
+from course.grader.batch import grade_class
+from course.gradescope import build_autograder
+
+pytestmark = pytest.mark.solutions_only
+
+DOUBLE_TEST = '''
+import jax
+
+def test_double(lab, key):
+    x = jax.random.normal(key, (3,))
+    got = lab.double(x)
+    assert abs(got - 2 * x).max() < 1e-6, f"double({x}) returned {got}"
+'''
+
+
+def test_seeded_key_is_the_plain_key_at_seed_0_and_deterministic_otherwise(monkeypatch):
+    plain = jax.random.key_data(jax.random.key(5))
+    monkeypatch.setattr(testing, "SEED", 0)
+    assert np.array_equal(jax.random.key_data(testing.seeded_key(5)), plain)
+    monkeypatch.setattr(testing, "SEED", 7)
+    a, b = (jax.random.key_data(testing.seeded_key(5)) for _ in range(2))
+    assert np.array_equal(a, b) and not np.array_equal(a, plain)
+
+
+def test_a_hidden_seed_defeats_answers_tabled_from_the_visible_inputs(tmp_path):
+    # The cheat: the answer to the visible test, computed once and returned whatever the input.
+    visible = 2 * np.asarray(jax.random.normal(jax.random.key(zlib.crc32(b"test_double")), (3,)))
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "labs" / "lab42_table.py").write_text(f"import numpy as np\ndef double(x):\n    return np.array({visible.tolist()})\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_lab42_table.py").write_text(DOUBLE_TEST)
+    kwargs = dict(impl=tmp_path / "labs", tests_dir=tmp_path / "tests", timeout=20.0)
+    assert grade(**kwargs).score == 1, "the tabled answer passes the visible inputs (seed 0)"
+    hidden = grade(**kwargs, seed=1234)
+    assert hidden.score == 0 and hidden.outcomes[0].status == "failed", hidden.outcomes
+
+
+def test_with_a_hidden_seed_solutions_keep_full_marks_and_stubs_score_zero(fresh_stubs):
+    report = grade(impl="solutions", timeout=120, seed=20261125)
+    failing = [f"{o.nodeid}: {o.status}: {o.message}" for o in report.outcomes if o.status != "passed"]
+    assert not failing, "with seed 20261125 these fail on the solutions:\n" + "\n".join(failing)
+    assert report.score == report.max_score > 0
+    stub_report = grade(["lab01", "lab03"], impl=fresh_stubs, timeout=60, seed=20261125)
+    assert stub_report.score == 0 and {o.status for o in stub_report.outcomes} == {"not attempted"}
+
+
+def _autograder(tmp_path, zip_path, submission_files):
+    """A folder laid out like Gradescope's /autograder, with the zip unpacked and one submission."""
+    root = tmp_path / "autograder"
+    (root / "submission" / "my-work").mkdir(parents=True)  # students often upload a folder
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(root / "source")
+    for name, text in submission_files.items():
+        (root / "submission" / "my-work" / name).write_text(text)
+    return root
+
+
+def _run_autograder(root):
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_PYTHON": sys.executable}
+    run = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads((root / "results" / "results.json").read_text())
+
+
+def test_the_gradescope_autograder_runs_end_to_end(tmp_path, fresh_stubs):
+    zip_path = build_autograder(tmp_path / "dist", labs=["lab01"], seed=99, timeout=30)
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert {"setup.sh", "run_autograder", "pyproject.toml"} <= set(names)
+    assert any(n.startswith("course/grader/") for n in names) and any(n.startswith("tests/labs/test_lab01") for n in names)
+    assert not any(n.startswith("solutions/") for n in names) and not any(n.startswith("tests/course/") for n in names)
+    lab01 = labs.lab_files("solutions")["lab01"]
+
+    full = _run_autograder(_autograder(tmp_path / "a", zip_path, {lab01.name: lab01.read_text()}))
+    assert full["score"] == full["max_score"] > 0
+    assert full["execution_time"] > 0
+    for t in full["tests"]:
+        assert {"name", "number", "score", "max_score", "status", "output", "tags", "visibility"} <= set(t)
+        assert t["tags"][0] == "lab01" and t["visibility"] == "visible"
+    assert [t["number"] for t in full["tests"]][:2] == ["1.1", "1.2"]
+
+    none = _run_autograder(_autograder(tmp_path / "b", zip_path, {lab01.name: (fresh_stubs / lab01.name).read_text()}))
+    assert none["score"] == 0 and none["max_score"] == full["max_score"]
+
+
+def test_building_the_autograder_needs_a_hidden_seed(tmp_path):
+    with pytest.raises(labs.CourseError, match="hidden seed"):
+        build_autograder(tmp_path, seed=0)
+
+
+HANGS = "\ndef sigmoid(z):\n    while True:\n        pass\n"
+CRASHES = "\nimport os\ndef step(z):\n    os._exit(3)\n"
+
+
+def test_a_whole_class_in_one_run_with_a_hanging_and_a_crashing_submission(tmp_path, fresh_stubs):
+    lab01 = labs.lab_files("solutions")["lab01"]
+    solution, stub = lab01.read_text(), (fresh_stubs / lab01.name).read_text()
+    subs = tmp_path / "submissions"
+    for student, text in {"alice": solution, "bob": stub, "carol": solution + HANGS, "dave": solution + CRASHES}.items():
+        (subs / student).mkdir(parents=True)
+        (subs / student / lab01.name).write_text(text)
+    with zipfile.ZipFile(subs / "erin.zip", "w") as zf:  # a zip with a folder inside
+        zf.writestr(f"erin/{lab01.name}", solution)
+    out, lines = tmp_path / "grades", []
+    gradebook = grade_class(subs, out, labs=["lab01"], jobs=2, timeout=5, seed=3, log=lines.append)
+    rows = {r["student"]: r for r in csv.DictReader(gradebook.open())}
+    assert set(rows) == {"alice", "bob", "carol", "dave", "erin"}
+    full = float(rows["alice"]["max"])
+    assert float(rows["alice"]["total"]) == float(rows["erin"]["total"]) == full > 0
+    assert float(rows["bob"]["total"]) == 0
+    assert 0 < float(rows["carol"]["total"]) < full and 0 < float(rows["dave"]["total"]) < full
+    assert rows["alice"]["lab01"] == rows["alice"]["total"]
+    carol = json.loads((out / "carol" / "results.json").read_text())
+    assert any("limit of 5 s" in t["output"] for t in carol["tests"])
+    dave = json.loads((out / "dave" / "results.json").read_text())
+    assert any("status 3" in t["output"] for t in dave["tests"])
+
+    # Interrupted and run again: nothing is regraded, except a submission that changed.
+    (subs / "bob" / lab01.name).write_text(solution)
+    lines.clear()
+    grade_class(subs, out, labs=["lab01"], jobs=2, timeout=5, seed=3, log=lines.append)
+    assert sorted(line.split(":")[0] for line in lines if "already graded" in line) == ["alice", "carol", "dave", "erin"]
+    rows = {r["student"]: r for r in csv.DictReader(gradebook.open())}
+    assert float(rows["bob"]["total"]) == full
+    shutil.rmtree(out / "alice")  # lost results are regraded, not guessed
+    lines.clear()
+    grade_class(subs, out, labs=["lab01"], jobs=2, timeout=5, seed=3, log=lines.append)
+    assert [line.split(":")[0] for line in lines if "already graded" not in line] == ["alice"]
