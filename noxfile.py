@@ -66,8 +66,16 @@ def gradescope(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print tables: MNIST load times and the training loop's seconds per epoch."""
+    """Every benchmarks/bench_*.py, or those named: nox -s bench -- cnn --train 6400 (flags go to them)."""
     if not Path("benchmarks").is_dir():
         session.error("benchmarks/ is in the staff repository, not in the student bundle")
     _install(session)
-    session.run("python", "benchmarks/bench_mnist.py", *session.posargs)
+    args = list(session.posargs)
+    first_flag = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    names, flags = args[:first_flag], args[first_flag:]  # script names first, then their flags
+    scripts = [p for p in sorted(Path("benchmarks").glob("bench_*.py")) if not names or any(n in p.stem for n in names)]
+    if not scripts:
+        session.error(f"no benchmarks/bench_*.py matches {names}")
+    for script in scripts:  # MNIST loading and the MLP loop; lab 10's CNN against PyTorch (if installed)
+        session.log(f"== {script}")
+        session.run("python", str(script), *flags)

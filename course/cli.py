@@ -26,11 +26,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         os.environ["COURSE_QUICK"] = "1" if args.quick else "0"
     names = list(_labs.lab_files(impl)) if args.labs == ["all"] else args.labs
     out = Path(args.out)
+    options = {k: v for k, v in (("quick", args.quick), ("dataset", args.dataset), ("seed", args.seed))
+               if v is not None}
     for name in names:
         lid = _labs.lab_id(name)
         start = time.perf_counter()
         print(f"== {lid}: {_labs.lab_title(_labs.lab_path(lid, impl))} ({impl})", flush=True)
-        paths = run_lab(lid, impl=impl, out=out / lid)
+        paths = run_lab(lid, impl=impl, out=out / lid, **options)
         for p in paths:
             print(f"   wrote {p}")
         print(f"   {lid} done in {time.perf_counter() - start:.1f} s; figures in {(out / lid).resolve()}", flush=True)
@@ -120,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--quick", dest="quick", action="store_true", default=None,
                       help="the short version of long demos (the default on a CPU)")
     mode.add_argument("--full", dest="quick", action="store_false", help="the full version (the default on a GPU)")
+    p.add_argument("--dataset", help="mnist or fashion_mnist (labs whose demo trains on one)")
+    p.add_argument("--seed", type=int, help="the run's PRNG seed (labs whose demo trains)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("grade", help="grade the labs, offline, and show the points")

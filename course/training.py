@@ -1,4 +1,4 @@
-"""The training loop every lab from 06 on shares: a Flax ``nnx`` model, trained as a pure function.
+"""The training loop every lab from 06 on shares: ``fit``, and what it logs around the pure core.
 
 ::
 
@@ -6,33 +6,26 @@
                          preprocess=normalize, optimizer=optax.adam(1e-3), epochs=5,
                          batch_size=128, key=jax.random.key(0), workdir="runs/mlp")
 
-What happens, in order:
+The pure part (train state, the step, batching, evaluation, devices) is ``course.train_core``, short
+enough to read in one sitting; this module drives it and does the I/O:
 
-* The model crosses into pure JAX once: ``graphdef, params, rest = nnx.split(model, nnx.Param, ...)``.
-  Every step rebuilds it with ``nnx.merge`` inside the jitted function, so the gradient is plain
-  ``jax.grad`` of a function of ``params``.
-* The data go to the device once, as they are (uint8 images stay uint8: 4× less memory); ``preprocess``
-  (e.g. ``/ 255``) runs on each batch inside the compiled step.
-* Each epoch is a permutation drawn from ``fold_in(key, epoch)``. The last, partial batch is padded to the
-  full batch size and masked out of the loss and metrics, so every example counts once and the step
-  compiles once.
-* ``train_step(state, batch, *, key)`` is jitted with the state's buffers donated; a model whose
-  ``__call__`` takes ``train``/``key`` gets ``train=True`` and the dropout key ``fold_in(key, step)``, so a
-  resumed run draws the same masks as an uninterrupted one.
+* The model crosses into pure JAX once (``nnx.split``); the data go to the devices once, as they are
+  (uint8 images stay uint8: 4× less memory); ``preprocess`` (e.g. ``/ 255``) runs on each batch inside
+  the compiled step.
+* The step is the built-in one (``train_core.make_train_step``, from ``loss``), or one the caller wrote:
+  ``make_step(graphdef, optimizer) -> train_step(state, batch, *, key)`` (lab 10's students write it).
+  One compiled call per step, the state's buffers donated; on the CPU compiled with
+  ``course.layers.cpu_compiler_options`` (fast convolutions).
+* Each batch is split over every device along a ``data`` axis, parameters replicated: one CPU, one
+  GPU or the 8 cores of a TPU, with nothing changed in lab code.
 * After each epoch: validation loss/accuracy, a progress line or bar, a PNG grid of validation images with
   predicted and true labels (``workdir/predictions/``), the same images to Weights & Biases when asked,
   and an Orbax checkpoint (``workdir/checkpoints/``). Calling ``fit`` again with the same ``workdir``
   resumes after the last saved epoch.
-
-Losses and metrics are written for a batch, as a student writes them: ``loss(logits, labels) -> ()``, the
-mean over the batch. The loop evaluates them per example with ``jax.vmap`` over batches of one, which is
-what lets it mask the padding without asking the student for a per-example version.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import os
 import shutil
@@ -40,7 +33,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,176 +42,12 @@ from flax import nnx
 from jax import Array
 
 from course.labs import CourseError
-from course.optim import strict_safe
+from course.train_core import (Batches, Devices, Metric, TrainState, batch_sums, batched, call_options, check_split,
+                               epoch_at_once, epoch_batches, evaluate, make_eval_step, make_train_step, means, per_example,
+                               step_at_index, take)
 
 History = dict[str, list[float]]
-Metric = Callable[[Array, Array], Array]  # (logits (B, K), labels (B,)) -> () mean over the batch
-
-
-class TrainState(NamedTuple):
-    """Everything that changes during training; returned by each step, never mutated."""
-
-    step: Array  # () int32: optimizer steps taken so far
-    params: nnx.State  # the model's nnx.Param variables: what the gradient is taken of
-    rest: nnx.State  # any other model state (e.g. BatchNorm statistics), carried along
-    opt_state: optax.OptState
-
-
-class Batches(NamedTuple):
-    """One epoch's mini-batches, as indices into the training set."""
-
-    index: Array  # (steps, batch_size) int32
-    mask: Array  # (steps, batch_size) bool: False marks the padding of the last batch
-
-
-def batched(order: Array, batch_size: int) -> Batches:
-    """Indices ``order`` (n,) cut into ``ceil(n / batch_size)`` batches of equal size.
-
-    The last batch is padded (index 0, mask False) rather than dropped or made smaller: a smaller
-    batch would be a new shape, and a new shape is a new compilation.
-    """
-    n = order.shape[0]
-    steps = math.ceil(n / batch_size)
-    pad = steps * batch_size - n
-    index = jnp.concatenate([order.astype(jnp.int32), jnp.zeros((pad,), jnp.int32)]).reshape(steps, batch_size)
-    mask = (jnp.arange(steps * batch_size) < n).reshape(steps, batch_size)
-    return Batches(index, mask)
-
-
-def epoch_batches(n: int, batch_size: int, *, key: Array) -> Batches:
-    """A random permutation of ``range(n)``, drawn from ``key``, in padded batches (see ``batched``)."""
-    return batched(jax.random.permutation(key, n), batch_size)
-
-
-def per_example(metric: Metric, logits: Array, labels: Array) -> Array:
-    """A batch-mean metric evaluated on each example alone: (B, K), (B,) -> (B,)."""
-
-    def one(lg, lb):
-        value = metric(lg[None], lb[None])  # a batch of one: (1, K), (1,)
-        if jnp.ndim(value) != 0:
-            name = getattr(metric, "__name__", "the metric")
-            raise CourseError(f"{name} returned shape {jnp.shape(value)} for a batch of 1; it should return "
-                              "the mean over the batch, a scalar of shape ()")
-        return value
-
-    return jax.vmap(one)(logits, labels)
-
-
-def _call_options(model: nnx.Module) -> frozenset[str]:
-    """Which of ``train`` and ``key`` the model's ``__call__`` accepts."""
-    params = inspect.signature(type(model).__call__).parameters
-    return frozenset(name for name in ("train", "key") if name in params)
-
-
-def _apply(graphdef, params, rest, images, *, options, train: bool, key: Array):
-    """Run the model as a pure function: (params, images (B, ...)) -> (logits (B, K), new rest)."""
-    model = nnx.merge(graphdef, params, rest)
-    kwargs = {"train": train, "key": key}
-    logits = model(images, **{k: v for k, v in kwargs.items() if k in options})
-    if not hasattr(logits, "ndim") or logits.ndim != 2 or logits.shape[0] != images.shape[0]:
-        raise CourseError(
-            f"the model returned {getattr(logits, 'shape', type(logits).__name__)} for a batch of "
-            f"{images.shape[0]} images; it should return logits of shape (batch, classes) = "
-            f"({images.shape[0]}, K)")
-    _, _, rest = nnx.split(model, nnx.Param, ...)
-    return logits, rest
-
-
-def _sums(losses: Array, correct: Array, weight: Array) -> dict[str, Array]:
-    """Per-example values (B,) summed over the real examples (weight 1; padding has weight 0)."""
-    return {"loss": jnp.sum(losses * weight), "correct": jnp.sum(correct.astype(jnp.float32) * weight),
-            "count": jnp.sum(weight)}
-
-
-def make_train_step(graphdef, *, loss: Metric, accuracy: Metric, optimizer: optax.GradientTransformation,
-                    preprocess: Callable[[Array], Array], options: frozenset[str]):
-    """``train_step(state, batch, *, key) -> (state, sums)``, jitted, donating ``state``.
-
-    ``batch`` is ``{"image": (B, ...), "label": (B,), "mask": (B,) bool}``; ``sums`` holds the summed loss,
-    the number correct and the number of real examples in the batch.
-    """
-
-    def train_step(state: TrainState, batch: dict[str, Array], *, key: Array):
-        images = preprocess(batch["image"])
-        weight = batch["mask"].astype(jnp.float32)
-        step_key = jax.random.fold_in(key, state.step)
-
-        def objective(params):
-            logits, rest = _apply(graphdef, params, state.rest, images, options=options, train=True, key=step_key)
-            losses = per_example(loss, logits, batch["label"]).astype(jnp.float32)
-            # The mean over the real examples only: padding has weight 0 and does not dilute it.
-            return jnp.sum(losses * weight) / jnp.maximum(jnp.sum(weight), 1.0), (logits, rest, losses)
-
-        (_, (logits, rest, losses)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        correct = per_example(accuracy, jax.lax.stop_gradient(logits), batch["label"])
-        return TrainState(state.step + 1, params, rest, opt_state), _sums(losses, correct, weight)
-
-    return jax.jit(train_step, donate_argnums=0)
-
-
-def make_eval_step(graphdef, *, loss: Metric, accuracy: Metric, preprocess, options):
-    """``eval_step(params, rest, batch) -> (sums, predictions (B,))``, jitted; no dropout, no updates."""
-
-    @jax.jit
-    def eval_step(params, rest, batch):
-        logits, _ = _apply(graphdef, params, rest, preprocess(batch["image"]), options=options, train=False,
-                           key=jax.random.key(0))
-        losses = per_example(loss, logits, batch["label"]).astype(jnp.float32)
-        correct = per_example(accuracy, logits, batch["label"])
-        return _sums(losses, correct, batch["mask"].astype(jnp.float32)), jnp.argmax(logits, axis=-1)
-
-    return eval_step
-
-
-@jax.jit
-def _take(images: Array, labels: Array, batches: Batches, i: Array) -> dict[str, Array]:
-    """Batch ``i`` of an epoch, gathered on the device."""
-    index = batches.index[i]
-    return {"image": images[index], "label": labels[index], "mask": batches.mask[i]}
-
-
-def _indexed(train_step):
-    """``train_step`` on batch ``i``, adding its sums to running totals: one dispatch per step, since
-    on a fast device the Python between steps, not the arithmetic, bounds a small model's epoch."""
-
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def step_at(state, totals, images, labels, batches, i, key):
-        state, sums = train_step(state, _take(images, labels, batches, i), key=key)
-        return state, jax.tree.map(jnp.add, totals, sums)
-
-    return step_at
-
-
-def _check_split(name: str, split) -> tuple[Array, Array]:
-    images, labels = split
-    if len(images) != len(labels):
-        raise CourseError(f"{name} has {len(images)} images but {len(labels)} labels; they must match")
-    if len(images) == 0:
-        raise CourseError(f"{name} is empty")
-    if np.asarray(labels).ndim != 1 or not np.issubdtype(np.asarray(labels).dtype, np.integer):
-        raise CourseError(f"{name} labels should be class numbers of shape (N,) and an integer dtype; got "
-                          f"shape {np.shape(labels)} and dtype {np.asarray(labels).dtype}")
-    return jax.device_put(np.asarray(images)), jax.device_put(np.asarray(labels).astype(np.int32))
-
-
-def evaluate(eval_step, params, rest, images: Array, labels: Array, *, batch_size: int) -> tuple[dict, Array]:
-    """Loss and accuracy over a whole split, in padded batches; also every prediction (N,)."""
-    n = len(labels)
-    batches = batched(jnp.arange(n), batch_size)
-    totals, predictions = [], []
-    for i in range(batches.index.shape[0]):
-        sums, pred = eval_step(params, rest, _take(images, labels, batches, jnp.int32(i)))
-        totals.append(sums)
-        predictions.append(pred)
-    return _means(jax.tree.map(lambda *xs: sum(xs), *totals)), jnp.concatenate(predictions)[:n]
-
-
-def _means(totals: dict[str, Array]) -> dict[str, float]:
-    """Mean loss and accuracy from summed ``loss``, ``correct`` and ``count`` (reads the device)."""
-    t = jax.device_get(totals)
-    return {"loss": float(t["loss"] / t["count"]), "accuracy": float(t["correct"] / t["count"])}
+StepMaker = Callable[[nnx.GraphDef, optax.GradientTransformation], Callable]
 
 
 # ----------------------------------------------------------------------------------- what gets logged
@@ -241,7 +69,7 @@ class _Progress:
 
     def done(self, bar, epoch: int, epochs: int, row: dict[str, float]) -> None:
         short = {"accuracy": "acc", "val_accuracy": "val_acc"}
-        text = " ".join(f"{short.get(k, k)}={v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds"))
+        text = " ".join(f"{short.get(k, k)}={v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds", "compile_seconds"))
         if bar is not None:
             bar.set_postfix_str(text, refresh=False)
             bar.close()
@@ -329,9 +157,10 @@ class _Checkpoints:
 
 def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
         optimizer: optax.GradientTransformation, epochs: int, batch_size: int, key: Array,
-        preprocess: Callable[[Array], Array] = lambda x: x, workdir: str | os.PathLike | None = None,
-        resume: bool = True, class_names=None, log_images: int = 16, eval_batch_size: int = 1000,
-        progress: bool | None = None, wandb_project: str | None = None) -> tuple[nnx.Module, History]:
+        preprocess: Callable[[Array], Array] = lambda x: x, make_step: StepMaker | None = None,
+        workdir: str | os.PathLike | None = None, resume: bool = True, class_names=None, log_images: int = 16,
+        eval_batch_size: int = 1000, progress: bool | None = None, loop: str = "steps",
+        wandb_project: str | None = None) -> tuple[nnx.Module, History]:
     """Train ``model`` for ``epochs`` epochs; returns the trained model and the history.
 
     Args:
@@ -342,27 +171,44 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
       optimizer: an Optax optimizer.
       key: the run's PRNG key: batch order and dropout masks derive from it, nothing else is random.
       preprocess: applied to each batch of images inside the compiled step (e.g. uint8 -> float / 255).
+      make_step: your own step instead of the built-in one: ``make_step(graphdef, optimizer)`` returns
+        ``train_step(state, batch, *, key) -> (state, sums)`` (see ``course.train_core``; the batch's images
+        have been through ``preprocess``). ``loss`` and ``accuracy`` are still used for validation.
       workdir: where checkpoints and prediction grids go; ``None`` keeps nothing.
       resume: continue from the last checkpoint in ``workdir`` (False: start over, deleting them).
       progress: True a bar, False silent, None a bar on a terminal, lines elsewhere, silent under pytest.
+      loop: ``"steps"``, one compiled call per step from Python (the bar moves each step; the fast shape on a
+        CPU), or ``"epoch"``, each epoch one compiled ``lax.scan`` over its steps (the bar moves once per
+        epoch; for accelerators, where dispatching each step can cost more than computing it).
       wandb_project: also log metrics and images to Weights & Biases (``WANDB_MODE=offline`` works offline).
 
     Returns:
-      ``(model, history)``; ``history`` maps ``epoch``, ``loss``, ``accuracy``, ``seconds`` (and
-      ``val_loss``, ``val_accuracy`` with ``val``) to one value per epoch.
+      ``(model, history)``; ``history`` maps ``epoch``, ``loss``, ``accuracy``, ``seconds`` (wall time of
+      the epoch), ``compile_seconds`` (of that, compiling: only in a run's first epoch) and, with ``val``,
+      ``val_loss`` and ``val_accuracy`` to one value per epoch.
     """
     if epochs < 0 or batch_size < 1:
         raise CourseError(f"need epochs >= 0 and batch_size >= 1, got epochs={epochs}, batch_size={batch_size}")
-    train_x, train_y = _check_split("train", train)
-    val_x, val_y = _check_split("val", val) if val is not None else (None, None)
-    optimizer = strict_safe(optimizer)
-    options = _call_options(model)
+    train_x, train_y = check_split("train", train)
+    val_x, val_y = check_split("val", val) if val is not None else (None, None)
+    devices = Devices.every(batch_size, eval_batch_size)
+    train_x, train_y = devices.replicate((train_x, train_y))
+    if val is not None:
+        val_x, val_y = devices.replicate((val_x, val_y))
+    options = call_options(model)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     state = TrainState(jnp.zeros((), jnp.int32), params, rest, optimizer.init(params))
-    train_step = make_train_step(graphdef, loss=loss, accuracy=accuracy, optimizer=optimizer,
-                                 preprocess=preprocess, options=options)
-    step_at = _indexed(train_step)
-    eval_step = make_eval_step(graphdef, loss=loss, accuracy=accuracy, preprocess=preprocess, options=options)
+    if make_step is None:
+        train_step = make_train_step(graphdef, loss=loss, accuracy=accuracy, optimizer=optimizer,
+                                     preprocess=lambda x: x, options=options)
+    else:
+        train_step = make_step(graphdef, optimizer)
+    if loop not in ("steps", "epoch"):
+        raise CourseError(f"loop must be 'steps' or 'epoch', got {loop!r}")
+    make_loop = step_at_index if loop == "steps" else epoch_at_once
+    step_at = make_loop(train_step, preprocess=preprocess, devices=devices)
+    eval_step = make_eval_step(graphdef, loss=loss, accuracy=accuracy, preprocess=preprocess, options=options,
+                               devices=devices)
     k_data, k_dropout = jax.random.split(key)
 
     workdir = Path(workdir) if workdir is not None else None
@@ -377,32 +223,47 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
         if (restored := checkpoints.restore(state)) is not None:
             last, state, history = restored
             first_epoch = last + 1
+    state = devices.replicate(state)
     wandb_run = _wandb_run(wandb_project, workdir, {"epochs": epochs, "batch_size": batch_size})
     show = _Progress(progress)
     steps = math.ceil(len(train_y) / batch_size)
     # Only image data (N, H, W, C) make a picture grid.
     pictures = val_x is not None and val_x.ndim == 4 and val_x.shape[-1] in (1, 3, 4)
     shown = slice(0, min(log_images, len(val_y)) if pictures else 0)
+    zeros = {name: jnp.zeros((), jnp.float32) for name in ("loss", "correct", "count")}
 
     try:
         for epoch in range(first_epoch, epochs + 1):
             start = time.perf_counter()
             batches = epoch_batches(len(train_y), batch_size, key=jax.random.fold_in(k_data, epoch))
+            compile_seconds = 0.0
+            if epoch == first_epoch:  # compile ahead of time, to report how long compiling takes
+                args = (state, zeros, train_x, train_y, batches) + ((np.int32(0),) if loop == "steps" else ()) + (k_dropout,)
+                step_at = step_at.lower(*args).compile()
+                if val_x is not None:
+                    first = take(val_x, val_y, batched(jnp.arange(len(val_y)), eval_batch_size), jnp.int32(0))
+                    eval_step = eval_step.lower(state.params, state.rest, first).compile()
+                compile_seconds = time.perf_counter() - start
             bar = show.epoch(epoch, epochs, steps)
-            totals = {name: jnp.zeros((), jnp.float32) for name in ("loss", "correct", "count")}
-            for i in range(steps):
+            totals = jax.tree.map(jnp.copy, zeros)
+            if loop == "epoch":
+                state, totals = step_at(state, totals, train_x, train_y, batches, k_dropout)
+                if bar is not None:
+                    bar.update(steps)
+            for i in range(steps if loop == "steps" else 0):
                 state, totals = step_at(state, totals, train_x, train_y, batches, np.int32(i), k_dropout)
                 if bar is not None:
                     bar.update(1)
                     if i % 50 == 49:  # reading the totals waits for the device: not every step
-                        now = _means(totals)
+                        now = means(totals)
                         bar.set_postfix(loss=f"{now['loss']:.4f}", acc=f"{now['accuracy']:.4f}")
-            row = {"epoch": epoch, **_means(totals)}
+            row = {"epoch": epoch, **means(totals)}
             if val_x is not None:
                 metrics, predicted = evaluate(eval_step, state.params, state.rest, val_x, val_y,
                                               batch_size=eval_batch_size)
                 row |= {"val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"]}
             row["seconds"] = time.perf_counter() - start
+            row["compile_seconds"] = compile_seconds
             for name, value in row.items():
                 history.setdefault(name, []).append(value)
             show.done(bar, epoch, epochs, row)
@@ -421,5 +282,5 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
     return nnx.merge(graphdef, state.params, state.rest), history
 
 
-__all__ = ["Batches", "History", "TrainState", "batched", "epoch_batches", "evaluate", "fit", "make_eval_step",
-           "make_train_step", "per_example"]
+__all__ = ["Batches", "History", "TrainState", "batch_sums", "batched", "epoch_batches", "evaluate", "fit",
+           "make_eval_step", "make_train_step", "per_example"]

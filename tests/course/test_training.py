@@ -124,7 +124,8 @@ def test_training_metrics_cover_the_partial_batch():
 
 def test_fit_learns_and_reports_history():
     _, history = run(epochs=5)
-    assert set(history) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert set(history) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "compile_seconds"}
+    assert history["compile_seconds"][0] > 0 and history["compile_seconds"][1:] == [0.0] * 4
     assert history["epoch"] == [1, 2, 3, 4, 5]
     assert history["loss"][-1] < history["loss"][0]
     assert history["val_accuracy"][-1] > 0.6
@@ -243,3 +244,50 @@ def test_a_loss_that_is_not_a_batch_mean_gets_a_clear_error():
     with pytest.raises(CourseError, match=r"per_row_loss returned shape \(1,\) for a batch of 1.*scalar"):
         training.fit(Tiny(rngs=nnx.Rngs(0)), (x, y), None, loss=per_row_loss, accuracy=acc, optimizer=optax.sgd(0.1),
                      epochs=1, batch_size=4, key=jax.random.key(0))
+
+
+TWO_DEVICES = r"""
+import sys
+import jax, numpy as np
+sys.path.insert(0, sys.argv[1])
+import test_training as t
+from course import train_core
+assert jax.device_count() == 2, jax.devices()
+assert train_core.Devices.every(32, 1000).count == 2
+model, history = t.run(epochs=2, n=100, batch_size=32)
+leaves = [np.asarray(x) for x in jax.tree.leaves(t.nnx.state(model))]
+np.savez(sys.argv[2], *leaves, val_accuracy=np.array(history["val_accuracy"]), loss=np.array(history["loss"]))
+"""
+
+
+def test_two_devices_train_like_one(tmp_path):
+    """fit splits each batch over every device: with 2 (forced host) devices it trains as with 1, and ends."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu"}
+    out = tmp_path / "two.npz"
+    done = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(Path(__file__).parent), str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = np.load(out)
+    model, history = run(epochs=2, n=100, batch_size=32)  # this process: one device
+    assert jax.device_count() == 1
+    one = [np.asarray(x) for x in jax.tree.leaves(nnx.state(model))]
+    assert len(one) == len(two.files) - 2
+    for i, leaf in enumerate(one):
+        np.testing.assert_allclose(two[f"arr_{i}"], leaf, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(two["loss"], history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(two["val_accuracy"], history["val_accuracy"], atol=1e-6)
+
+
+def test_an_epoch_as_one_program_trains_like_a_loop_of_steps():
+    by_step, h_step = run(epochs=2, n=100, batch_size=32)
+    by_epoch, h_epoch = run(epochs=2, n=100, batch_size=32, loop="epoch")
+    for a, b in zip(jax.tree.leaves(nnx.state(by_step)), jax.tree.leaves(nnx.state(by_epoch))):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(h_step["loss"], h_epoch["loss"], rtol=1e-6)
+    with pytest.raises(CourseError, match="loop must be"):
+        run(epochs=1, loop="scan")

@@ -1,0 +1,101 @@
+"""course.layers: the fast CPU layers equal XLA's own in value and gradient; the compile option is optional."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from course import layers
+
+
+def xla_conv(x, w, b):
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+
+
+def reduce_window_pool(x, k):
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, k, k, 1), (1, k, k, 1), "VALID")
+
+
+def numpy_conv(x, w, b):
+    """Lab 08's definition, in float64: y[n,i,j,f] = b_f + sum_{u,v,c} x[n,i+u,j+v,c] w[u,v,c,f]."""
+    kh, kw = w.shape[:2]
+    oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    return sum(np.einsum("nhwc,cf->nhwf", x[:, u:u + oh, v:v + ow], w[u, v]) for u in range(kh) for v in range(kw)) + b
+
+
+@pytest.fixture
+def conv_case():
+    kx, kw, kb, ky = jax.random.split(jax.random.key(0), 4)
+    x = jax.random.normal(kx, (4, 11, 9, 3))
+    w = jax.random.normal(kw, (3, 3, 3, 5))
+    b = jax.random.normal(kb, (5,))
+    dy = jax.random.normal(ky, (4, 9, 7, 5))
+    return x, w, b, dy
+
+
+def test_conv2d_is_the_lab08_convolution(conv_case):
+    x, w, b, _ = conv_case
+    want = numpy_conv(*(np.asarray(a, np.float64) for a in (x, w, b)))
+    np.testing.assert_allclose(layers.conv2d(x, w, b), want, atol=1e-4)
+    np.testing.assert_allclose(layers.jit(layers.conv2d)(x, w, b), want, atol=1e-4)
+
+
+def test_conv2d_gradients_with_the_cpu_option_equal_xla_defaults(conv_case):
+    """The option changes which library runs the convolution, not what it computes."""
+    x, w, b, dy = conv_case
+
+    def vjp(conv):
+        return lambda x, w, b: jax.vjp(conv, x, w, b)[1](dy)
+
+    want = jax.jit(vjp(xla_conv))(x, w, b)  # no compile options: XLA's default path
+    got = layers.jit(vjp(layers.conv2d))(x, w, b)
+    for g, h, name in zip(got, want, ("dx", "dw", "db")):
+        np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_conv2d_module_equals_nnx_conv_with_keras_init():
+    ours = layers.Conv2D(3, 8, (3, 3), rngs=nnx.Rngs(0))
+    theirs = nnx.Conv(3, 8, (3, 3), padding="VALID", rngs=nnx.Rngs(1))
+    theirs.kernel[...] = ours.kernel[...]
+    theirs.bias[...] = jax.random.normal(jax.random.key(2), (8,))
+    ours.bias[...] = theirs.bias[...]
+    x = jax.random.normal(jax.random.key(3), (2, 10, 10, 3))
+    np.testing.assert_allclose(ours(x), theirs(x), atol=1e-5)
+    # Keras' defaults: Glorot-uniform kernel within ±sqrt(6 / (9·3 + 9·8)), zero bias.
+    fresh = layers.Conv2D(3, 8, (3, 3), rngs=nnx.Rngs(0))
+    assert np.abs(np.asarray(fresh.kernel[...])).max() <= np.sqrt(6 / (27 + 72))
+    assert not np.asarray(fresh.bias[...]).any()
+
+
+@pytest.mark.parametrize("shape,window", [((3, 24, 24, 4), 2), ((2, 7, 9, 3), 2), ((2, 9, 10, 2), 3)],
+                         ids=["even-2", "odd-2", "window-3"])
+def test_max_pool_equals_reduce_window_in_value_and_gradient(shape, window):
+    x = jax.random.normal(jax.random.key(0), shape)  # continuous values: every window has one maximum
+    want = reduce_window_pool(x, window)
+    np.testing.assert_array_equal(layers.max_pool(x, window), want)
+    dy = jax.random.normal(jax.random.key(1), want.shape)
+    grad = lambda pool: jax.jit(lambda x: jax.vjp(pool, x)[1](dy)[0])(x)  # noqa: E731
+    np.testing.assert_allclose(grad(lambda x: layers.max_pool(x, window)), grad(lambda x: reduce_window_pool(x, window)),
+                               atol=1e-6)
+
+
+def test_pool_then_relu_equals_relu_then_pool():
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    np.testing.assert_array_equal(jax.nn.relu(layers.max_pool(x)), reduce_window_pool(jax.nn.relu(x), 2))
+
+
+def test_cpu_option_only_on_the_cpu_and_only_where_accepted(monkeypatch):
+    assert layers.cpu_compiler_options("gpu") is None
+    assert layers.cpu_compiler_options("tpu") is None
+    accepted = layers.cpu_compiler_options("cpu")
+    assert accepted in (None, {layers.YNN_OPTION: layers.YNN_DOTS_ONLY})
+    # A jaxlib that does not know the value: detected at compile time, and the course falls back cleanly.
+    monkeypatch.setattr(layers, "YNN_DOTS_ONLY", "NO_SUCH_FUSION_TYPE")
+    layers._ynn_option_accepted.cache_clear()
+    try:
+        assert layers.cpu_compiler_options("cpu") is None
+        np.testing.assert_allclose(layers.jit(lambda v: v * 2)(jnp.arange(3.0)), [0.0, 2.0, 4.0])
+    finally:
+        monkeypatch.undo()
+        layers._ynn_option_accepted.cache_clear()
