@@ -29,6 +29,7 @@ def render(report: Report, *, titles: dict[str, str] | None = None, verbose: boo
                 rows = o.message.splitlines()
                 lines += [f"                 {row}" for row in (rows if verbose else rows[:6])]
         lines.append("")
+    lines += [f"NOTE: {note}" for note in report.notes] + ([""] if report.notes else [])
     for problem in report.problems:
         lines.append(f"PROBLEM: {problem}\n")
     counts = {}
@@ -52,8 +53,8 @@ def gradescope(report: Report) -> dict:
             "execution_time": round(o.duration, 3),
         })
     result = {"score": report.score, "max_score": report.max_score, "tests": tests}
-    if report.problems:
-        result["output"] = "\n\n".join(report.problems)
+    if report.problems or report.notes:
+        result["output"] = "\n\n".join([*report.notes, *report.problems])
     return result
 
 

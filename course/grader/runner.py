@@ -61,6 +61,7 @@ class Report:
     impl: str
     outcomes: list[Outcome] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # what stopped whole files from being graded
+    notes: list[str] = field(default_factory=list)  # what was done to the submission (notebooks converted)
 
     def by_lab(self) -> dict[str, list[Outcome]]:
         out: dict[str, list[Outcome]] = {}
@@ -86,6 +87,7 @@ def grade(
     jobs: int | None = None,
     sandbox_user: str = "auto",
     log_path: Path | None = None,
+    keyword: str | None = None,
 ) -> Report:
     """Run the graded tests of ``labs`` (all when None) against ``impl`` and score them.
 
@@ -97,18 +99,30 @@ def grade(
       jobs: grading processes run at once (default: one per CPU core, at most one per lab).
       sandbox_user: who runs the student's code: ``auto`` (``nobody`` when we are root), ``none``, or a name.
       log_path: where the grading processes' own output goes (default: a temporary file).
+      keyword: only the tests pytest's ``-k`` expression selects (``course.check`` of a few functions).
+
+    ``impl`` may also hold Jupyter notebooks, or be one (``labNN_*.ipynb``): their code cells are graded
+    as the lab module (:func:`course.notebooks.convert_for_grading`), and ``labs=None`` means their labs.
     """
-    impl_dir = _labs.impl_dir(impl)
+    from course import notebooks as _notebooks
+
+    notebook = _notebooks.has_notebooks(impl)
+    impl_dir = Path(impl).resolve() if notebook and Path(impl).is_file() else _labs.impl_dir(impl)
     tests_dir = Path(tests_dir or os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs").resolve()
-    plan = collect(tests_dir, labs)
     report = Report(impl=str(impl))
-    if not plan:
-        return report
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
-        snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp))
+        converted = Path(tmp) / "notebooks"
+        if notebook:
+            converted.mkdir()
+            found, report.notes = _notebooks.convert_for_grading(impl_dir, converted)
+            labs = labs or found + [_labs.lab_id(p.stem) for p in impl_dir.glob("lab*.py") if _labs.is_lab_file(p)]
+        plan = collect(tests_dir, labs)
+        if not plan:
+            return report
+        snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp), converted=converted)
         log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
         with log:
-            events = run(snapshot, jobs=jobs, timeout=timeout, sandbox_user=sandbox_user, log=log)
+            events = run(snapshot, jobs=jobs, timeout=timeout, sandbox_user=sandbox_user, log=log, keyword=keyword)
             return decide(events, report, log)
 
 
@@ -151,14 +165,17 @@ class Snapshot:
     root: Path
 
     @classmethod
-    def take(cls, plan: dict[str, list[Path]], tests_dir: Path, impl_dir: Path, root: Path) -> "Snapshot":
+    def take(cls, plan: dict[str, list[Path]], tests_dir: Path, impl_dir: Path, root: Path,
+             converted: Path | None = None) -> "Snapshot":
         root.chmod(0o755)
         tests, impl = root / "tests" / tests_dir.name, root / "impl"
         shutil.copytree(tests_dir, tests, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
         impl.mkdir()
-        for path in impl_dir.glob("lab*.py"):
-            if _labs.is_lab_file(path):
-                shutil.copyfile(path, impl / path.name)
+        # Lab files, and the modules made from notebooks (course.notebooks), which a .py file overrides.
+        for folder in [converted, impl_dir]:
+            for path in folder.glob("lab*.py") if folder and folder.is_dir() else []:
+                if _labs.is_lab_file(path):
+                    shutil.copyfile(path, impl / path.name)
         for path in [root, *root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         copied = {lid: [tests / p.name for p in files] for lid, files in plan.items()}
@@ -166,7 +183,7 @@ class Snapshot:
         manifest = root / "manifest.json"
         manifest.write_text(json.dumps(hashes))
         manifest.chmod(0o644)
-        return cls(copied, tests, impl, impl_dir, manifest, root)
+        return cls(copied, tests, impl, impl_dir if impl_dir.is_dir() else impl_dir.parent, manifest, root)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -185,7 +202,8 @@ def groups(plan: dict[str, list[Path]], jobs: int | None) -> list[list[Path]]:
     return [sorted(g) for g in dealt if g]
 
 
-def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: str, log) -> list[dict]:
+def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: str, log,
+        keyword: str | None = None) -> list[dict]:
     """Run every group's trusted pytest process at once; return their events as they came."""
     events: list[dict] = []
     selector = selectors.DefaultSelector()
@@ -198,7 +216,8 @@ def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: s
         args = [sys.executable, "-m", "pytest", *map(str, files), "-p", "course.testing.plugin",
                 "-p", "course.grader.session", "-o", "addopts=", "-p", "no:cacheprovider", "--assert=plain",
                 "-q", "--no-header", "--tb=no", f"--rootdir={snapshot.tests.parent}", f"--impl={snapshot.impl}",
-                f"--impl-shown={snapshot.shown_impl}", f"--lab-timeout={timeout:g}", f"--sandbox-user={sandbox_user}"]
+                f"--impl-shown={snapshot.shown_impl}", f"--lab-timeout={timeout:g}", f"--sandbox-user={sandbox_user}",
+                *(["-k", keyword] if keyword else [])]
         proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 pass_fds=(write_fd,), cwd=snapshot.root)
         os.close(write_fd)
