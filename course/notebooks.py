@@ -482,12 +482,14 @@ def kernel_cells() -> list[str]:
     return [s for s in shell.history_manager.input_hist_raw[1:] if s.strip()]
 
 
-def check(lab: str, *functions: str, notebook: str | os.PathLike | None = None, timeout: float = 10.0) -> CheckResult:
+def check(lab: str, *functions: str, notebook: str | os.PathLike | None = None,
+          timeout: float | None = None) -> CheckResult:
     """Grade this notebook's current code for ``lab`` (or only the tests of ``functions``) and show it.
 
     The code is what the kernel has run (``notebook=`` reads a saved ``.ipynb`` instead), made into a
     lab module as ``course grade`` makes a submitted notebook, and graded by the same grader. Set
-    ``COURSE_CHECK=0`` to skip checks (e.g. to run every cell quickly).
+    ``COURSE_CHECK=0`` to skip checks (e.g. to run every cell quickly). ``timeout``: seconds per test
+    (default ``$COURSE_TIMEOUT``, else 10, as ``course grade``).
     """
     import tempfile
 
@@ -495,6 +497,7 @@ def check(lab: str, *functions: str, notebook: str | os.PathLike | None = None, 
     from course.grader.report import render
 
     lid = _labs.lab_id(lab)
+    timeout = float(os.environ.get("COURSE_TIMEOUT", 10)) if timeout is None else timeout
     if os.environ.get("COURSE_CHECK") == "0":
         return CheckResult(None, f"(check of {lid} skipped: COURSE_CHECK=0)")
     if notebook is not None:
