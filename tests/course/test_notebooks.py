@@ -195,3 +195,13 @@ def test_student_notebook_stops_at_its_first_stub(lab, tmp_path, request):
     if lab == CHECKED_LAB:  # check() on the stubs: every test "not attempted", nothing else
         texts = _check_texts(nb)
         assert texts and all("TODO" in t and "PASS" not in t and "FAIL" not in t and "ERROR" not in t for t in texts), texts
+
+
+@pytest.mark.solutions_only
+def test_binder_installs_the_cpu_stack_and_the_course():
+    binder = labs.root() / "binder"
+    assert re.fullmatch(r"python-3\.1[1-9]\n", (binder / "runtime.txt").read_text())
+    assert "jax[cpu]" in (binder / "requirements.txt").read_text()
+    post = binder / "postBuild"
+    assert post.stat().st_mode & 0o111, "binder/postBuild must be executable"
+    assert "pip install --no-cache-dir -e ." in post.read_text()
