@@ -127,7 +127,7 @@ def build(path: Path, *, conf: dict[str, str] | None = None, checks: bool = True
         cell.metadata = {}
         cells.append(cell)
         if cell.cell_type == "code":
-            pending += [f for ln, f in sorted(work.items()) if start <= ln <= end and f not in pending]
+            pending = list(dict.fromkeys(pending + [f for ln, f in sorted(work.items()) if start <= ln <= end]))
     if pending and checks:
         cells.append(nbformat.v4.new_code_cell(_check_source(lab, pending)))
     out = nbformat.v4.new_notebook()
@@ -434,13 +434,25 @@ def tests_for(test_file: Path, functions: list[str]) -> list[str]:
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
         defs.update({f"{cls.name}::{n.name}": n for n in cls.body if isinstance(n, ast.FunctionDef)})
 
-    def uses(node, seen: set[str]) -> set[str]:
+    # Module-level constants a decorator may name: @pytest.mark.parametrize("name", list(REFERENCE)).
+    consts = {tgt.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+              for tgt in node.targets if isinstance(tgt, ast.Name)}
+
+    def strings(node, seen: set[str]) -> set[str]:
         found = set()
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and sub.value.isidentifier():
+                found.add(sub.value)
+            elif isinstance(sub, ast.Name) and sub.id in consts and sub.id not in seen:
+                seen.add(sub.id)
+                found |= strings(consts[sub.id], seen)
+        return found
+
+    def uses(node, seen: set[str]) -> set[str]:
+        found = set().union(*(strings(d, set()) for d in node.decorator_list))
         for sub in ast.walk(node):
             if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == "lab":
                 found.add(sub.attr)
-            elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and sub.value.isidentifier():
-                found.add(sub.value)
             elif isinstance(sub, ast.Name) and sub.id in defs and sub.id not in seen:
                 seen.add(sub.id)
                 found |= uses(defs[sub.id], seen)
@@ -509,9 +521,12 @@ def check(lab: str, *functions: str, notebook: str | os.PathLike | None = None,
     tests_dir = Path(os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs")
     keyword = None
     if functions:
-        names = [t for f in sorted(tests_dir.glob(f"test_{lid}*.py")) for t in tests_for(f, list(functions))]
+        files = sorted(tests_dir.glob(f"test_{lid}*.py"))
+        untested = [f for f in functions if not any(tests_for(path, [f]) for path in files)]
+        notes += [f"no graded test calls {f} directly: it is graded through the functions that use it" for f in untested]
+        names = [t for path in files for t in tests_for(path, list(functions))]
         if not names:
-            raise _labs.CourseError(f"no graded test of {lid} uses {', '.join(functions)}")
+            raise _labs.CourseError(f"no graded test of {lid} calls {', '.join(functions)} directly; try check({lid!r})")
         keyword = " or ".join(dict.fromkeys(names))
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         (Path(tmp) / f"{lid}_notebook.py").write_text(source, encoding="utf-8")

@@ -123,6 +123,13 @@ def test_tests_for_finds_the_tests_that_use_a_function():
     assert notebooks.tests_for(test_file, ["sigmoid"]) == ["test_sigmoid_matches_the_formula"]
     # Parametrized over function names: found through the decorator's strings.
     assert notebooks.tests_for(test_file, ["hand_gradient"]) == ["test_gradient_matches_finite_differences"]
+    # A string in a test's body (a dict key "accuracy") is not a use of the function accuracy.
+    test06 = labs.root() / "tests" / "labs" / "test_lab06_digits.py"
+    assert "test_train_learns_digits" not in notebooks.tests_for(test06, ["accuracy"])
+    assert "test_train_learns_digits" in notebooks.tests_for(test06, ["train"])
+    # Parametrized over a module-level table's keys.
+    test02 = labs.root() / "tests" / "labs" / "test_lab02_combining.py"
+    assert notebooks.tests_for(test02, ["tanh"]) == notebooks.tests_for(test02, ["sigmoid"]) == ["test_activation_matches_numpy"]
 
 
 @pytest.mark.solutions_only
