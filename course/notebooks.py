@@ -397,18 +397,21 @@ def has_notebooks(impl: str | os.PathLike) -> bool:
     return path.suffix == ".ipynb" or (path.is_dir() and any(path.glob("*.ipynb")))
 
 
-def convert_for_grading(source: Path, dest: Path) -> tuple[list[str], list[str]]:
+def convert_for_grading(source: Path, dest: Path, wanted: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Write the lab module of each notebook in ``source`` (a folder, or one ``.ipynb``) into ``dest``.
 
-    A lab that also has a ``labNN_*.py`` in the folder is graded from that file. Returns (the labs
-    converted, notes for the report).
+    Only the labs ``wanted`` (all when None). A lab that also has a ``labNN_*.py`` in the folder is
+    graded from that file. Returns (the labs converted, notes for the report).
     """
+    wanted = {_labs.lab_id(x) for x in wanted} if wanted else None
     source = Path(source)
     files = [source] if source.is_file() else sorted(source.glob("*.ipynb"))
     present = {_labs.lab_id(p.stem) for p in source.glob("lab*.py") if _labs.is_lab_file(p)} if source.is_dir() else set()
     labs, notes = [], []
     for path in files:
         conv = convert(path)
+        if wanted is not None and conv.lab not in wanted:
+            continue
         if conv.lab in present:
             notes.append(f"{path.name}: not graded; {conv.lab} is graded from its .py file in the same folder")
             continue

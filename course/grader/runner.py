@@ -114,7 +114,7 @@ def grade(
         converted = Path(tmp) / "notebooks"
         if notebook:
             converted.mkdir()
-            found, report.notes = _notebooks.convert_for_grading(impl_dir, converted)
+            found, report.notes = _notebooks.convert_for_grading(impl_dir, converted, labs)
             labs = labs or found + [_labs.lab_id(p.stem) for p in impl_dir.glob("lab*.py") if _labs.is_lab_file(p)]
         plan = collect(tests_dir, labs)
         if not plan:
