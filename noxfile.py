@@ -1,4 +1,4 @@
-"""Sessions for students (grade), instructors (demo, tests) and course staff (assign, release).
+"""Sessions for students (grade), instructors (demo, tests, notebooks) and course staff (assign, release, lint).
 
 Run ``nox -l`` to list them. Everything after ``--`` is passed through, e.g. ``nox -s grade -- lab02``.
 """
@@ -48,6 +48,20 @@ def assign(session: nox.Session) -> None:
     """Regenerate the student stubs in labs/ from solutions/ (pass --check to only verify)."""
     _install(session)
     session.run("python", "-m", "course", "assign", *session.posargs)
+
+
+@nox.session(default=False)
+def notebooks(session: nox.Session) -> None:
+    """Build notebooks/ from labs/ and execute the solution notebooks into solution-notebooks/ (-- --quick)."""
+    _install(session, "notebooks")
+    session.run("python", "-m", "course", "notebooks", "--solutions", *session.posargs)
+
+
+@nox.session(default=False)
+def lint(session: nox.Session) -> None:
+    """ruff check, configured in pyproject.toml ([tool.ruff])."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", *(session.posargs or ["."]))
 
 
 @nox.session(default=False)

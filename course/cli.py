@@ -1,4 +1,4 @@
-"""The ``course`` command (also ``python -m course``): list, run, grade, assign, release, gradescope."""
+"""The ``course`` command (also ``python -m course``): list, run, grade, assign, notebooks, release, gradescope."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     if args.submissions:
         return _grade_class(args)
     impl = args.impl or "labs"
-    titles = {lid: _labs.lab_title(p) for lid, p in _labs.lab_files(impl).items()}
+    titles = _titles(impl)
     start = time.perf_counter()
     report = grade(args.labs or None, impl=impl, timeout=args.timeout, jobs=args.jobs, sandbox_user=args.sandbox_user,
                    seed=args.seed)
@@ -80,6 +80,38 @@ def _cmd_gradescope(args: argparse.Namespace) -> int:
 
     path = build_autograder(Path(args.out), labs=args.labs or None, seed=args.seed, timeout=args.timeout)
     print(f"wrote the Gradescope autograder {path} (hidden seed {args.seed}); upload it as the assignment's autograder")
+    return 0
+
+
+def _titles(impl: str) -> dict[str, str]:
+    """Lab titles for the report: from the lab files graded, else (notebooks) from the course's labs/."""
+    from course.notebooks import has_notebooks
+
+    if not has_notebooks(impl):
+        return {lid: _labs.lab_title(p) for lid, p in _labs.lab_files(impl).items()}
+    try:
+        return {lid: _labs.lab_title(p) for lid, p in _labs.lab_files("labs").items()}
+    except _labs.CourseError:
+        return {}
+
+
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from course import notebooks
+
+    stale = notebooks.write_student_notebooks(check=args.check) + notebooks.write_readme(check=args.check)
+    if args.check:
+        if stale:
+            print("notebooks are stale; run `course notebooks` to regenerate:\n  " + "\n  ".join(stale), file=sys.stderr)
+            return 1
+        print(f"{notebooks.FOLDER}/ and the README's links are up to date with labs/")
+    else:
+        print("\n".join(f"wrote {n}" for n in stale) or f"{notebooks.FOLDER}/ was already up to date")
+    if args.solutions:
+        out = Path(args.out)
+        for lab in args.labs or _labs.lab_files("solutions"):
+            start = time.perf_counter()
+            [path] = notebooks.build_solution_notebooks(out, quick=args.quick, labs=[lab])
+            print(f"executed {path} in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 
 
@@ -128,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grade", help="grade the labs, offline, and show the points")
     p.add_argument("labs", nargs="*", metavar="LAB", help="labs to grade (default: all)")
-    p.add_argument("--impl", help=f"{impl_help} (default: labs)")
+    p.add_argument("--impl", help=f"{impl_help}, or notebooks: a folder of .ipynb or one (default: labs)")
     p.add_argument("--results", metavar="PATH", help="also write Gradescope's results.json here")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("COURSE_TIMEOUT", 10)),
                    metavar="S", help="seconds one test may spend running lab code (default 10, or $COURSE_TIMEOUT)")
@@ -156,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("assign", help="generate labs/ (student stubs) from solutions/")
     p.add_argument("--check", action="store_true", help="only check that labs/ is up to date; exit 1 if stale")
     p.set_defaults(func=_cmd_assign)
+
+    p = sub.add_parser("notebooks", help="build notebooks/ (students, from labs/) and the README's Colab/Binder links")
+    p.add_argument("--check", action="store_true", help="only check that notebooks/ and the links are up to date")
+    p.add_argument("--solutions", action="store_true",
+                   help="also execute the solution notebooks, outputs inline, into --out (staff)")
+    p.add_argument("labs", nargs="*", metavar="LAB", help="with --solutions: the labs to execute (default: all)")
+    p.add_argument("--out", default="solution-notebooks", help="folder for the executed solution notebooks")
+    p.add_argument("--quick", action="store_true", help="with --solutions: COURSE_QUICK=1 (short training runs)")
+    p.set_defaults(func=_cmd_notebooks)
 
     p = sub.add_parser("release", help="build the student bundle (no solution code)")
     p.add_argument("--out", default="dist", help="folder for the bundle (default: dist/)")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 from jax import Array
+
+if TYPE_CHECKING:  # numpy is imported where it is used, below
+    import numpy as np
 
 
 def linearly_separable(n: int, *, key: Array, margin: float = 0.2, dim: int = 2) -> tuple[Array, Array]:

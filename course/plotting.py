@@ -18,12 +18,20 @@ def figure(ncols: int = 1, nrows: int = 1, *, size: float = 4.0, **kwargs):
     return fig, axes.ravel()
 
 
-def save(fig, out: Path, name: str) -> Path:
-    """Save ``fig`` as ``out/name.png`` and close it; returns the path."""
+def save(fig, out: Path, name: str, *, show: bool = True) -> Path:
+    """Save ``fig`` as ``out/name.png`` and close it; returns the path.
+
+    In a notebook (matplotlib's inline backend) the figure is also shown in the cell's output, unless
+    ``show=False`` (the training loop's image grid of every epoch).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
     fig.savefig(path, dpi=110)
+    if show and "inline" in plt.get_backend():
+        from IPython.display import display
+
+        display(fig)
     plt.close(fig)
     return path
 

@@ -101,7 +101,7 @@ def _log_images(run, workdir: Path | None, epoch: int, images: np.ndarray, predi
 
         fig = plotting.image_grid(images, captions, wrong=predicted != labels,
                                   title=f"validation predictions after epoch {epoch}")
-        path = plotting.save(fig, workdir / "predictions", f"epoch_{epoch:03d}")
+        path = plotting.save(fig, workdir / "predictions", f"epoch_{epoch:03d}", show=False)
     if run is not None:
         import wandb
 

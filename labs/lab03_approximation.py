@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jax
@@ -89,7 +90,13 @@ def fit(params, x: Array, y: Array, *, optimizer: optax.GradientTransformation, 
 
 def fit_seeds(keys: Array, x: Array, y: Array, *, width: int, depth: int, steps: int,
               learning_rate: float = 0.01, activation=jax.nn.relu):
-    """Train one network per key at once with `jax.vmap`; returns (params, losses (len(keys), steps))."""
+    """Train one network per key at once with `jax.vmap`; returns (params, losses (len(keys), steps)).
+
+    Network i is exactly what one `fit` would give: `init_network(width, depth, key=keys[i])` (the key
+    itself, not split again), trained by `fit` with `optimizer=optax.adam(learning_rate)` for `steps`
+    steps. `params` is the list of layers of `init_network`, each array with a leading axis of
+    len(keys) (e.g. the first layer's "w" is (len(keys), 1, width)).
+    """
     # YOUR CODE HERE (lab03: fit_seeds)
     raise NotImplementedError("lab03: fit_seeds")
 
@@ -115,8 +122,12 @@ def best_of_seeds(x, y, width, depth, act, *, key, seeds=4, steps=3000):
     return jax.tree.map(lambda p: p[best], params), float(losses[best, -1])
 
 
-def demo(out: Path) -> list[Path]:
-    """One panel per comparison on the bump, and the extrapolation figure."""
+def demo(out: Path, *, quick: bool | None = None) -> list[Path]:
+    """One panel per comparison on the bump, and the extrapolation figure.
+
+    ``quick`` (default: ``$COURSE_QUICK=1``): 500 training steps instead of 3000, a smoke run.
+    """
+    steps = 500 if (os.environ.get("COURSE_QUICK") == "1" if quick is None else quick) else 3000
     key_data, key_fit = jax.random.split(jax.random.key(0))
     x, y = datasets.regression_1d("bump", 120, key=key_data)
     grid = jnp.linspace(-1.0, 1.0, 400)[:, None]
@@ -125,7 +136,7 @@ def demo(out: Path) -> list[Path]:
         ax.scatter(np.asarray(x), np.asarray(y), s=8, c="0.6", label="data")
         ax.plot(np.asarray(grid), np.asarray(datasets.TARGETS["bump"](grid)), "k--", lw=1, label="target")
         for width, depth, act in nets:
-            params, loss = best_of_seeds(x, y, width, depth, act, key=key_fit)
+            params, loss = best_of_seeds(x, y, width, depth, act, key=key_fit, steps=steps)
             label = f"{act}, {depth}×{width}: MSE {loss:.4f}"
             ax.plot(np.asarray(grid), np.asarray(forward(params, grid, ACTIVATIONS[act])), lw=2, label=label)
             print(f"{title}: {label}")
@@ -141,7 +152,7 @@ def demo(out: Path) -> list[Path]:
     ax.scatter(np.asarray(xs), np.asarray(ys), s=8, c="0.5", label="data")
     ax.plot(np.asarray(wide), np.asarray(datasets.TARGETS["kink"](wide)), "k--", lw=1, label="the function you meant")
     for width, depth, act in [(80, 1, "relu"), (40, 2, "tanh")]:
-        params, _ = best_of_seeds(xs, ys, width, depth, act, key=key_fit)
+        params, _ = best_of_seeds(xs, ys, width, depth, act, key=key_fit, steps=steps)
         ax.plot(np.asarray(wide), np.asarray(forward(params, wide, ACTIVATIONS[act])), lw=2,
                 label=f"{act}, {depth}×{width}")
     ax.set(title="It learns the function the data imply,\nnot the one you meant", xlabel="x", ylabel="y",

@@ -32,6 +32,19 @@ from course import images, plotting
 #
 # $$y[n, i, j, f] = b_f + \sum_{u < KH}\sum_{v < KW}\sum_{c < C} x[n, s i + u, s j + v, c]\; w[u, v, c, f].$$
 #
+# The lecture's worked example: the vertical-line filter, every row $(-1, 1, -1)$, on two 3×3 patches.
+#
+# ```
+# filter        patch A       A·filter          patch B       B·filter
+# -1  1 -1      1 1 0         -1 +1  0           0 1 0        0 +1  0
+# -1  1 -1      0 0 0          0  0  0           0 1 0        0 +1  0
+# -1  1 -1      1 0 1         -1  0 -1           0 1 0        0 +1  0
+# ```
+#
+# Patch A puts three of its pixels under the $-1$ weights and one under a $+1$: $-3 + 1 = -2$. Patch B,
+# a thin vertical line, lies exactly on the $+1$ column: $1 + 1 + 1 = 3$, the highest score any 0/1
+# patch can get. Your `conv2d` must give $-2$ and $3$ on them (a graded test).
+#
 # * Every filter spans **all** input channels: on a 26×26×6 input, `Conv2D(4, (3, 3))` has 4 filters
 #   of 3×3×6, plus 4 biases: $4 (3 \cdot 3 \cdot 6 + 1) = 220$ parameters, and gives 24×24×4.
 # * **'valid'** padding keeps only positions where the filter fits: $\lfloor (n - k)/s \rfloor + 1$.

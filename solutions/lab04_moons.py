@@ -12,11 +12,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import Array
 
@@ -126,14 +126,19 @@ def probability_grid(params, *, lo: tuple[float, float], hi: tuple[float, float]
 NETWORKS = {"1 layer of 2": [2], "1 layer of 10": [10], "2 layers of 20": [20, 20], "5 layers of 1000": [1000] * 5}
 
 
-def demo(out: Path) -> list[Path]:
-    """Train each network on the moons and draw its decision boundary with train/test accuracy."""
+def demo(out: Path, *, quick: bool | None = None) -> list[Path]:
+    """Train each network on the moons and draw its decision boundary with train/test accuracy.
+
+    ``quick`` (default: ``$COURSE_QUICK=1``): a tenth of the training steps, a smoke run.
+    """
+    quick = os.environ.get("COURSE_QUICK") == "1" if quick is None else quick
     k_train, k_test, k_init = jax.random.split(jax.random.key(0), 3)
     x, y = datasets.moons(400, key=k_train, noise=0.2)
     x_test, y_test = datasets.moons(400, key=k_test, noise=0.2)
     fig, axes = plotting.figure(len(NETWORKS), size=4.0)
     for ax, (name, hidden) in zip(axes, NETWORKS.items()):
         steps = 300 if max(hidden) >= 1000 else 2000  # the big one is slow on a laptop CPU
+        steps = steps // 10 if quick else steps
         params, _ = train(init_classifier(hidden, key=k_init), x, y, steps=steps,
                           learning_rate=1e-3 if max(hidden) >= 1000 else 0.01)
         train_acc, test_acc = float(accuracy(params, x, y)), float(accuracy(params, x_test, y_test))

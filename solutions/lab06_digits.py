@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -47,8 +48,10 @@ from course import mnist, plotting, training
 
 # %% [markdown]
 # ## 1. Normalisation
-# Pixels arrive as integers 0…255. Networks train best on inputs of order 1, so divide by 255 — as
-# float32 (an integer division would give 0 or 1).
+# Pixels arrive as integers 0…255 (uint8). Networks train best on inputs of order 1, so divide by 255.
+# In JAX, as in NumPy and Python 3, `/` is true division: `images / 255.0` already gives floats
+# (float32), values in [0, 1]. (Only `//`, floor division, would keep integers: 0 for every pixel but
+# the brightest.) The tests check the dtype is float32 and the values are `pixel / 255`.
 
 
 # %%
@@ -140,14 +143,20 @@ def train(data: mnist.Dataset, *, hidden: int = 128, epochs: int = 10, batch_siz
 
 
 # %%
-def demo(out: Path) -> list[Path]:
-    """Train on real MNIST; print the test accuracy and seconds per epoch; draw curves and predictions."""
+def demo(out: Path, *, quick: bool | None = None) -> list[Path]:
+    """Train on real MNIST; print the test accuracy and seconds per epoch; draw curves and predictions.
+
+    ``quick`` (default: ``$COURSE_QUICK=1``): a smoke run, 2 epochs on the first 10 000 training images.
+    """
     out = Path(out)
+    quick = os.environ.get("COURSE_QUICK") == "1" if quick is None else quick
     start = time.perf_counter()
     data = mnist.load("mnist")
+    if quick:
+        data = data._replace(train=data.train.head(10_000))
     print(f"loaded MNIST in {time.perf_counter() - start:.2f} s on {jax.devices()[0].platform}: "
-          f"train {data.train.images.shape}, test {data.test.images.shape}")
-    model, history = train(data, key=jax.random.key(0), workdir=out / "lab06_run")
+          f"train {data.train.images.shape}, test {data.test.images.shape}" + (" (quick run)" if quick else ""))
+    model, history = train(data, epochs=2 if quick else 10, key=jax.random.key(0), workdir=out / "lab06_run")
     # The first epoch includes compiling; report the steady state too.
     per_epoch = history["seconds"]
     print(f"seconds per epoch: {np.mean(per_epoch):.2f} (first {per_epoch[0]:.2f}, "

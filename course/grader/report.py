@@ -29,6 +29,7 @@ def render(report: Report, *, titles: dict[str, str] | None = None, verbose: boo
                 rows = o.message.splitlines()
                 lines += [f"                 {row}" for row in (rows if verbose else rows[:6])]
         lines.append("")
+    lines += [f"NOTE: {note}" for note in report.notes] + ([""] if report.notes else [])
     for problem in report.problems:
         lines.append(f"PROBLEM: {problem}\n")
     counts = {}

@@ -66,6 +66,7 @@ class Report:
     problems: list[str] = field(default_factory=list)  # what stopped whole files from being graded
     seed: int = 0
     duration: float = 0.0  # seconds the whole grading took
+    notes: list[str] = field(default_factory=list)  # what was done to the submission (notebooks converted)
 
     def by_lab(self) -> dict[str, list[Outcome]]:
         out: dict[str, list[Outcome]] = {}
@@ -93,6 +94,7 @@ def grade(
     seed: int = 0,
     sandbox_cache: Path | None = None,
     log_path: Path | None = None,
+    keyword: str | None = None,
 ) -> Report:
     """Run the graded tests of ``labs`` (all when None) against ``impl`` and score them.
 
@@ -106,19 +108,32 @@ def grade(
       seed: varies every test's random inputs (0: the inputs students see when they grade themselves).
       sandbox_cache: the sandboxes' JAX compilation cache (default: one per user under ``.cache``).
       log_path: where the grading processes' own output goes (default: a temporary file).
+      keyword: only the tests pytest's ``-k`` expression selects (``course.check`` of a few functions).
+
+    ``impl`` may also hold Jupyter notebooks, or be one (``labNN_*.ipynb``): their code cells are graded
+    as the lab module (:func:`course.notebooks.convert_for_grading`), and ``labs=None`` means their labs.
     """
+    from course import notebooks as _notebooks
+
     start = time.monotonic()
-    impl_dir = _labs.impl_dir(impl)
+    notebook = _notebooks.has_notebooks(impl)
+    impl_dir = Path(impl).resolve() if notebook and Path(impl).is_file() else _labs.impl_dir(impl)
     tests_dir = Path(tests_dir or os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs").resolve()
-    plan = collect(tests_dir, labs)
     report = Report(impl=str(impl), seed=seed)
-    if not plan:
-        return report
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
-        snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp))
+        converted = Path(tmp) / "notebooks"
+        if notebook:
+            converted.mkdir()
+            found, report.notes = _notebooks.convert_for_grading(impl_dir, converted, labs)
+            labs = labs or found + [_labs.lab_id(p.stem) for p in impl_dir.glob("lab*.py") if _labs.is_lab_file(p)]
+        plan = collect(tests_dir, labs)
+        if not plan:
+            return report
+        snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp), converted=converted)
         log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
         with log:
-            events = run(snapshot, jobs=jobs, timeout=timeout, sandbox_user=sandbox_user, seed=seed, sandbox_cache=sandbox_cache, log=log)
+            events = run(snapshot, jobs=jobs, timeout=timeout, sandbox_user=sandbox_user, seed=seed,
+                         sandbox_cache=sandbox_cache, log=log, keyword=keyword)
             report = decide(events, report, log)
     report.duration = time.monotonic() - start
     return report
@@ -163,16 +178,18 @@ class Snapshot:
     root: Path
 
     @classmethod
-    def take(cls, plan: dict[str, list[Path]], tests_dir: Path, impl_dir: Path, root: Path) -> "Snapshot":
+    def take(cls, plan: dict[str, list[Path]], tests_dir: Path, impl_dir: Path, root: Path,
+             converted: Path | None = None) -> "Snapshot":
         root.chmod(0o755)
         tests, impl = root / "tests" / tests_dir.name, root / "impl"
         shutil.copytree(tests_dir, tests, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
         impl.mkdir()
+        # Lab files, and the modules made from notebooks (course.notebooks), which a .py file overrides.
         # A submission may be nested (a folder uploaded whole): the shallowest file of each name counts.
-        found = sorted((p for p in impl_dir.rglob("lab*.py") if _labs.is_lab_file(p)), key=lambda p: len(p.parts))
-        for path in found:
-            if not (impl / path.name).exists():
-                shutil.copyfile(path, impl / path.name)
+        sources = [p for folder in [converted, impl_dir] if folder and folder.is_dir()
+                   for p in sorted(folder.rglob("lab*.py"), key=lambda p: -len(p.parts)) if _labs.is_lab_file(p)]
+        for path in sources:  # later copies win: the submission's own shallowest .py files come last
+            shutil.copyfile(path, impl / path.name)
         for path in [root, *root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         copied = {lid: [tests / p.name for p in files] for lid, files in plan.items()}
@@ -180,7 +197,7 @@ class Snapshot:
         manifest = root / "manifest.json"
         manifest.write_text(json.dumps(hashes))
         manifest.chmod(0o644)
-        return cls(copied, tests, impl, impl_dir, manifest, root)
+        return cls(copied, tests, impl, impl_dir if impl_dir.is_dir() else impl_dir.parent, manifest, root)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -200,7 +217,7 @@ def groups(plan: dict[str, list[Path]], jobs: int | None) -> list[list[Path]]:
 
 
 def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: str, seed: int,
-        sandbox_cache: Path | None, log) -> list[dict]:
+        sandbox_cache: Path | None, log, keyword: str | None = None) -> list[dict]:
     """Run every group's trusted pytest process at once; return their events as they came."""
     events: list[dict] = []
     selector = selectors.DefaultSelector()
@@ -218,7 +235,8 @@ def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: s
         args = [sys.executable, "-m", "pytest", *map(str, files), "-p", "course.testing.plugin",
                 "-p", "course.grader.session", "-o", "addopts=", "-p", "no:cacheprovider", "--assert=plain",
                 "-q", "--no-header", "--tb=no", f"--rootdir={snapshot.tests.parent}", f"--impl={snapshot.impl}",
-                f"--impl-shown={snapshot.shown_impl}", f"--lab-timeout={timeout:g}", f"--sandbox-user={sandbox_user}", f"--seed={seed}"]
+                f"--impl-shown={snapshot.shown_impl}", f"--lab-timeout={timeout:g}", f"--sandbox-user={sandbox_user}",
+                f"--seed={seed}", *(["-k", keyword] if keyword else [])]
         if sandbox_cache is not None:
             args.append(f"--sandbox-cache={sandbox_cache}")
         proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

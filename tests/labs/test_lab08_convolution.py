@@ -13,10 +13,11 @@ from course.testing import expect, expect_close, expect_equal, expect_shape
 
 # The vertical-line filter: every row is (-1, 1, -1).
 LINE = np.tile([-1.0, 1.0, -1.0], (3, 1)).astype(np.float32)
-# Hand-worked: a bright vertical line in the middle column scores 1+1+1 = 3; a line in the left column
-# plus the middle pixel scores -1-1-1 + 1 = -2.
+# The lecture's two patches, worked by hand with the filter's rows (-1, 1, -1):
+#   [[0,1,0],[0,1,0],[0,1,0]]: each row 0*(-1) + 1*1 + 0*(-1) = 1, so 1 + 1 + 1 = 3;
+#   [[1,1,0],[0,0,0],[1,0,1]]: row 1: -1 + 1 + 0 = 0, row 2: 0, row 3: -1 + 0 - 1 = -2; in all, -3 + 1 = -2.
 PATCH_LINE = np.array([[0, 1, 0], [0, 1, 0], [0, 1, 0]], np.float32)
-PATCH_OFF = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 0]], np.float32)
+PATCH_OFF = np.array([[1, 1, 0], [0, 0, 0], [1, 0, 1]], np.float32)
 
 
 def _xla_conv(x, w, b, stride, padding):

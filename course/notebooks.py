@@ -1,0 +1,542 @@
+"""Notebooks: the labs as ``.ipynb`` for Jupyter, Colab and Binder, and notebooks back into labs for grading.
+
+* ``course notebooks`` writes ``notebooks/labNN_*.ipynb`` from ``labs/`` (committed, like ``labs/``:
+  Colab and Binder open them from the repository) and the README's Colab/Binder links;
+  ``--check`` only says whether they are stale; ``--solutions`` also executes the solution notebooks,
+  outputs and figures inline, into ``solution-notebooks/`` (not committed).
+* Every notebook starts with a setup cell: where the course is not importable (Colab, a bare Jupyter)
+  it installs it without replacing the JAX already there; where it is, the cell does nothing.
+* After each section whose functions the student writes, a cell calls :func:`check` for them.
+* :func:`module_source` turns a notebook's code cells back into a lab module (jupytext): the grader
+  uses it for ``.ipynb`` submissions and :func:`check` for the kernel's own cells.
+
+The ``.py`` files stay the single source: nothing here is edited by hand.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from course import labs as _labs
+
+FOLDER = "notebooks"
+SOLUTIONS_FOLDER = "solution-notebooks"
+SETUP_MARKER = "# course setup:"  # first line of the setup cell; the grader drops that cell
+CHECK_MARKER = "# Check your work:"
+STUB = re.compile(r'raise NotImplementedError\("(lab\d{2}): ([\w.]+)"\)')
+_NB_LAB = re.compile(r"(lab\d{2})(?:_(\w+?))?(?:\s*\(\d+\))?$")
+_KEEP_CELL_MAGICS = {"time", "timeit", "capture"}  # their body is Python; other cell magics' is not
+
+
+# ---------------------------------------------------------------------------------------------------
+# settings and links
+
+
+def settings() -> dict[str, str]:
+    """``[tool.course]`` of pyproject.toml: ``repository`` (owner/name on GitHub) and ``branch``."""
+    path = _labs.root() / "pyproject.toml"
+    conf = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("course", {}) if path.exists() else {}
+    return {"repository": conf.get("repository", "OWNER/REPO"), "branch": conf.get("branch", "main")}
+
+
+def colab_url(notebook: str, conf: dict[str, str] | None = None) -> str:
+    conf = conf or settings()
+    return f"https://colab.research.google.com/github/{conf['repository']}/blob/{conf['branch']}/{FOLDER}/{notebook}"
+
+
+def binder_url(notebook: str, conf: dict[str, str] | None = None) -> str:
+    conf = conf or settings()
+    return f"https://mybinder.org/v2/gh/{conf['repository']}/{conf['branch']}?labpath={FOLDER}%2F{notebook}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# the setup cell
+
+SETUP = '''\
+{marker} on Colab or Binder, install the course (once); on your own machine, where it is installed, nothing.
+import importlib.util
+
+if importlib.util.find_spec("course") is None:
+    import os, subprocess, sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    # The course's own checkout when this notebook sits in one, else a clone of the course's repository.
+    src = os.path.abspath("..") if os.path.isfile("../course/__init__.py") else os.path.abspath("{name}")
+    if not os.path.isdir(src):
+        url = os.environ.get("COURSE_GIT", "https://github.com/{repository}.git")
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "{branch}", url, src], check=True)
+    # Keep the JAX already installed (Colab's GPU/TPU build): pin it, so pip fits the rest around it.
+    pins = []
+    for dist in ("jax", "jaxlib"):
+        try:
+            pins.append(f"{{dist}}=={{version(dist)}}")
+        except PackageNotFoundError:
+            pass
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", src, *pins], check=True)
+    sys.path.insert(0, src)  # an editable install is seen by new processes; this kernel needs the path
+    importlib.invalidate_caches()
+    import jax
+
+    print(f"course installed from {{src}}; JAX {{jax.__version__}} sees {{jax.devices()}}")'''
+
+
+def setup_source(conf: dict[str, str] | None = None) -> str:
+    conf = conf or settings()
+    return SETUP.format(marker=SETUP_MARKER, name=conf["repository"].split("/")[-1], **conf)
+
+
+# ---------------------------------------------------------------------------------------------------
+# building notebooks from lab files
+
+
+def _check_source(lab: str, names: list[str]) -> str:
+    args = ", ".join(json.dumps(n) for n in [lab, *names])
+    return (f"{CHECK_MARKER} the graded tests of the functions above, on the code in this notebook "
+            "(the same verdict as `course grade`).\n"
+            f"from course import check\n\ncheck({args})")
+
+
+def build(path: Path, *, conf: dict[str, str] | None = None, checks: bool = True):
+    """The notebook of one lab file (stub or solution): setup cell, the lab's cells, check cells.
+
+    A check cell follows each section (the code cells up to the next markdown heading) that holds
+    student work, i.e. stub regions in ``labs/``; for a solution file the regions are found with
+    ``course assign``'s parser. Cell ids are fixed, so a rebuild changes nothing when the lab did not.
+    """
+    import jupytext
+    import nbformat
+
+    lab = _labs.lab_id(path.stem)
+    nb = jupytext.read(path)
+    work = _student_work(path)  # {1-based line: function}
+    cells, pending = [nbformat.v4.new_code_cell(setup_source(conf))], []
+    positions = _cell_lines(path.read_text(encoding="utf-8"), len(nb.cells))
+    for i, cell in enumerate(nb.cells):
+        start, end = positions[i]
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("#") and pending and checks:
+            cells.append(nbformat.v4.new_code_cell(_check_source(lab, pending)))
+            pending = []
+        cell = copy.deepcopy(cell)
+        cell.metadata = {}
+        cells.append(cell)
+        if cell.cell_type == "code":
+            pending = list(dict.fromkeys(pending + [f for ln, f in sorted(work.items()) if start <= ln <= end]))
+    if pending and checks:
+        cells.append(nbformat.v4.new_code_cell(_check_source(lab, pending)))
+    out = nbformat.v4.new_notebook()
+    out.cells = cells
+    for n, cell in enumerate(out.cells):
+        cell.id = f"{lab}-{n:02d}"
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    if out.cells[0].source.startswith(SETUP_MARKER):
+        out.cells[0].metadata = {"tags": ["course-setup"]}
+    out.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "colab": {"provenance": []},
+        "course": {"lab": lab, "source": f"{path.parent.name}/{path.name}"},
+    }
+    return out
+
+
+def _student_work(path: Path) -> dict[int, str]:
+    """Lines of student work in a lab file and their function: stub lines, or solution regions."""
+    text = path.read_text(encoding="utf-8")
+    found = {no: m.group(2).split(".")[0] for no, line in enumerate(text.splitlines(), 1) if (m := STUB.search(line))}
+    if not found and "# BEGIN SOLUTION" in text:
+        from course.assign import regions
+
+        found = {r.begin: r.function.split(".")[0] for r in regions(path)}
+    return found
+
+
+def _cell_lines(text: str, count: int) -> list[tuple[int, int]]:
+    """The 1-based line span of each of the ``count`` cells of a percent-format file."""
+    starts = [no for no, line in enumerate(text.splitlines(), 1) if line.startswith("# %%")]
+    if len(starts) != count:  # the course's labs start every cell with a marker
+        raise _labs.CourseError(f"expected {count} `# %%` cell markers, found {len(starts)}")
+    ends = [s - 1 for s in starts[1:]] + [len(text.splitlines())]
+    return list(zip(starts, ends))
+
+
+def dumps(nb) -> str:
+    import nbformat
+
+    return nbformat.writes(nb) + "\n"
+
+
+def write_student_notebooks(*, check: bool = False, labs_dir: Path | None = None,
+                            out: Path | None = None) -> list[str]:
+    """Write (or with ``check``, compare) ``notebooks/`` from ``labs/``; returns stale or written names."""
+    labs_dir = labs_dir or _labs.impl_dir("labs")
+    out = out or _labs.root() / FOLDER
+    conf = settings()
+    wanted = {p.with_suffix(".ipynb").name: dumps(build(p, conf=conf)) for p in _labs.lab_files(labs_dir).values()}
+    changed = []
+    for name, text in wanted.items():
+        path = out / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            changed.append(f"{FOLDER}/{name}")
+            if not check:
+                out.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+    changed += [f"{FOLDER}/{p.name} (no lab file)" for p in sorted(out.glob("lab*.ipynb")) if p.name not in wanted]
+    return changed
+
+
+# ---------------------------------------------------------------------------------------------------
+# the README's lab table
+
+_ROW = re.compile(r"^\| `(lab\d{2}_\w+)` \|")
+
+
+def readme_with_links(text: str, notebooks: list[str], conf: dict[str, str] | None = None) -> str:
+    """The README with its lab table's last column (Colab and Binder links) regenerated.
+
+    The topics are written by hand; a lab with no row gets one, with its title as the topic.
+    """
+    conf = conf or settings()
+    lines = text.splitlines()
+    header = next((i for i, line in enumerate(lines) if line.startswith("| lab | topic |")), None)
+    if header is None:
+        raise _labs.CourseError("README.md has no lab table (a line starting with `| lab | topic |`)")
+    end = header + 2
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    rows = {}
+    for line in lines[header + 2 : end]:
+        if m := _ROW.match(line):
+            cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+            rows[m.group(1)] = cells[1]
+    titles = {p.stem: _labs.lab_title(p) for p in _labs.lab_files("labs").values()} if (_labs.root() / "labs").is_dir() else {}
+    table = ["| lab | topic | open |", "| --- | --- | --- |"]
+    for nb in notebooks:
+        stem = nb.removesuffix(".ipynb")
+        topic = rows.get(stem) or titles.get(stem, "")
+        table.append(f"| `{stem}` | {topic} | [Colab]({colab_url(nb, conf)}) · [Binder]({binder_url(nb, conf)}) |")
+    return "\n".join(lines[:header] + table + lines[end:]) + "\n"
+
+
+def write_readme(*, check: bool = False) -> list[str]:
+    path = _labs.root() / "README.md"
+    if not path.exists():
+        return []
+    names = [p.with_suffix(".ipynb").name for p in _labs.lab_files("labs").values()]
+    text = path.read_text(encoding="utf-8")
+    new = readme_with_links(text, names)
+    if new == text:
+        return []
+    if not check:
+        path.write_text(new, encoding="utf-8")
+    return ["README.md (the lab table's Colab/Binder links)"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# executing notebooks
+
+
+def execute(nb, *, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600, allow_errors: bool = False):
+    """Run every cell in a fresh Jupyter kernel (this Python's), outputs inline; returns the notebook.
+
+    Raises nbclient's ``CellExecutionError`` at the first failing cell unless ``allow_errors``.
+    """
+    from nbclient import NotebookClient
+
+    kernel_env = {**os.environ, **(env or {})}
+    kernel_env.pop("MPLBACKEND", None)  # the kernel's own inline backend shows the figures
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(cwd)}})
+    client.execute(env=kernel_env)
+    return nb
+
+
+def build_solution_notebooks(out: Path, *, quick: bool = False, labs: list[str] | None = None,
+                             checks: bool = True, timeout: int = 1800) -> list[Path]:
+    """Execute each solution notebook into ``out`` (figures under ``out/figures/labNN``); returns the paths."""
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    files = _labs.lab_files("solutions")
+    wanted = [_labs.lab_id(x) for x in labs] if labs else list(files)
+    env = {"COURSE_QUICK": "1"} if quick else {}
+    written = []
+    for lid in wanted:
+        nb = execute(build(files[lid], checks=checks), cwd=out, env=env, timeout=timeout)
+        path = out / files[lid].with_suffix(".ipynb").name
+        path.write_text(dumps(nb), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------
+# notebooks back into lab modules (grading)
+
+
+@dataclass
+class Converted:
+    lab: str
+    name: str  # file name for the module: labNN_topic.py
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _drop_magics(source: str, where: str, notes: list[str]) -> str | None:
+    """``source`` with IPython shell/magic lines made ``pass``; None for a cell that is not Python."""
+    lines = source.splitlines()
+    if lines and lines[0].lstrip().startswith("%%"):
+        magic = lines[0].lstrip()[2:].split()[0] if lines[0].lstrip()[2:].split() else ""
+        if magic not in _KEEP_CELL_MAGICS:
+            notes.append(f"{where}: dropped the whole cell (a %%{magic} cell is not Python)")
+            return None
+        notes.append(f"{where}: dropped the line {lines[0].strip()!r}")
+        lines = lines[1:]
+    out = []
+    for line in lines:
+        stripped = line.lstrip()
+        if stripped.startswith(("!", "%")) or re.match(r"^\w+\s*=\s*[!%]", stripped):
+            notes.append(f"{where}: dropped the line {stripped!r}")
+            out.append(f"{line[: len(line) - len(stripped)]}pass  # (dropped for grading) {stripped}")
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _is_check_call(node: ast.stmt) -> bool:
+    value = getattr(node, "value", None)
+    if not isinstance(node, (ast.Expr, ast.Assign, ast.AnnAssign)) or not isinstance(value, ast.Call):
+        return False
+    func = value.func
+    return (isinstance(func, ast.Name) and func.id == "check") or (isinstance(func, ast.Attribute) and func.attr == "check")
+
+
+def _drop_checks(source: str) -> str:
+    """``source`` without its top-level ``check(...)`` calls (they would grade inside the grader)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    lines = source.splitlines()
+    for node in reversed(tree.body):
+        if _is_check_call(node):
+            lines[node.lineno - 1 : node.end_lineno] = []
+    return "\n".join(lines)
+
+
+def module_source(cells: list[str], *, origin: str = "the notebook", skip_unparsable: bool = False) -> tuple[str, list[str]]:
+    """A lab module from code cells, as jupytext writes them; and notes on what was dropped.
+
+    Dropped: the setup cell, shell and magic lines (``!pip``, ``%matplotlib``) and top-level ``check()``
+    calls. ``from __future__`` imports move to the top (a module allows them nowhere else). With
+    ``skip_unparsable`` (the kernel's history, where a cell with a syntax error changed nothing),
+    cells that are not valid Python are left out.
+    """
+    import jupytext
+    import nbformat
+
+    notes: list[str] = []
+    kept, future = [], []
+    for n, source in enumerate(cells, 1):
+        if source.lstrip().startswith(SETUP_MARKER):
+            continue
+        source = _drop_magics(source, f"{origin}, code cell {n}", notes)
+        if source is None:
+            continue
+        source = _drop_checks(source)
+        body = []
+        for line in source.splitlines():
+            (future if line.startswith("from __future__ import") else body).append(line)
+        source = "\n".join(body)
+        if skip_unparsable:
+            try:
+                ast.parse(source)
+            except SyntaxError as exc:
+                notes.append(f"{origin}, code cell {n}: left out, it is not valid Python ({exc.msg}, line {exc.lineno})")
+                continue
+        kept.append(source)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in kept]
+    text = jupytext.writes(nb, fmt="py:percent")
+    head = "".join(f"{line}\n" for line in dict.fromkeys(future))
+    return head + text, notes
+
+
+def notebook_lab(path: Path, nb=None) -> str | None:
+    """Which lab a notebook is: its ``course`` metadata, else a ``labNN`` in its file name."""
+    if nb is not None and (lab := nb.metadata.get("course", {}).get("lab")):
+        return _labs.lab_id(lab)
+    m = re.search(r"(lab\d{2})", path.stem, re.I)
+    return m.group(1).lower() if m else None
+
+
+def convert(path: Path) -> Converted:
+    """One ``.ipynb`` file as a lab module."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # a truncated download, or not a notebook at all
+        raise _labs.CourseError(f"{path.name} is not a readable notebook: {exc}") from exc
+    lab = notebook_lab(path, nb)
+    if lab is None:
+        raise _labs.CourseError(f"{path.name}: which lab is this? Name the file labNN_….ipynb (e.g. lab01_perceptron.ipynb)")
+    source, notes = module_source([c.source for c in nb.cells if c.cell_type == "code"], origin=path.name)
+    stem = Path(nb.metadata.get("course", {}).get("source", "")).stem
+    name = f"{stem}.py" if _labs.is_lab_file(f"{stem}.py") and stem.startswith(lab) else f"{lab}_notebook.py"
+    return Converted(lab, name, source, notes)
+
+
+def has_notebooks(impl: str | os.PathLike) -> bool:
+    path = Path(impl)
+    return path.suffix == ".ipynb" or (path.is_dir() and any(path.glob("*.ipynb")))
+
+
+def convert_for_grading(source: Path, dest: Path, wanted: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Write the lab module of each notebook in ``source`` (a folder, or one ``.ipynb``) into ``dest``.
+
+    Only the labs ``wanted`` (all when None). A lab that also has a ``labNN_*.py`` in the folder is
+    graded from that file. Returns (the labs converted, notes for the report).
+    """
+    wanted = {_labs.lab_id(x) for x in wanted} if wanted else None
+    source = Path(source)
+    files = [source] if source.is_file() else sorted(source.glob("*.ipynb"))
+    present = {_labs.lab_id(p.stem) for p in source.glob("lab*.py") if _labs.is_lab_file(p)} if source.is_dir() else set()
+    labs, notes = [], []
+    for path in files:
+        conv = convert(path)
+        if wanted is not None and conv.lab not in wanted:
+            continue
+        if conv.lab in present:
+            notes.append(f"{path.name}: not graded; {conv.lab} is graded from its .py file in the same folder")
+            continue
+        if conv.lab in labs:
+            notes.append(f"{path.name}: not graded; another notebook in the folder is {conv.lab}")
+            continue
+        (dest / conv.name).write_text(conv.source, encoding="utf-8")
+        labs.append(conv.lab)
+        notes += conv.notes
+        notes.append(f"{path.name}: graded as {conv.lab} (its code cells, in order; the demo does not run)")
+    return labs, notes
+
+
+# ---------------------------------------------------------------------------------------------------
+# checking from inside a notebook
+
+
+def tests_for(test_file: Path, functions: list[str]) -> list[str]:
+    """The test functions of ``test_file`` that use any of ``functions``: ``lab.f`` in their body or in a
+    module-level helper they name (transitively), or ``"f"`` in their decorators (parametrized names)."""
+    tree = ast.parse(test_file.read_text(encoding="utf-8"))
+    defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        defs.update({f"{cls.name}::{n.name}": n for n in cls.body if isinstance(n, ast.FunctionDef)})
+
+    # Module-level constants a decorator may name: @pytest.mark.parametrize("name", list(REFERENCE)).
+    consts = {tgt.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+              for tgt in node.targets if isinstance(tgt, ast.Name)}
+
+    def strings(node, seen: set[str]) -> set[str]:
+        found = set()
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and sub.value.isidentifier():
+                found.add(sub.value)
+            elif isinstance(sub, ast.Name) and sub.id in consts and sub.id not in seen:
+                seen.add(sub.id)
+                found |= strings(consts[sub.id], seen)
+        return found
+
+    def uses(node, seen: set[str]) -> set[str]:
+        found = set().union(*(strings(d, set()) for d in node.decorator_list))
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == "lab":
+                found.add(sub.attr)
+            elif isinstance(sub, ast.Name) and sub.id in defs and sub.id not in seen:
+                seen.add(sub.id)
+                found |= uses(defs[sub.id], seen)
+        return found
+
+    wanted = {f.split(".")[0] for f in functions}
+    return [name.split("::")[-1] for name, node in defs.items()
+            if name.split("::")[-1].startswith("test") and uses(node, {name}) & wanted]
+
+
+class CheckResult:
+    """What :func:`check` returns: shown as the grader's lines; ``.report`` holds the outcomes."""
+
+    def __init__(self, report, text: str):
+        self.report, self.text = report, text
+
+    @property
+    def score(self) -> float:
+        return self.report.score
+
+    @property
+    def max_score(self) -> float:
+        return self.report.max_score
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def kernel_cells() -> list[str]:
+    """The code this IPython kernel has run, cell by cell, in the order it ran (``In``, as typed)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        get_ipython = None
+    shell = get_ipython() if get_ipython else None
+    if shell is None:
+        raise _labs.CourseError("check() reads the cells this notebook has run; outside a notebook, pass notebook=PATH "
+                                "or run `course grade`")
+    return [s for s in shell.history_manager.input_hist_raw[1:] if s.strip()]
+
+
+def check(lab: str, *functions: str, notebook: str | os.PathLike | None = None,
+          timeout: float | None = None) -> CheckResult:
+    """Grade this notebook's current code for ``lab`` (or only the tests of ``functions``) and show it.
+
+    The code is what the kernel has run (``notebook=`` reads a saved ``.ipynb`` instead), made into a
+    lab module as ``course grade`` makes a submitted notebook, and graded by the same grader. Set
+    ``COURSE_CHECK=0`` to skip checks (e.g. to run every cell quickly). ``timeout``: seconds per test
+    (default ``$COURSE_TIMEOUT``, else 10, as ``course grade``).
+    """
+    import tempfile
+
+    from course.grader import grade
+    from course.grader.report import render
+
+    lid = _labs.lab_id(lab)
+    timeout = float(os.environ.get("COURSE_TIMEOUT", 10)) if timeout is None else timeout
+    if os.environ.get("COURSE_CHECK") == "0":
+        return CheckResult(None, f"(check of {lid} skipped: COURSE_CHECK=0)")
+    if notebook is not None:
+        conv = convert(Path(notebook))
+        source, notes = conv.source, conv.notes
+    else:
+        source, notes = module_source(kernel_cells(), origin="this kernel's history", skip_unparsable=True)
+        notes = [n for n in notes if "left out" in n]  # dropped magics in the history are expected; say nothing
+    tests_dir = Path(os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs")
+    if not any(tests_dir.glob(f"test_{lid}*.py")):
+        raise _labs.CourseError(f"no graded tests of {lid} in {tests_dir}: check() needs a checkout of the course "
+                                "(on Colab, run the notebook's first cell, which makes one)")
+    keyword = None
+    if functions:
+        files = sorted(tests_dir.glob(f"test_{lid}*.py"))
+        untested = [f for f in functions if not any(tests_for(path, [f]) for path in files)]
+        notes += [f"no graded test calls {f} directly: it is graded through the functions that use it" for f in untested]
+        names = [t for path in files for t in tests_for(path, list(functions))]
+        if not names:
+            raise _labs.CourseError(f"no graded test of {lid} calls {', '.join(functions)} directly; try check({lid!r})")
+        keyword = " or ".join(dict.fromkeys(names))
+    with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
+        (Path(tmp) / f"{lid}_notebook.py").write_text(source, encoding="utf-8")
+        report = grade([lid], impl=tmp, timeout=timeout, jobs=1, keyword=keyword, tests_dir=tests_dir)
+    report.notes += notes
+    title = f"{' '.join(functions)}" if functions else ""
+    return CheckResult(report, render(report, titles={lid: title}))

@@ -1,0 +1,214 @@
+"""Notebooks: built from the labs, run for real in a Jupyter kernel, graded as submissions, checked inline."""
+
+import contextlib
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course import labs, notebooks
+from course.cli import main
+from course.grader import grade
+
+LAB_IDS = list(labs.lab_files("labs"))
+# The kernels run the demos' short versions, and grading inside them gets CI's patience.
+KERNEL_ENV = {"COURSE_QUICK": "1", "COURSE_TIMEOUT": "120", "COURSE_CHECK": "0"}
+CHECKED_LAB = "lab01"  # the lab whose notebooks also run their check cells (grading in the kernel)
+
+
+def _outputs(nb, kind: str) -> list:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == kind]
+
+
+def _check_texts(nb) -> list[str]:
+    return [o["data"]["text/plain"] for c in nb.cells if c.cell_type == "code" and c.source.startswith(notebooks.CHECK_MARKER)
+            for o in c.outputs if o.output_type == "execute_result"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# building
+
+
+@pytest.mark.solutions_only
+def test_notebooks_folder_and_readme_links_are_up_to_date(capsys):
+    assert main(["notebooks", "--check"]) == 0, capsys.readouterr().err
+
+
+def test_check_reports_a_stale_notebook(tmp_path):
+    out = tmp_path / "notebooks"
+    assert notebooks.write_student_notebooks(out=out) == [f"notebooks/{labs.lab_files('labs')[x].stem}.ipynb" for x in LAB_IDS]
+    assert notebooks.write_student_notebooks(out=out, check=True) == []
+    first = next(out.glob("lab01_*.ipynb"))
+    first.write_text(first.read_text().replace("sigmoid", "sigmoidal"))
+    assert notebooks.write_student_notebooks(out=out, check=True) == [f"notebooks/{first.name}"]
+
+
+@pytest.mark.parametrize("lab", LAB_IDS)
+def test_a_notebook_is_its_lab_file_with_setup_and_check_cells(lab):
+    path = labs.lab_files("labs")[lab]
+    nb = notebooks.build(path)
+    assert nb.cells[0].source.startswith(notebooks.SETUP_MARKER)
+    assert nb.metadata["course"]["lab"] == lab and "jupytext" not in nb.metadata
+    checks = [c.source for c in nb.cells if c.source.startswith(notebooks.CHECK_MARKER)]
+    assert checks, f"{lab}'s notebook has no check cell"
+    checked = {name for src in checks for name in json.loads("[" + src.rsplit("check(", 1)[1].rstrip(")") + "]")[1:]}
+    stubs = {m.group(2).split(".")[0] for m in notebooks.STUB.finditer(path.read_text())}
+    assert checked == stubs, "every function the student writes is checked once"
+    # Everything else is the lab's own cells, in order: the .py file stays the one source.
+    own = [c.source for c in nb.cells[1:] if not c.source.startswith(notebooks.CHECK_MARKER)]
+    import jupytext
+
+    assert own == [c.source for c in jupytext.read(path).cells]
+
+
+def test_readme_table_gets_one_link_column_from_the_settings():
+    text = "intro\n\n| lab | topic |\n| --- | --- |\n| `lab01_perceptron` | the perceptron |\n\nafter\n"
+    conf = {"repository": "someone/fork", "branch": "spring"}
+    new = notebooks.readme_with_links(text, ["lab01_perceptron.ipynb", "lab02_combining.ipynb"], conf)
+    assert "| `lab01_perceptron` | the perceptron | [Colab](https://colab.research.google.com/github/someone/fork/blob/spring/notebooks/lab01_perceptron.ipynb)" in new
+    assert "https://mybinder.org/v2/gh/someone/fork/spring?labpath=notebooks%2Flab02_combining.ipynb" in new
+    assert new.startswith("intro\n") and new.endswith("\nafter\n")
+    assert notebooks.readme_with_links(new, ["lab01_perceptron.ipynb", "lab02_combining.ipynb"], conf) == new
+
+
+def test_setup_cell_does_nothing_where_the_course_is_installed():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(notebooks.setup_source(), "setup", "exec"), {})
+    assert out.getvalue() == ""
+
+
+def test_setup_cell_pins_jax_and_installs_the_checkout_or_a_clone():
+    src = notebooks.setup_source({"repository": "someone/fork", "branch": "spring"})
+    assert '"https://github.com/someone/fork.git"' in src and '"spring"' in src
+    assert 'pins.append(f"{dist}=={version(dist)}")' in src and '"-e", src, *pins' in src
+    compile(src, "setup", "exec")
+
+
+# ---------------------------------------------------------------------------------------------------
+# notebooks back into modules
+
+
+def test_magics_shell_lines_setup_and_checks_are_dropped_with_a_note():
+    cells = [notebooks.setup_source(),
+             '"""Doc."""\nfrom __future__ import annotations\n!pip install foo\n%matplotlib inline\nimport math',
+             "def f(x):\n    if x:\n        !echo hi\n    return 2 * x",
+             "%%bash\necho not python",
+             "from course import check\ncheck('lab01', 'f')\nresult = check('lab01')",
+             "def f(x):\n    return 3 * x"]
+    source, notes = notebooks.module_source(cells, origin="nb.ipynb")
+    assert source.startswith("from __future__ import annotations\n")
+    ns = {}
+    exec(compile(source, "m", "exec"), ns)
+    assert ns["f"](2) == 6 and "check" in ns and "result" not in ns
+    assert "course setup" not in source and "echo not python" not in source
+    assert notes == ["nb.ipynb, code cell 2: dropped the line '!pip install foo'",
+                     "nb.ipynb, code cell 2: dropped the line '%matplotlib inline'",
+                     "nb.ipynb, code cell 3: dropped the line '!echo hi'",
+                     "nb.ipynb, code cell 4: dropped the whole cell (a %%bash cell is not Python)"]
+
+
+def test_history_cells_that_do_not_parse_are_left_out():
+    source, notes = notebooks.module_source(["def f(:\n  pass", "def f():\n    return 1"], origin="h", skip_unparsable=True)
+    compile(source, "m", "exec")
+    assert len(notes) == 1 and "left out" in notes[0]
+
+
+def test_tests_for_finds_the_tests_that_use_a_function():
+    test_file = labs.root() / "tests" / "labs" / "test_lab01_perceptron.py"
+    assert notebooks.tests_for(test_file, ["sigmoid"]) == ["test_sigmoid_matches_the_formula"]
+    # Parametrized over function names: found through the decorator's strings.
+    assert notebooks.tests_for(test_file, ["hand_gradient"]) == ["test_gradient_matches_finite_differences"]
+    # A string in a test's body (a dict key "accuracy") is not a use of the function accuracy.
+    test06 = labs.root() / "tests" / "labs" / "test_lab06_digits.py"
+    assert "test_train_learns_digits" not in notebooks.tests_for(test06, ["accuracy"])
+    assert "test_train_learns_digits" in notebooks.tests_for(test06, ["train"])
+    # Parametrized over a module-level table's keys.
+    test02 = labs.root() / "tests" / "labs" / "test_lab02_combining.py"
+    assert notebooks.tests_for(test02, ["tanh"]) == notebooks.tests_for(test02, ["sigmoid"]) == ["test_activation_matches_numpy"]
+
+
+@pytest.mark.solutions_only
+def test_a_solution_notebook_as_colab_downloads_it_gets_full_marks(tmp_path):
+    nb = notebooks.build(labs.lab_files("solutions")["lab01"])
+    nb.cells.insert(1, nbformat.v4.new_code_cell("!pip install -q something\n%matplotlib inline"))
+    path = tmp_path / "Copy of lab01_perceptron.ipynb"
+    path.write_text(notebooks.dumps(nb))
+    report = grade(impl=path, timeout=120)
+    assert {o.lab for o in report.outcomes} == {"lab01"}
+    assert report.score == report.max_score > 0, [(o.name, o.status, o.message) for o in report.outcomes]
+    assert any("dropped the line '!pip install -q something'" in n for n in report.notes)
+    assert any("the demo does not run" in n for n in report.notes)
+
+
+def test_the_student_notebooks_grade_as_not_attempted(tmp_path):
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    for lab in ["lab07"]:
+        shutil.copy(labs.root() / "notebooks" / labs.lab_files("labs")[lab].with_suffix(".ipynb").name, folder)
+    report = grade(impl=folder, timeout=120)
+    assert {o.lab for o in report.outcomes} == {"lab07"}
+    assert {o.status for o in report.outcomes} == {"not attempted"}, [(o.name, o.status, o.message) for o in report.outcomes]
+
+
+# ---------------------------------------------------------------------------------------------------
+# run for real, in a Jupyter kernel
+
+
+def _run(path: Path, tmp_path: Path, lab: str):
+    """The notebook of ``path`` run in a fresh kernel, and the error that stopped it (or None)."""
+    from nbclient.exceptions import CellExecutionError
+
+    env = {**KERNEL_ENV, **({"COURSE_CHECK": "1"} if lab == CHECKED_LAB else {})}
+    nb = notebooks.build(path)
+    try:
+        notebooks.execute(nb, cwd=tmp_path, env=env, timeout=900)
+    except CellExecutionError as exc:
+        return nb, exc
+    return nb, None
+
+
+@pytest.mark.solutions_only
+@pytest.mark.parametrize("lab", LAB_IDS)
+def test_solution_notebook_runs_and_shows_its_figures(lab, tmp_path, request):
+    if lab == "lab06":
+        request.getfixturevalue("mnist_data_dir")  # real MNIST: present in CI, else skipped
+    nb, error = _run(labs.lab_files("solutions")[lab], tmp_path, lab)
+    assert error is None, str(error)
+    images = [o for o in _outputs(nb, "display_data") if "image/png" in o.get("data", {})]
+    assert images, f"{lab}'s notebook showed no figure"
+    assert list((tmp_path / "figures" / lab).glob("*.png")), "the demo writes its figures beside the notebook"
+    if lab == CHECKED_LAB:  # check() on the kernel's own cells: the solution's code gets full marks
+        texts = _check_texts(nb)
+        assert texts and all(re.search(r"Total: (\d+)/\1 points", t) for t in texts), texts
+
+
+@pytest.mark.parametrize("lab", LAB_IDS)
+def test_student_notebook_stops_at_its_first_stub(lab, tmp_path, request):
+    if lab == "lab06":
+        request.getfixturevalue("mnist_data_dir")
+    path = labs.lab_files("labs")[lab]
+    nb, error = _run(path, tmp_path, lab)
+    assert error is not None, f"{lab}'s student notebook ran to the end"
+    stubs = {f"{m.group(1)}: {m.group(2)}" for m in notebooks.STUB.finditer(path.read_text())}
+    assert error.ename == "NotImplementedError" and error.evalue in stubs, str(error)
+    # It stopped there: no cell after the failing one ran.
+    ran = [c.execution_count is not None for c in nb.cells if c.cell_type == "code"]
+    assert ran == sorted(ran, reverse=True)
+    if lab == CHECKED_LAB:  # check() on the stubs: every test "not attempted", nothing else
+        texts = _check_texts(nb)
+        assert texts and all("TODO" in t and "PASS" not in t and "FAIL" not in t and "ERROR" not in t for t in texts), texts
+
+
+@pytest.mark.solutions_only
+def test_binder_installs_the_cpu_stack_and_the_course():
+    binder = labs.root() / "binder"
+    assert re.fullmatch(r"python-3\.1[1-9]\n", (binder / "runtime.txt").read_text())
+    assert "jax[cpu]" in (binder / "requirements.txt").read_text()
+    post = binder / "postBuild"
+    assert post.stat().st_mode & 0o111, "binder/postBuild must be executable"
+    assert "pip install --no-cache-dir -e ." in post.read_text()
