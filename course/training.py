@@ -42,9 +42,25 @@ from flax import nnx
 from jax import Array
 
 from course.labs import CourseError
-from course.train_core import (Batches, Devices, Metric, TrainState, batch_sums, batched, call_options, check_split,
-                               epoch_at_once, epoch_batches, evaluate, make_eval_step, make_train_step, means, per_example,
-                               step_at_index, take)
+from course.train_core import (
+    Batches,
+    Devices,
+    Metric,
+    TrainState,
+    batch_sums,
+    batched,
+    call_options,
+    check_split,
+    epoch_at_once,
+    epoch_batches,
+    evaluate,
+    make_eval_step,
+    make_train_step,
+    means,
+    per_example,
+    step_at_index,
+    take,
+)
 
 History = dict[str, list[float]]
 StepMaker = Callable[[nnx.GraphDef, optax.GradientTransformation], Callable]

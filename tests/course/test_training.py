@@ -1,5 +1,7 @@
 """The shared training loop: batching, masking, compiling once, resuming, logging."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np

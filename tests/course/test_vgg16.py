@@ -7,7 +7,6 @@ on arrays read straight from the real file.
 
 import hashlib
 import urllib.error
-from pathlib import Path
 
 import h5py
 import jax

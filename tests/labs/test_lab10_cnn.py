@@ -126,7 +126,9 @@ def _pool2(x, xp=np):
 
 def _reference_logits(p, images, xp=np):
     """The lecture's CNN (no dropout) from a parameter dict, in numpy (or jax.numpy for the gradient)."""
-    relu = (lambda z: xp.maximum(z, 0.0))
+    def relu(z):
+        return xp.maximum(z, 0.0)
+
     x = relu(_conv_valid(images, p["conv1"]["kernel"], p["conv1"]["bias"], xp))
     x = relu(_conv_valid(x, p["conv2"]["kernel"], p["conv2"]["bias"], xp))
     x = _pool2(x, xp).reshape(images.shape[0], -1)  # (B, H'·W'·64), row-major as Keras' Flatten
