@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jax
@@ -238,8 +239,12 @@ def train(data: mnist.Dataset, *, epochs: int = 12, batch_size: int = 128, key: 
 QUICK = {"train": 4096, "test": 2000, "epochs": 2}  # --quick: a smoke run well under a minute on 2 cores
 
 
-def demo(out: Path, *, quick: bool = False, dataset: str = "mnist", seed: int = 0) -> list[Path]:
-    """Train the CNN (12 epochs; ``quick``: a subset, 2 epochs); print the test accuracy; draw what it learned."""
+def demo(out: Path, *, quick: bool | None = None, dataset: str = "mnist", seed: int = 0) -> list[Path]:
+    """Train the CNN (12 epochs; ``quick``: a subset, 2 epochs); print the test accuracy; draw what it learned.
+
+    ``quick`` (default: ``$COURSE_QUICK=1``, as the other labs' demos).
+    """
+    quick = os.environ.get("COURSE_QUICK") == "1" if quick is None else quick
     out = Path(out)
     data = mnist.load(dataset)
     if quick:

@@ -175,8 +175,10 @@ def _run(path: Path, tmp_path: Path, lab: str):
 @pytest.mark.solutions_only
 @pytest.mark.parametrize("lab", LAB_IDS)
 def test_solution_notebook_runs_and_shows_its_figures(lab, tmp_path, request):
-    if lab == "lab06":
+    if lab in ("lab06", "lab10"):
         request.getfixturevalue("mnist_data_dir")  # real MNIST: present in CI, else skipped
+    if lab == "lab11":
+        request.getfixturevalue("vgg16_data_dir")  # the real VGG16 weights: present in CI, else skipped
     nb, error = _run(labs.lab_files("solutions")[lab], tmp_path, lab)
     assert error is None, str(error)
     images = [o for o in _outputs(nb, "display_data") if "image/png" in o.get("data", {})]
@@ -189,8 +191,10 @@ def test_solution_notebook_runs_and_shows_its_figures(lab, tmp_path, request):
 
 @pytest.mark.parametrize("lab", LAB_IDS)
 def test_student_notebook_stops_at_its_first_stub(lab, tmp_path, request):
-    if lab == "lab06":
+    if lab in ("lab06", "lab10"):
         request.getfixturevalue("mnist_data_dir")
+    if lab == "lab11":
+        request.getfixturevalue("vgg16_data_dir")
     path = labs.lab_files("labs")[lab]
     nb, error = _run(path, tmp_path, lab)
     assert error is not None, f"{lab}'s student notebook ran to the end"
