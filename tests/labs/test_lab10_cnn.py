@@ -297,11 +297,11 @@ def test_train_step_dropout_masks_come_from_the_key_and_step(lab, key):
 
 @pytest.mark.points(2)
 def test_train_step_trains_the_cnn(lab, key):
-    """Your step and your CNN together: ten Adam steps on one small batch of 10×10 images fit it better."""
+    """Your step and your CNN together: twenty Adam steps on one small batch of 10×10 images fit it better."""
     batch = _batch(key, 16, real=16)
-    got = lab.run(_cnn_steps, batch, steps=10, lr=3e-3)
+    got = lab.run(_cnn_steps, batch, steps=20, lr=3e-3)
     images, labels = np.asarray(batch["image"], np.float64), np.asarray(batch["label"])
     first = _xent(_reference_logits(got["before"], images), labels).mean()
     last = _xent(_reference_logits(got["after"], images), labels).mean()
-    expect(last < 0.85 * first, f"the loss on the batch (recomputed here, no dropout) should fall by 15 %: "
-                               f"{first:.4f} before, {last:.4f} after 10 steps")
+    expect(last < 0.9 * first, f"the loss on the batch (recomputed here, no dropout) should fall by 10 %: "
+                              f"{first:.4f} before, {last:.4f} after 20 steps")
