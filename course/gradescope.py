@@ -23,19 +23,23 @@ apt-get update -y && apt-get install -y --no-install-recommends python3 python3-
 python3 -m venv /autograder/venv
 /autograder/venv/bin/python -m pip install --quiet uv
 /autograder/venv/bin/python -m uv pip install --python /autograder/venv/bin/python .
-# The sandbox runs the student's code as the unprivileged user nobody, who must read Python and the course.
+# The sandbox runs the student's code as the unprivileged user nobody, who must read Python and the course
+# (run_autograder names nobody, so grading refuses to start rather than run the student's code as root).
 chmod -R a+rX /autograder/venv "$(pwd)"
+chmod a+x "$(cd .. && pwd)"
 """
 
 RUN = """#!/usr/bin/env bash
-# Gradescope runs this for every submission. AUTOGRADER_ROOT and COURSE_PYTHON exist for testing it.
+# Gradescope runs this for every submission. AUTOGRADER_ROOT, COURSE_PYTHON and COURSE_SANDBOX_USER exist
+# for testing it; the student's code runs as nobody, never as root.
 set -uo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 PYTHON="${{COURSE_PYTHON:-$ROOT/venv/bin/python}}"
 cd "$ROOT/source"
 mkdir -p "$ROOT/results"
 exec "$PYTHON" -m course grade {labs}--impl "$ROOT/submission" --results "$ROOT/results/results.json" \\
-    --seed "${{COURSE_SEED:-{seed}}}" --timeout "${{COURSE_TIMEOUT:-{timeout:g}}}"
+    --seed "${{COURSE_SEED:-{seed}}}" --timeout "${{COURSE_TIMEOUT:-{timeout:g}}}" \\
+    --sandbox-user "${{COURSE_SANDBOX_USER:-nobody}}"
 """
 
 

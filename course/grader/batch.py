@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import zipfile
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course import labs as _labs
+from course.grader import remote
 from course.grader.report import write_gradescope
-from course.grader.runner import grade
+from course.grader.runner import Report, grade
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,19 @@ def discover(folder: Path) -> list[Submission]:
     folder = Path(folder)
     if not folder.is_dir():
         raise _labs.CourseError(f"--submissions {folder}: no such folder")
-    found = []
+    found: dict[str, Submission] = {}
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
         if entry.is_dir() or entry.suffix == ".zip":
-            found.append(Submission(entry.stem if entry.suffix == ".zip" else entry.name, entry))
+            sub = Submission(entry.stem if entry.suffix == ".zip" else entry.name, entry)
+            if sub.student in found:
+                raise _labs.CourseError(f"two submissions for {sub.student}: {found[sub.student].path.name} and "
+                                        f"{entry.name}; keep one of them")
+            found[sub.student] = sub
     if not found:
         raise _labs.CourseError(f"{folder} holds no submissions (one folder or .zip per student)")
-    return found
+    return list(found.values())
 
 
 def fingerprint(sub: Submission, settings: dict) -> str:
@@ -67,8 +73,14 @@ def grade_class(submissions: Path, out: Path, *, labs: list[str] | None = None, 
     """Grade every submission; write each student's results.json and the gradebook; return its path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"labs": sorted(labs or []), "timeout": timeout, "seed": seed}
+    tests = Path(os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs")
+    # A fixed test regrades everyone: the tests' bytes are part of what a grade depends on.
+    settings = {"labs": sorted(labs or []), "timeout": timeout, "seed": seed,
+                "tests": hashlib.sha256(b"".join(p.read_bytes() for p in sorted(tests.glob("test_lab*.py")))).hexdigest()}
     students = discover(submissions)
+    if remote.sandbox_user(sandbox_user) is None:
+        log("warning: the submissions' code runs as this user, who can write the course, the tests and the "
+            "grades: only grading as root (the sandbox then runs as nobody) keeps students from each other")
 
     def one(sub: Submission) -> None:
         target = out / sub.student
@@ -78,20 +90,16 @@ def grade_class(submissions: Path, out: Path, *, labs: list[str] | None = None, 
             log(f"{sub.student}: already graded")
             return
         with tempfile.TemporaryDirectory(prefix="course-student-") as tmp:
-            impl = Path(tmp) / "submission"
-            if sub.path.is_dir():
-                shutil.copytree(sub.path, impl)
-            else:
-                try:
-                    with zipfile.ZipFile(sub.path) as zf:
-                        _safe_extract(zf, impl)
-                except zipfile.BadZipFile:
-                    impl.mkdir()  # graded as an empty submission: every test errors, the row says why
-            cache = Path(tmp) / "jax-cache"
-            if warm_cache is not None and warm_cache.is_dir():
-                shutil.copytree(warm_cache, cache)
-            report = grade(labs, impl=impl, timeout=timeout, jobs=1, seed=seed, sandbox_user=sandbox_user,
-                           sandbox_cache=cache)
+            os.chmod(tmp, 0o711)  # the sandbox's user must reach its cache (jax-cache, which it is given) inside
+            try:  # what goes wrong with one submission (not a zip, a zip bomb, not a notebook) is its row only
+                impl = _unpack(sub, Path(tmp) / "submission")
+                cache = Path(tmp) / "jax-cache"
+                if warm_cache is not None and warm_cache.is_dir():
+                    shutil.copytree(warm_cache, cache)
+                report = grade(labs, impl=impl, timeout=timeout, jobs=1, seed=seed, sandbox_user=sandbox_user,
+                               sandbox_cache=cache)
+            except _labs.CourseError as exc:
+                report = Report(impl=str(sub.path), problems=[f"not graded: {exc}"])
         target.mkdir(parents=True, exist_ok=True)
         write_gradescope(report, target / "results.json")
         done.write_text(json.dumps({"fingerprint": stamp, "score": report.score, "max_score": report.max_score}))
@@ -103,9 +111,27 @@ def grade_class(submissions: Path, out: Path, *, labs: list[str] | None = None, 
     return write_gradebook(out, [s.student for s in students])
 
 
+def _unpack(sub: Submission, impl: Path) -> Path:
+    """The submission as a folder of files at ``impl``."""
+    if sub.path.is_dir():
+        shutil.copytree(sub.path, impl)
+        return impl
+    try:
+        with zipfile.ZipFile(sub.path) as zf:
+            _safe_extract(zf, impl)
+    except zipfile.BadZipFile:
+        raise _labs.CourseError(f"{sub.path.name} is not a zip file") from None
+    return impl
+
+
+MAX_UNZIPPED_BYTES = 256 << 20  # a submission is lab files: more than this is a zip bomb, not homework
+
+
 def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> None:
     """Extract only regular files that land inside ``dest`` (no absolute paths, no ``..``)."""
     dest.mkdir(parents=True)
+    if sum(info.file_size for info in zf.infolist()) > MAX_UNZIPPED_BYTES:
+        raise _labs.CourseError(f"the zip unpacks to more than {MAX_UNZIPPED_BYTES >> 20} MiB")
     for info in zf.infolist():
         target = (dest / info.filename).resolve()
         if info.is_dir() or not target.is_relative_to(dest.resolve()):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course import labs as _labs
-from course.grader import remote
+from course.grader import privacy, remote
 
 STATUSES = ("passed", "failed", "not attempted", "error", "timed out", "crashed", "skipped")
 QUIET_LIMIT_S = 600.0  # a grading process silent for longer than this (plus the test timeout) is stuck
@@ -120,7 +120,7 @@ def grade(
     impl_dir = Path(impl).resolve() if notebook and Path(impl).is_file() else _labs.impl_dir(impl)
     tests_dir = Path(tests_dir or os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs").resolve()
     report = Report(impl=str(impl), seed=seed)
-    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
+    with privacy.closed_to_same_user(), tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         converted = Path(tmp) / "notebooks"
         if notebook:
             converted.mkdir()
@@ -130,6 +130,7 @@ def grade(
         if not plan:
             return report
         snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp), converted=converted)
+        sandbox_user = sandbox_setting(sandbox_user, snapshot, report)
         log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
         with log:
             events = run(snapshot, jobs=jobs, timeout=timeout, sandbox_user=sandbox_user, seed=seed,
@@ -198,6 +199,37 @@ class Snapshot:
         manifest.write_text(json.dumps(hashes))
         manifest.chmod(0o644)
         return cls(copied, tests, impl, impl_dir if impl_dir.is_dir() else impl_dir.parent, manifest, root)
+
+
+def sandbox_setting(setting: str, snapshot: Snapshot, report: Report) -> str:
+    """The ``--sandbox-user`` to grade with, checked once: can that user read what the sandbox needs?
+
+    ``auto`` as root means ``nobody``; when nobody cannot read Python or the course (a pyenv under
+    /root, say), the code runs as root instead and the report says that it was not contained. A user
+    named explicitly (Gradescope's ``run_autograder`` names nobody) must work, or nothing is graded.
+    """
+    user = remote.sandbox_user(setting)
+    if user is None:
+        return "none"
+    name = "nobody" if setting == "auto" else setting
+    needed = [snapshot.root, Path(_labs.__file__).resolve().parent, *_python_dirs()]
+    unreadable = privacy.unreadable_as(*user, [str(p) for p in needed])
+    if unreadable is None:
+        return name
+    if setting != "auto":
+        raise _labs.CourseError(f"the sandbox user {name!r} cannot read {unreadable}: make Python and the course "
+                                f"readable to it (chmod -R a+rX, as setup.sh does) or choose another --sandbox-user")
+    report.notes.append(f"grading as root, but user {name} cannot read {unreadable}, so the student's code ran as "
+                        "root: this grading was not protected from it (install Python where nobody can read it)")
+    return "none"
+
+
+def _python_dirs() -> list[str]:
+    """Where this Python's standard library and JAX live (found without importing JAX)."""
+    import importlib.util
+
+    jax = importlib.util.find_spec("jax")
+    return [os.path.dirname(os.__file__), *([os.path.dirname(jax.origin)] if jax and jax.origin else [])]
 
 
 # ---------------------------------------------------------------------------------------------------

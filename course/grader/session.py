@@ -18,6 +18,7 @@ import pytest
 
 from course import labs as _labs
 from course.assign import STUB_MESSAGE
+from course.grader.privacy import set_dumpable
 from course.grader.remote import SandboxFailure, StudentError
 from course.testing import plugin as _testing
 
@@ -43,6 +44,9 @@ def _send(**event) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     global _stream
+    # First: no sandbox of our own user may open our results channel (or read our environment, which
+    # names it) through /proc. See course.grader.privacy.
+    set_dumpable(False)
     from course.grader import remote
 
     remote.warm_up()  # the fork server imports JAX while this process imports the tests

@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 MAX_BYTES = 1 << 30  # a message larger than 1 GiB is refused
+# The JSON header describes the value; the arrays' bytes follow it. Parsed JSON takes ~20x its size in
+# Python objects (``[[],[],...]``), so the header is capped well below MAX_BYTES.
+MAX_HEADER_BYTES = 16 << 20
 MAX_DEPTH = 64  # containers nested deeper than this are refused
 _HEAD = struct.Struct(">Q")
 FRAME = _HEAD  # a frame on a pipe: 8-byte length, then the message
@@ -141,6 +144,9 @@ def encode(value: Any) -> bytes:
                         "(arrays, numbers, strings and lists/tuples/dicts of them can)")
 
     header = json.dumps({"v": 1, "value": walk(value, 0)}, allow_nan=False).encode()
+    if len(header) > MAX_HEADER_BYTES:
+        raise WireError(f"the value's structure takes {len(header) >> 20} MiB to describe (more than "
+                        f"{MAX_HEADER_BYTES >> 20} MiB): return numbers as arrays, not as long lists")
     return b"".join([_HEAD.pack(len(header)), header, *buffers])
 
 
@@ -170,9 +176,11 @@ def decode(message: bytes) -> Any:
     (n,) = _HEAD.unpack_from(message)
     if n > len(message) - _HEAD.size:
         raise WireError("a message whose header runs past its end")
+    if n > MAX_HEADER_BYTES:
+        raise WireError(f"a header of {n} bytes (more than {MAX_HEADER_BYTES >> 20} MiB: return arrays, not lists)")
     try:
         header = json.loads(message[_HEAD.size : _HEAD.size + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, an integer of 5000 digits
         raise WireError(f"a message whose header is not JSON: {exc}") from None
     if not isinstance(header, dict) or header.get("v") != 1 or "value" not in header:
         raise WireError("a message without a version-1 header")

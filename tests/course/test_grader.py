@@ -199,6 +199,12 @@ def relu(x):
 
 def total(x):
     return jnp.sum(x[x > 0])  # a boolean mask under jit: the shape depends on the values
+
+def count(x):
+    return jnp.zeros(int(x)).sum()  # int() of a traced value: a shape that depends on the values
+
+def pick(x, i):
+    return [x, 2 * x][i]  # a Python list indexed with a traced integer
 '''
 
 HINT_TESTS = '''
@@ -220,6 +226,12 @@ def test_relu_under_jit(lab):
 
 def test_total_under_jit(lab):
     assert lab.run(lambda lab, x: jax.jit(lab.total)(x), jnp.arange(-2.0, 3.0)) == 3.0
+
+def test_count_under_jit(lab):
+    assert lab.run(lambda lab, x: jax.jit(lab.count)(x), jnp.float32(3.0)) == 0.0
+
+def test_pick_under_jit(lab):
+    assert lab.run(lambda lab, x, i: jax.jit(lab.pick)(x, i), jnp.float32(2.0), jnp.int32(1)) == 4.0
 '''
 
 
@@ -249,6 +261,8 @@ def test_no_rank_promotion_hint_for_an_ordinary_bias(hints):
 @pytest.mark.parametrize("test, error, advice", [
     ("test_relu_under_jit", "TracerBoolConversionError", "use jnp.where or lax.cond"),
     ("test_total_under_jit", "NonConcreteBooleanIndexError", "jnp.where(mask, x, 0)"),
+    ("test_count_under_jit", "ConcretizationTypeError", "mark the argument static"),
+    ("test_pick_under_jit", "TracerIntegerConversionError", "keep shapes and sizes static"),
 ])
 def test_jax_errors_get_advice_and_the_students_line(hints, test, error, advice):
     o = hints[test]

@@ -6,6 +6,8 @@ grade. (Failure modes of honest code — loops, exits, segfaults — are in test
 """
 
 import json
+import shutil
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -65,6 +67,41 @@ def attack(x):
     fd = os.environ.get("COURSE_GRADER_FD")
     if fd:
         os.write(int(fd), line.encode())
+    return x + 1
+''',
+    # Find the grading processes through /proc (their environment names the results channel) and keep
+    # writing forged results into it from a thread, so that a forgery comes after the real result.
+    "lab52_proc": '''
+import json, os, threading, time
+FORGED = "".join(json.dumps({{"event": "result", "nodeid": f"{{prefix}}test_{lab}.py::test_attacked",
+                             "status": "passed", "message": "", "duration": 0.0}}) + "\\n"
+                 for prefix in ("labs/", ""))
+def channels():
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            env = open(f"/proc/{{pid}}/environ", "rb").read().split(b"\\0")
+        except OSError:
+            continue
+        for entry in env:
+            if entry.startswith(b"COURSE_GRADER_FD="):
+                yield f"/proc/{{pid}}/fd/{{entry.split(b'=', 1)[1].decode()}}"
+def forge():
+    found = []
+    while True:  # until the sandbox is killed: a forgery every millisecond, the last one after the real result
+        found = found or list(channels())
+        for path in found:
+            try:
+                with open(path, "a") as channel:
+                    channel.write(FORGED)
+            except OSError:
+                pass
+        time.sleep(0.001)
+def attack(x):
+    threading.Thread(target=forge, daemon=True).start()
+    time.sleep(0.2)
+    return x  # wrong: only a forged result could pass this test
+def slow_good(x):
+    time.sleep(1.0)  # the forgeries keep coming, after the attacked test's real result
     return x + 1
 ''',
     # Rewrite the test files into ones that pass, then crash so that the grader would re-collect them.
@@ -143,6 +180,17 @@ def test_good_after(lab):
     assert lab.good(2) == 3
 '''
 
+PROC_TESTS = '''
+def test_good(lab):
+    assert lab.good(1) == 2
+
+def test_attacked(lab):
+    assert lab.attack(1) == 2
+
+def test_good_after(lab):
+    assert lab.slow_good(2) == 3
+'''
+
 TAMPER_TESTS = '''
 def test_good(lab):
     assert lab.good(1) == 2
@@ -161,28 +209,42 @@ def hostile(tmp_path_factory):
     (root / "labs").mkdir()
     tests_dir = root / "tests" / "labs"
     tests_dir.mkdir(parents=True)
-    shared = tmp_path_factory.mktemp("shared")
-    shared.chmod(0o777)  # the sandbox's user writes the children's pids here
+    # The sandbox's user (nobody, as root) writes the children's pids here: not under pytest's private tmp.
+    shared = Path(tempfile.mkdtemp(prefix="course-hostile-"))
+    shared.chmod(0o777)
     pid_file = shared / "pids"
     for name, attack in ATTACKS.items():
         lab = name[:5]
         source = textwrap.dedent(HONEST.format(lab=lab)) + textwrap.dedent(attack).format(
             lab=name, tests_dir=str(tests_dir), pid_file=str(pid_file))
         (root / "labs" / f"{name}.py").write_text(source)
-        tests = TAMPER_TESTS if name == "lab51_tamper" else TESTS.format(call="stub" if "attack(" not in attack else "attack")
+        tests = {"lab51_tamper": TAMPER_TESTS, "lab52_proc": PROC_TESTS}.get(name) or TESTS.format(
+            call="stub" if "attack(" not in attack else "attack")
         (tests_dir / f"test_{name}.py").write_text(tests)
     start = time.monotonic()
     report = grade(impl=root / "labs", tests_dir=tests_dir, timeout=8.0, jobs=2)
-    return report, pid_file, time.monotonic() - start
+    yield report, pid_file, time.monotonic() - start
+    shutil.rmtree(shared, ignore_errors=True)
 
 
 def _by_lab(report):
     return {lab: {o.name: o for o in outcomes} for lab, outcomes in report.by_lab().items()}
 
 
+def _uncontained(report) -> bool:
+    """As root with a sandbox user who cannot read Python, the student's code ran as root (the report says so)."""
+    return any("ran as root" in note for note in report.notes)
+
+
+# Root can open any process's /proc entries: this attack is stopped only by a sandbox that is not root.
+NEEDS_CONTAINMENT = {"lab52_proc"}
+
+
 @pytest.mark.parametrize("name", [n for n in ATTACKS if n != "lab51_tamper"])
 def test_the_attacked_test_scores_zero_and_the_others_keep_their_grade(hostile, name):
     report, _, _ = hostile
+    if name in NEEDS_CONTAINMENT and _uncontained(report):
+        pytest.skip("grading as root, but the sandbox could not switch to an unprivileged user here")
     outcomes = _by_lab(report)[name[:5]]
     assert outcomes["test_attacked"].status != "passed", outcomes["test_attacked"]
     assert outcomes["test_attacked"].earned == 0
@@ -192,8 +254,11 @@ def test_the_attacked_test_scores_zero_and_the_others_keep_their_grade(hostile, 
 
 def test_the_whole_class_of_attacks_scores_only_the_honest_tests(hostile):
     report, _, seconds = hostile
-    honest = sum(o.points for o in report.outcomes if o.name != "test_attacked")
-    assert report.score == honest, [(o.nodeid, o.status) for o in report.outcomes if o.status == "passed"]
+    # lab51's attacked test passes where the sandbox is contained: it has a test of its own, below.
+    skipped = {"lab51", *({n[:5] for n in NEEDS_CONTAINMENT} if _uncontained(report) else ())}
+    outcomes = [o for o in report.outcomes if o.lab not in skipped]
+    honest = sum(o.points for o in outcomes if o.name != "test_attacked")
+    assert sum(o.earned for o in outcomes) == honest, [(o.nodeid, o.status) for o in outcomes if o.status == "passed"]
     assert not report.problems, report.problems
 
 
@@ -202,9 +267,13 @@ def test_attacks_end_with_the_status_they_deserve(hostile):
     status = {lab: o["test_attacked"].status for lab, o in outcomes.items()}
     assert status["lab43"] == status["lab44"] == status["lab45"] == "not attempted"  # patches had no effect
     assert status["lab46"] in ("crashed", "error")  # it wrote to the answer channel out of turn
-    assert status["lab47"] == "crashed"  # its os._exit; the tests it rewrote were never read again
+    # Its os._exit, the tests it rewrote never read again; or, where the sandbox's user may not even look
+    # into the staff's folders, the PermissionError of trying.
+    assert status["lab47"] == "crashed" or status["lab47"] == "error" and "Permission" in outcomes["lab47"]["test_attacked"].message
     assert status["lab49"] == "error" and "memory" in outcomes["lab49"]["test_attacked"].message.lower()
     assert status["lab50"] == "error" and "printed more than" in outcomes["lab50"]["test_attacked"].message
+    if not _uncontained(hostile[0]):
+        assert status["lab52"] == "failed"  # its forged results never reached the grader
 
 
 def _alive(pid: int) -> bool:
@@ -232,9 +301,9 @@ def test_as_root_the_sandbox_cannot_write_the_tests_the_course_or_the_manifest(h
     user = remote.sandbox_user("auto")
     if user is None:
         pytest.skip("users are switched only when grading as root")
-    if not remote.can_read_as(user, [Path(remote.__file__).parent]):
+    if _uncontained(hostile[0]):
         pytest.skip("user nobody cannot read this Python installation (e.g. a pyenv under /root), "
-                    "so here the sandbox runs as root")
+                    "so here the sandbox ran as root (the report says so)")
     outcomes = _by_lab(hostile[0])["lab51"]
     assert outcomes["test_attacked"].status == "passed", outcomes["test_attacked"].message
 

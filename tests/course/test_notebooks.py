@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -87,6 +88,50 @@ def test_setup_cell_pins_jax_and_installs_the_checkout_or_a_clone():
     assert '"https://github.com/someone/fork.git"' in src and '"spring"' in src
     assert 'pins.append(f"{dist}=={version(dist)}")' in src and '"-e", src, *pins' in src
     compile(src, "setup", "exec")
+
+
+@pytest.mark.solutions_only
+def test_setup_cell_installs_the_course_in_a_fresh_environment_as_on_colab(tmp_path):
+    """Colab, as far as it can be had here: a fresh Python with JAX preinstalled, no course, no checkout.
+
+    The cell clones the course (from a local copy of this repository, via ``COURSE_GIT``: Colab clones
+    GitHub), installs it with pip around the JAX that is there, and says which device JAX sees.
+    """
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    root = labs.root()
+    if not (root / ".git").exists():
+        pytest.skip("needs the course's git repository (the cell clones it)")
+    branch = notebooks.settings()["branch"]
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(origin)], check=True)
+    subprocess.run(["git", "-C", str(root), "push", "--quiet", str(origin), f"HEAD:refs/heads/{branch}"], check=True)
+    venv = tmp_path / "colab"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    preinstalled = {d: importlib.metadata.version(d) for d in ("jax", "jaxlib")}  # Colab's own JAX
+    pip = subprocess.run([python, "-m", "pip", "install", "--quiet", *(f"{d}=={v}" for d, v in preinstalled.items())],
+                         capture_output=True, text=True, timeout=600)
+    if pip.returncode != 0:
+        pytest.skip(f"cannot install JAX into a fresh environment here (offline?): {pip.stderr[-300:]}")
+    work = tmp_path / "content"  # Colab's working folder: no checkout around it
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "COURSE_"))}
+    env.update(COURSE_GIT=str(origin), JAX_PLATFORMS="cpu")
+    cell = subprocess.run([python, "-c", notebooks.setup_source()], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert cell.returncode == 0, cell.stdout[-2000:] + cell.stderr[-3000:]
+    name = notebooks.settings()["repository"].split("/")[-1]
+    assert f"course installed from {work / name}; JAX {preinstalled['jax']} sees [Cpu" in cell.stdout, cell.stdout
+    after = subprocess.run([python, "-c", "import importlib.metadata as m, course, flax, optax; "
+                            "print(m.version('jax'), m.version('jaxlib'))"], cwd=work, env=env,
+                           capture_output=True, text=True)
+    assert after.stdout.split() == [preinstalled["jax"], preinstalled["jaxlib"]], after.stdout + after.stderr
+    # Run again (a second session on the same runtime): the course is there, the cell says nothing.
+    again = subprocess.run([python, "-c", notebooks.setup_source()], cwd=work, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout == "", again.stdout + again.stderr
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -3,11 +3,14 @@
 import csv
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 import zlib
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -72,15 +75,38 @@ def _autograder(tmp_path, zip_path, submission_files):
     return root
 
 
+def _sandbox_user_here(root) -> str:
+    """run_autograder's nobody where this machine allows it; else what grading here can do."""
+    if os.geteuid() != 0:
+        return "none"  # only root switches users
+    from course.grader import privacy, runner
+
+    user = pwd.getpwnam("nobody")
+    needed = [str(root / "source" / "course"), *runner._python_dirs()]
+    # Gradescope's Python is readable by nobody (setup.sh sees to it); a pyenv under /root is not.
+    return "nobody" if privacy.unreadable_as(user.pw_uid, user.pw_gid, needed) is None else "auto"
+
+
 def _run_autograder(root):
-    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_PYTHON": sys.executable}
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_PYTHON": sys.executable,
+           "COURSE_SANDBOX_USER": _sandbox_user_here(root)}
     run = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads((root / "results" / "results.json").read_text())
 
 
-def test_the_gradescope_autograder_runs_end_to_end(tmp_path, fresh_stubs):
+@pytest.fixture
+def open_tmp():
+    """A temporary folder others may enter (pytest's tmp_path is private to us), as /autograder is."""
+    folder = Path(tempfile.mkdtemp(prefix="course-autograder-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_gradescope_autograder_runs_end_to_end(open_tmp, fresh_stubs):
+    tmp_path = open_tmp
     zip_path = build_autograder(tmp_path / "dist", labs=["lab01"], seed=99, timeout=30)
     names = zipfile.ZipFile(zip_path).namelist()
     assert {"setup.sh", "run_autograder", "pyproject.toml"} <= set(names)
@@ -98,6 +124,21 @@ def test_the_gradescope_autograder_runs_end_to_end(tmp_path, fresh_stubs):
 
     none = _run_autograder(_autograder(tmp_path / "b", zip_path, {lab01.name: (fresh_stubs / lab01.name).read_text()}))
     assert none["score"] == 0 and none["max_score"] == full["max_score"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="users are switched only as root")
+def test_as_root_a_sandbox_user_who_cannot_read_the_tests_is_refused_or_noted(tmp_path):
+    """run_autograder names nobody: then grading refuses to start rather than run student code as root."""
+    from course.grader import runner
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    snapshot = runner.Snapshot({}, private, private, private, private / "manifest.json", private)
+    with pytest.raises(labs.CourseError, match="sandbox user .nobody. cannot read /"):
+        runner.sandbox_setting("nobody", snapshot, runner.Report(impl="x"))
+    report = runner.Report(impl="x")
+    assert runner.sandbox_setting("auto", snapshot, report) == "none"
+    assert any("ran as root" in note for note in report.notes), report.notes
 
 
 def test_building_the_autograder_needs_a_hidden_seed(tmp_path):

@@ -1,0 +1,76 @@
+"""Keep the grader's processes closed to the student's code when both run as the same user (Linux).
+
+A process of the same user may open another's ``/proc/PID/fd/N`` — a pipe opened that way can be
+written to, whichever end the link names — and read its ``environ`` and ``mem``, unless the target is
+*not dumpable*: then only a process with ``CAP_SYS_PTRACE`` may. So the grading processes (the one
+that reads the results, the trusted test processes, the fork servers) make themselves not dumpable,
+and a sandbox of the same user cannot reach their results channel. As root with a separate sandbox
+user this is already so; elsewhere it does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+
+_PR_GET_DUMPABLE, _PR_SET_DUMPABLE = 3, 4
+
+
+def _prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - every Linux libc has prctl
+        return None
+
+
+def set_dumpable(flag: bool) -> bool | None:
+    """Set this process's dumpable flag; return the previous one (None where there is no prctl)."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    previous = prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0)
+    prctl(_PR_SET_DUMPABLE, int(flag), 0, 0, 0)
+    return previous == 1
+
+
+@contextlib.contextmanager
+def closed_to_same_user():
+    """Not dumpable inside the block (the notebook kernel that calls ``check()`` gets its flag back)."""
+    previous = set_dumpable(False)
+    try:
+        yield
+    finally:
+        if previous:
+            set_dumpable(True)
+
+
+_PROBE = """import os, sys
+for path in sys.argv[1:]:
+    try:
+        os.listdir(path) if os.path.isdir(path) else open(path, "rb").close()
+    except OSError:
+        print(path)
+        break
+"""
+
+
+def unreadable_as(uid: int, gid: int, paths: list[str]) -> str | None:
+    """The first of ``paths`` that user ``uid`` cannot read, or None: tried for real, as that user (root only).
+
+    A fresh interpreter is started as the user (``subprocess`` switches users between fork and exec,
+    which is safe in a process with threads, as JAX's are); if even this Python cannot be run by that
+    user, the answer is the interpreter itself.
+    """
+    try:
+        probe = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE, *paths], user=uid, group=gid,
+                               extra_groups=[], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return sys.executable
+    if probe.returncode != 0:
+        return sys.executable
+    return probe.stdout.strip() or None
