@@ -159,10 +159,13 @@ def test_a_whole_class_in_one_run_with_a_hanging_and_a_crashing_submission(tmp_p
         (subs / student / lab01.name).write_text(text)
     with zipfile.ZipFile(subs / "erin.zip", "w") as zf:  # a zip with a folder inside
         zf.writestr(f"erin/{lab01.name}", solution)
+    (subs / "frank.zip").write_text("not a zip")  # costs frank's row only
     out, lines = tmp_path / "grades", []
     gradebook = grade_class(subs, out, labs=["lab01"], jobs=2, timeout=5, seed=3, log=lines.append)
     rows = {r["student"]: r for r in csv.DictReader(gradebook.open())}
-    assert set(rows) == {"alice", "bob", "carol", "dave", "erin"}
+    assert set(rows) == {"alice", "bob", "carol", "dave", "erin", "frank"}
+    assert float(rows["frank"]["total"]) == 0
+    assert "frank.zip is not a zip file" in json.loads((out / "frank" / "results.json").read_text())["output"]
     full = float(rows["alice"]["max"])
     assert float(rows["alice"]["total"]) == float(rows["erin"]["total"]) == full > 0
     assert float(rows["bob"]["total"]) == 0
@@ -177,10 +180,22 @@ def test_a_whole_class_in_one_run_with_a_hanging_and_a_crashing_submission(tmp_p
     (subs / "bob" / lab01.name).write_text(solution)
     lines.clear()
     grade_class(subs, out, labs=["lab01"], jobs=2, timeout=5, seed=3, log=lines.append)
-    assert sorted(line.split(":")[0] for line in lines if "already graded" in line) == ["alice", "carol", "dave", "erin"]
+    assert sorted(line.split(":")[0] for line in lines if "already graded" in line) == ["alice", "carol", "dave", "erin",
+                                                                                      "frank"]
     rows = {r["student"]: r for r in csv.DictReader(gradebook.open())}
     assert float(rows["bob"]["total"]) == full
     shutil.rmtree(out / "alice")  # lost results are regraded, not guessed
     lines.clear()
     grade_class(subs, out, labs=["lab01"], jobs=2, timeout=5, seed=3, log=lines.append)
-    assert [line.split(":")[0] for line in lines if "already graded" not in line] == ["alice"]
+    assert [line.split(":")[0] for line in lines if "already graded" not in line and not line.startswith("warning")] \
+        == ["alice"]
+
+
+def test_two_submissions_of_one_student_are_refused_before_anything_is_graded(tmp_path):
+    from course.grader.batch import discover
+
+    (tmp_path / "alice").mkdir()
+    with zipfile.ZipFile(tmp_path / "alice.zip", "w") as zf:
+        zf.writestr("lab01_perceptron.py", "")
+    with pytest.raises(labs.CourseError, match="two submissions for alice: alice and alice.zip"):
+        discover(tmp_path)
