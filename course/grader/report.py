@@ -58,8 +58,8 @@ def gradescope(report: Report) -> dict:
             })
     result = {"score": report.score, "max_score": report.max_score, "execution_time": round(report.duration, 3),
               "tests": tests}
-    if report.problems:
-        result["output"] = "\n\n".join(report.problems)
+    if report.problems or report.notes:  # what stopped files from being graded; what was done to the submission
+        result["output"] = "\n\n".join([*report.problems, *(f"Note: {n}" for n in report.notes)])
     return result
 
 

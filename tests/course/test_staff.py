@@ -55,6 +55,23 @@ def test_a_hidden_seed_defeats_answers_tabled_from_the_visible_inputs(tmp_path):
     assert hidden.score == 0 and hidden.outcomes[0].status == "failed", hidden.outcomes
 
 
+def test_a_test_marked_hidden_until_the_due_date_says_so_in_the_results(tmp_path):
+    from course.grader.report import write_gradescope
+
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "labs" / "lab42_vis.py").write_text("def double(x):\n    return 2 * x\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_lab42_vis.py").write_text(
+        "import pytest\n\ndef test_shown(lab):\n    assert lab.double(1) == 2\n\n"
+        "@pytest.mark.visibility('after_due_date')\n@pytest.mark.points(3)\n"
+        "def test_hidden(lab):\n    assert lab.double(2) == 4\n")
+    report = grade(impl=tmp_path / "labs", tests_dir=tmp_path / "tests", timeout=20.0)
+    write_gradescope(report, tmp_path / "results.json")
+    tests = {t["name"].split(": ", 1)[1]: t for t in json.loads((tmp_path / "results.json").read_text())["tests"]}
+    assert tests["test_shown"]["visibility"] == "visible" and tests["test_hidden"]["visibility"] == "after_due_date"
+    assert tests["test_hidden"]["max_score"] == 3 == tests["test_hidden"]["score"]
+
+
 def test_with_a_hidden_seed_solutions_keep_full_marks_and_stubs_score_zero(fresh_stubs):
     report = grade(impl="solutions", timeout=120, seed=20261125)
     failing = [f"{o.nodeid}: {o.status}: {o.message}" for o in report.outcomes if o.status != "passed"]
