@@ -46,6 +46,7 @@ import numpy as np
 from flax import nnx
 from jax import Array
 
+from course import layers as _layers
 from course.mnist import DataError, _atomic_file, cache_dir
 
 # Filters of each 3×3 convolution, block by block: configuration "D" of Simonyan & Zisserman (2015).
@@ -65,8 +66,16 @@ def conv_general_dilated(lhs: Array, rhs: Array, *args, **kwargs) -> Array:
 
 
 def max_pool(x: Array) -> Array:
-    """2×2 max-pooling, stride 2, 'valid' (an odd last row/column is dropped, as in Keras)."""
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    """2×2 max-pooling, stride 2, 'valid' (an odd last row/column is dropped, as in Keras).
+
+    Lab 10's fast pool (:func:`course.layers.max_pool`, the maximum of four strided slices): equal in
+    value to ``lax.reduce_window``, and its gradient, which filter visualisation takes through every
+    pool, is cheaper on the CPU. Measured here on lab 11's batched ascent (128×128, 20 steps, 2 cores):
+    block3_conv1 0.35 s per filter instead of 0.62, block4_conv1 0.62 instead of 0.94. Lab 10's other
+    CPU choice, its compile option (convolutions to Eigen), changed nothing here (0.95-1.07×): it speeds
+    up the gradient with respect to the *weights*, and the ascent only takes the one for the input.
+    """
+    return _layers.max_pool(x, 2)
 
 
 def layer_names(blocks: Sequence[Sequence[int]] = BLOCKS, *, include_top: bool = False) -> list[str]:
