@@ -59,9 +59,14 @@ def notebooks(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def lint(session: nox.Session) -> None:
-    """ruff check, configured in pyproject.toml ([tool.ruff])."""
+    """ruff check and ruff format --check, configured in pyproject.toml ([tool.ruff]); -- --fix to mend."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    if "--fix" in session.posargs:
+        session.run("ruff", "check", "--fix", ".")
+        session.run("ruff", "format", ".")
+        return
     session.run("ruff", "check", *(session.posargs or ["."]))
+    session.run("ruff", "format", "--check", *(session.posargs or ["."]))
 
 
 @nox.session(default=False)

@@ -50,9 +50,19 @@ def torch_or_none():
 
 def torch_model(torch):
     nn = torch.nn
-    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
-                         nn.Linear(128, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(9216, 128),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(128, 10),
+    )
 
 
 class TorchRun:
@@ -73,14 +83,16 @@ class TorchRun:
         net.train()
         order = torch.randperm(len(self.y))
         for i in range(0, len(order), 128):
-            idx = order[i:i + 128]
+            idx = order[i : i + 128]
             self.opt.zero_grad()
             torch.nn.functional.cross_entropy(net(self.x[idx]), self.y[idx]).backward()
             self.opt.step()
         net.eval()
         with torch.no_grad():
-            correct = sum(int((net(self.xt[i:i + 1000]).argmax(1) == self.yt[i:i + 1000]).sum())
-                          for i in range(0, len(self.yt), 1000))
+            correct = sum(
+                int((net(self.xt[i : i + 1000]).argmax(1) == self.yt[i : i + 1000]).sum())
+                for i in range(0, len(self.yt), 1000)
+            )
         return time.perf_counter() - start, correct / len(self.yt)
 
 
@@ -94,10 +106,22 @@ class OurRun:
     def epoch(self) -> tuple[float, float]:
         self.epochs += 1
         model = lab.CNN(rngs=nnx.Rngs(self.seed))
-        _, history = training.fit(model, self.data.train, self.data.test, loss=lab.loss, accuracy=lab.accuracy,
-                                  preprocess=lab.normalize, optimizer=lab.adadelta(), make_step=lab.make_train_step,
-                                  epochs=self.epochs, batch_size=128, key=jax.random.key(self.seed),
-                                  workdir=self.workdir, log_images=0, progress=False)
+        _, history = training.fit(
+            model,
+            self.data.train,
+            self.data.test,
+            loss=lab.loss,
+            accuracy=lab.accuracy,
+            preprocess=lab.normalize,
+            optimizer=lab.adadelta(),
+            make_step=lab.make_train_step,
+            epochs=self.epochs,
+            batch_size=128,
+            key=jax.random.key(self.seed),
+            workdir=self.workdir,
+            log_images=0,
+            progress=False,
+        )
         # Each call resumes from the last checkpoint and compiles again: count only the epoch itself.
         self.compile_seconds = history["compile_seconds"][-1]
         return history["seconds"][-1] - history["compile_seconds"][-1], history["val_accuracy"][-1]
@@ -121,26 +145,36 @@ def bench_epochs(args, torch) -> None:
                 if theirs is not None:
                     seconds, accs["torch"] = theirs.epoch()
                     times["torch"].append(seconds)
-                print(f"  round {r + 1} epoch {ours.epochs}: ours {times['ours'][-1]:.2f} s"
-                      + (f", torch {times['torch'][-1]:.2f} s" if theirs else ""), flush=True)
+                print(
+                    f"  round {r + 1} epoch {ours.epochs}: ours {times['ours'][-1]:.2f} s"
+                    + (f", torch {times['torch'][-1]:.2f} s" if theirs else ""),
+                    flush=True,
+                )
     ours_s = statistics.median(times["ours"])
-    print(f"\nLab 10 CNN, batch 128, Adadelta 1.0: seconds per epoch (steady state, median of {len(times['ours'])}), "
-          f"train {len(data.train.labels)}, validation {len(data.test.labels)}; {jax.devices()[0].platform}, "
-          f"{os.cpu_count()} CPUs; CPU options {layers.cpu_compiler_options()}")
+    print(
+        f"\nLab 10 CNN, batch 128, Adadelta 1.0: seconds per epoch (steady state, median of {len(times['ours'])}), "
+        f"train {len(data.train.labels)}, validation {len(data.test.labels)}; {jax.devices()[0].platform}, "
+        f"{os.cpu_count()} CPUs; CPU options {layers.cpu_compiler_options()}"
+    )
     print(f"{'':<44} {'s/epoch':>9} {'ratio':>8} {'compile s':>10} {'val acc':>8}")
     torch_s = statistics.median(times["torch"]) if theirs is not None else None
     ratio = f"{ours_s / torch_s:.2f}x" if torch_s else ""
-    print(f"{'course.training.fit + lab 10 step (JAX)':<44} {ours_s:>9.2f} {ratio:>8} "
-          f"{statistics.median(compile_seconds):>10.2f} {accs['ours']:>8.4f}")
+    print(
+        f"{'course.training.fit + lab 10 step (JAX)':<44} {ours_s:>9.2f} {ratio:>8} "
+        f"{statistics.median(compile_seconds):>10.2f} {accs['ours']:>8.4f}"
+    )
     if theirs is None:
         print(f"{'peer: PyTorch':<44} {'not installed':>9}")
     else:
-        print(f"{f'peer: PyTorch {torch.__version__}, {torch.get_num_threads()} threads':<44} {torch_s:>9.2f} "
-              f"{'1.00x':>8} {'n/a':>10} {accs['torch']:>8.4f}")
+        print(
+            f"{f'peer: PyTorch {torch.__version__}, {torch.get_num_threads()} threads':<44} {torch_s:>9.2f} "
+            f"{'1.00x':>8} {'n/a':>10} {accs['torch']:>8.4f}"
+        )
     print("(ratio: against PyTorch; below 1, ours is faster)")
 
 
 # ------------------------------------------------------------------------------------------ per step
+
 
 class PlainCNN(nnx.Module):
     """The straightforward Flax version: nnx.Conv, ReLU, then nnx.max_pool (reduce_window)."""
@@ -167,8 +201,11 @@ def step_time(model, options, steps: int, rounds: int) -> float:
     step = lab.make_train_step(graphdef, tx)
     fn = jax.jit(lambda s, b, k: step(s, b, key=k), donate_argnums=0, compiler_options=options)
     kx, ky = jax.random.split(jax.random.key(0))
-    batch = {"image": jax.random.uniform(kx, (128, 28, 28, 1)), "label": jax.random.randint(ky, (128,), 0, 10),
-             "mask": jnp.ones((128,), bool)}
+    batch = {
+        "image": jax.random.uniform(kx, (128, 28, 28, 1)),
+        "label": jax.random.randint(ky, (128,), 0, 10),
+        "mask": jnp.ones((128,), bool),
+    }
     state = TrainState(jnp.zeros((), jnp.int32), params, rest, tx.init(params))
     state, sums = fn(state, batch, jax.random.key(1))
     jax.block_until_ready(sums)
@@ -200,11 +237,24 @@ def torch_step_time(torch, steps: int, rounds: int) -> float:
 
 def bench_steps(args, torch) -> None:
     options = layers.cpu_compiler_options()
-    rows = [("straightforward nnx (nnx.Conv, ReLU, nnx.max_pool)", lambda: step_time(PlainCNN(rngs=nnx.Rngs(0)), None, args.steps, args.step_rounds)),
-            ("  + convolutions to Eigen (course.layers option)", lambda: step_time(PlainCNN(rngs=nnx.Rngs(0)), options, args.steps, args.step_rounds)),
-            ("  + slice max-pool before ReLU (lab 10's CNN)", lambda: step_time(lab.CNN(rngs=nnx.Rngs(0)), options, args.steps, args.step_rounds))]
+    rows = [
+        (
+            "straightforward nnx (nnx.Conv, ReLU, nnx.max_pool)",
+            lambda: step_time(PlainCNN(rngs=nnx.Rngs(0)), None, args.steps, args.step_rounds),
+        ),
+        (
+            "  + convolutions to Eigen (course.layers option)",
+            lambda: step_time(PlainCNN(rngs=nnx.Rngs(0)), options, args.steps, args.step_rounds),
+        ),
+        (
+            "  + slice max-pool before ReLU (lab 10's CNN)",
+            lambda: step_time(lab.CNN(rngs=nnx.Rngs(0)), options, args.steps, args.step_rounds),
+        ),
+    ]
     if torch is not None:
-        rows.append((f"peer: PyTorch {torch.__version__}", lambda: torch_step_time(torch, args.steps, args.step_rounds)))
+        rows.append(
+            (f"peer: PyTorch {torch.__version__}", lambda: torch_step_time(torch, args.steps, args.step_rounds))
+        )
     results = [(name, 1e3 * run()) for name, run in rows]
     base = results[-1][1] if torch is not None else None
     print(f"\nOne training step, batch 128, random data: milliseconds (median of {args.step_rounds} x {args.steps})")
@@ -226,8 +276,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-steps", action="store_true", help="only the seconds-per-epoch table")
     args = parser.parse_args(argv)
     torch = torch_or_none()
-    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; {os.cpu_count()} CPUs; "
-          f"PyTorch {torch.__version__ if torch else 'not installed'}")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].device_kind}; {os.cpu_count()} CPUs; "
+        f"PyTorch {torch.__version__ if torch else 'not installed'}"
+    )
     if not args.skip_steps:
         bench_steps(args, torch)
     bench_epochs(args, torch)

@@ -73,12 +73,24 @@ def main() -> None:
         rows.append((f"every lab, solutions, --jobs {args.jobs}", seconds, f"{report.score:g}/{report.max_score:g}"))
     with tempfile.TemporaryDirectory() as tmp:
         kinds = make_class(Path(tmp) / "subs", args.class_size, args.class_labs)
-        seconds, _ = timed(lambda: grade_class(Path(tmp) / "subs", Path(tmp) / "grades", labs=args.class_labs,
-                                               jobs=args.jobs, warm_cache=cache_root() / "jax-sandbox",
-                                               log=lambda line: None))
+        seconds, _ = timed(
+            lambda: grade_class(
+                Path(tmp) / "subs",
+                Path(tmp) / "grades",
+                labs=args.class_labs,
+                jobs=args.jobs,
+                warm_cache=cache_root() / "jax-sandbox",
+                log=lambda line: None,
+            )
+        )
         mix = ", ".join(f"{n} {k}" for k, n in kinds.items())
-        rows.append((f"class of {args.class_size} ({' '.join(args.class_labs)}; {mix})", seconds,
-                     f"{60 * args.class_size / seconds:.1f} submissions/min"))
+        rows.append(
+            (
+                f"class of {args.class_size} ({' '.join(args.class_labs)}; {mix})",
+                seconds,
+                f"{60 * args.class_size / seconds:.1f} submissions/min",
+            )
+        )
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}}  {'seconds':>8}  result")
     for what, seconds, result in rows:

@@ -58,7 +58,7 @@ def table(title: str, rows: list[tuple[str, float]], unit: str, base: str) -> No
 def idx(path: Path) -> np.ndarray:
     data = gzip.open(path).read()
     ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -73,8 +73,9 @@ def bench_loading(repeat: int) -> None:
         from course import _tfds_builders
 
         for split in ("train", "test"):
-            source = tfds.data_source(_tfds_builders.BUILDERS["mnist"], split=split,
-                                      data_dir=str(mnist.cache_dir() / "tfds"), download=False)
+            source = tfds.data_source(
+                _tfds_builders.BUILDERS["mnist"], split=split, data_dir=str(mnist.cache_dir() / "tfds"), download=False
+            )
             records = source.__getitems__(range(len(source)))
             np.stack([r["image"] for r in records])
 
@@ -131,7 +132,7 @@ def hand_loop(data: mnist.Dataset, epochs: int) -> None:
     for _ in range(epochs):
         order = rng.permutation(len(y))
         for i in range(len(y) // 128):
-            idx = order[i * 128:(i + 1) * 128]
+            idx = order[i * 128 : (i + 1) * 128]
             params, opt_state, value = step(params, opt_state, x[idx], y[idx])
     value.block_until_ready()
 
@@ -140,6 +141,7 @@ def per_epoch(run, epochs: int) -> float:
     """Steady-state seconds per epoch: (wall(epochs) - wall(1)) / (epochs - 1), so compiling and
     setting up, which both runs pay once, cancel out; everything done per epoch is counted. A first,
     untimed run pays the one-time imports (matplotlib, Orbax)."""
+
     def wall(n):
         start = time.perf_counter()
         run(n)
@@ -151,8 +153,15 @@ def per_epoch(run, epochs: int) -> float:
 
 def bench_training(epochs: int) -> None:
     data = mnist.load("mnist")
-    kwargs = dict(loss=xent, accuracy=acc, preprocess=normalize, optimizer=optax.adam(1e-3), batch_size=128,
-                  key=jax.random.key(0), progress=False)
+    kwargs = dict(
+        loss=xent,
+        accuracy=acc,
+        preprocess=normalize,
+        optimizer=optax.adam(1e-3),
+        batch_size=128,
+        key=jax.random.key(0),
+        progress=False,
+    )
 
     def fit(n, **extra):
         training.fit(MLP(rngs=nnx.Rngs(0)), data.train, data.test, epochs=n, **kwargs, **extra)
@@ -162,12 +171,17 @@ def bench_training(epochs: int) -> None:
             fit(n, workdir=workdir, class_names=data.class_names)
 
     hand = per_epoch(lambda n: hand_loop(data, n), epochs)
-    table(f"MNIST MLP 784-128-10, batch 128: seconds per epoch, steady state ({epochs} epochs vs 1), "
-          f"{jax.devices()[0].platform}", [
-              ("course.training.fit (incl. validation on 10k)", per_epoch(fit, epochs)),
-              ("course.training.fit + checkpoint + PNG grid per epoch", per_epoch(fit_logged, epochs)),
-              ("peer: hand-written loop (host batches, no validation)", hand),
-          ], "s/epoch", "peer: hand-written loop (host batches, no validation)")
+    table(
+        f"MNIST MLP 784-128-10, batch 128: seconds per epoch, steady state ({epochs} epochs vs 1), "
+        f"{jax.devices()[0].platform}",
+        [
+            ("course.training.fit (incl. validation on 10k)", per_epoch(fit, epochs)),
+            ("course.training.fit + checkpoint + PNG grid per epoch", per_epoch(fit_logged, epochs)),
+            ("peer: hand-written loop (host batches, no validation)", hand),
+        ],
+        "s/epoch",
+        "peer: hand-written loop (host batches, no validation)",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

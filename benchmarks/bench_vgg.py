@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layer", default="block3_conv1")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--filters", type=int, default=256 if gpu else 4, help="filters batched (default: all on a GPU)")
+    parser.add_argument(
+        "--filters", type=int, default=256 if gpu else 4, help="filters batched (default: all on a GPU)"
+    )
     parser.add_argument("--chunk", type=int, default=None, help="filters in flight at once (default: all)")
     parser.add_argument("--loop-filters", type=int, default=16 if gpu else 1, help="filters in the one-at-a-time loops")
     parser.add_argument("--impl", default="solutions", help="whose visualize_filters to time (default: solutions)")
@@ -54,8 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     features, params = vgg16.as_function(model, layer=args.layer, before_activation=before_relu)
     starts = lab.initial_images(max(args.filters, args.loop_filters), args.size, key=jax.random.key(0))
     kw = dict(steps=args.steps, step_size=1.0)
-    print(f"{args.layer} ({'before' if before_relu else 'after'} its ReLU), {args.size}×{args.size}, {args.steps} steps, "
-          f"on {jax.devices()[0].device_kind} ({jax.default_backend().upper()})", flush=True)
+    print(
+        f"{args.layer} ({'before' if before_relu else 'after'} its ReLU), {args.size}×{args.size}, {args.steps} steps, "
+        f"on {jax.devices()[0].device_kind} ({jax.default_backend().upper()})",
+        flush=True,
+    )
     rows = []
 
     # Peer: the Keras recipe, a Python loop over filters and steps around one jitted step.
@@ -75,8 +80,14 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.steps):
             x = step(params, x, f)
         np.asarray(x)  # each filter's image comes back before the next starts, as in the recipe
-    rows.append(("Keras recipe: loop over filters and steps, jitted step", (time.perf_counter() - start) / args.loop_filters,
-                 args.loop_filters, compile_keras))
+    rows.append(
+        (
+            "Keras recipe: loop over filters and steps, jitted step",
+            (time.perf_counter() - start) / args.loop_filters,
+            args.loop_filters,
+            compile_keras,
+        )
+    )
 
     # One jitted ascent per filter.
     ascent = jax.jit(lambda p, x, f: lab.gradient_ascent(features, p, x, f, **kw))
@@ -86,8 +97,14 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     for f in range(args.loop_filters):
         np.asarray(ascent(params, starts[f], f))
-    rows.append(("loop over filters, one jitted gradient_ascent each", (time.perf_counter() - start) / args.loop_filters,
-                 args.loop_filters, compile_one))
+    rows.append(
+        (
+            "loop over filters, one jitted gradient_ascent each",
+            (time.perf_counter() - start) / args.loop_filters,
+            args.loop_filters,
+            compile_one,
+        )
+    )
 
     # Every filter at once.
     filters, images = jnp.arange(args.filters), starts[: args.filters]
@@ -100,8 +117,14 @@ def main(argv: list[str] | None = None) -> None:
     timed_run = time.perf_counter() - start
     compile_batched = first - timed_run
     chunk = f"chunk {args.chunk}" if args.chunk else "no chunks"
-    rows.append((f"visualize_filters: {args.filters} filters batched ({chunk})", timed_run / args.filters,
-                 args.filters, compile_batched))
+    rows.append(
+        (
+            f"visualize_filters: {args.filters} filters batched ({chunk})",
+            timed_run / args.filters,
+            args.filters,
+            compile_batched,
+        )
+    )
 
     # The same batched program with the steps in a while loop (fori_loop, not unrolled): the lab's
     # solution unrolls them on a CPU, where XLA:CPU runs the loop 2-3x slower.
@@ -111,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         def step(_, x):
             g = grad_one(p, x, f)
             return x + 1.0 * g / (jnp.sqrt(jnp.mean(g * g)) + 1e-5)
+
         return jax.lax.fori_loop(0, args.steps, step, x)
 
     rolled = jax.jit(jax.vmap(rolled_one, in_axes=(None, 0, 0)))
@@ -120,17 +144,27 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     np.asarray(rolled(params, images, filters))
     timed_run = time.perf_counter() - start
-    rows.append(("the same batched, steps in a while loop (fori_loop)", timed_run / args.filters, args.filters,
-                 first - timed_run))
+    rows.append(
+        (
+            "the same batched, steps in a while loop (fori_loop)",
+            timed_run / args.filters,
+            args.filters,
+            first - timed_run,
+        )
+    )
 
     base = rows[0][1]
     print(f"\n{'':<58} {'filters':>7} {'s/filter':>10} {'ms/filter':>10} {'speed-up':>9} {'compile s':>10}")
     for name, per, n, comp in rows:
         print(f"{name:<58} {n:>7} {per:>10.3f} {per * 1e3:>10.1f} {base / per:>8.1f}x {comp:>10.1f}")
-    print(f"(speed-up: against the Keras recipe; compile s: first call minus a timed call, or the first step; peak resident memory of this process {peak_rss_gb():.1f} GB)")
+    print(
+        f"(speed-up: against the Keras recipe; compile s: first call minus a timed call, or the first step; peak resident memory of this process {peak_rss_gb():.1f} GB)"
+    )
     ms = rows[2][1] * 1e3  # visualize_filters
-    print(f"batched: {ms:.1f} ms per filter at {args.size}×{args.size} × {args.steps} steps "
-          f"(the issue's goal on an H100: ≤ 2 ms)")
+    print(
+        f"batched: {ms:.1f} ms per filter at {args.size}×{args.size} × {args.steps} steps "
+        f"(the issue's goal on an H100: ≤ 2 ms)"
+    )
 
 
 if __name__ == "__main__":

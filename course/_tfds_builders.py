@@ -29,10 +29,12 @@ class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return tfds.core.DatasetInfo(
             builder=self,
             description=f"{self.SOURCE.title}, prepared without TensorFlow by course._tfds_builders.",
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-                "label": tfds.features.ClassLabel(names=list(self.SOURCE.class_names)),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+                    "label": tfds.features.ClassLabel(names=list(self.SOURCE.class_names)),
+                }
+            ),
             supervised_keys=("image", "label"),
             homepage=self.SOURCE.url,
             # Keep the official order, so example i here is example i of the IDX files.

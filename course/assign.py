@@ -65,7 +65,9 @@ def regions(path: Path) -> list[Region]:
             begin, m = open_at
             name = m.group("name") or _enclosing_function(tree, begin)
             if not name:
-                raise _labs.CourseError(f"{path}:{begin}: a region outside a function needs a name: # BEGIN SOLUTION name")
+                raise _labs.CourseError(
+                    f"{path}:{begin}: a region outside a function needs a name: # BEGIN SOLUTION name"
+                )
             found.append(Region(lab, name, begin, no, m.group("indent")))
             open_at = None
         elif "BEGIN SOLUTION" in line or "END SOLUTION" in line:

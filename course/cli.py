@@ -26,8 +26,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         os.environ["COURSE_QUICK"] = "1" if args.quick else "0"
     names = list(_labs.lab_files(impl)) if args.labs == ["all"] else args.labs
     out = Path(args.out)
-    options = {k: v for k, v in (("quick", args.quick), ("dataset", args.dataset), ("seed", args.seed))
-               if v is not None}
+    options = {
+        k: v for k, v in (("quick", args.quick), ("dataset", args.dataset), ("seed", args.seed)) if v is not None
+    }
     for name in names:
         lid = _labs.lab_id(name)
         start = time.perf_counter()
@@ -48,8 +49,14 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     impl = args.impl or "labs"
     titles = _titles(impl)
     start = time.perf_counter()
-    report = grade(args.labs or None, impl=impl, timeout=args.timeout, jobs=args.jobs, sandbox_user=args.sandbox_user,
-                   seed=args.seed)
+    report = grade(
+        args.labs or None,
+        impl=impl,
+        timeout=args.timeout,
+        jobs=args.jobs,
+        sandbox_user=args.sandbox_user,
+        seed=args.seed,
+    )
     print(render(report, titles=titles, verbose=args.verbose))
     print(f"(graded {impl} in {time.perf_counter() - start:.1f} s)")
     if args.results:
@@ -68,9 +75,17 @@ def _grade_class(args: argparse.Namespace) -> int:
     from course.testing.plugin import cache_root
 
     start = time.perf_counter()
-    gradebook = grade_class(Path(args.submissions), Path(args.out), labs=args.labs or None, jobs=args.jobs or 2,
-                            timeout=args.timeout, seed=args.seed, sandbox_user=args.sandbox_user,
-                            warm_cache=cache_root() / "jax-sandbox", log=lambda line: print(line, flush=True))
+    gradebook = grade_class(
+        Path(args.submissions),
+        Path(args.out),
+        labs=args.labs or None,
+        jobs=args.jobs or 2,
+        timeout=args.timeout,
+        seed=args.seed,
+        sandbox_user=args.sandbox_user,
+        warm_cache=cache_root() / "jax-sandbox",
+        log=lambda line: print(line, flush=True),
+    )
     print(f"wrote {gradebook} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -101,7 +116,9 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     stale = notebooks.write_student_notebooks(check=args.check) + notebooks.write_readme(check=args.check)
     if args.check:
         if stale:
-            print("notebooks are stale; run `course notebooks` to regenerate:\n  " + "\n  ".join(stale), file=sys.stderr)
+            print(
+                "notebooks are stale; run `course notebooks` to regenerate:\n  " + "\n  ".join(stale), file=sys.stderr
+            )
             return 1
         print(f"{notebooks.FOLDER}/ and the README's links are up to date with labs/")
     else:
@@ -151,8 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="figures", help="folder for the figures (default: figures/)")
     p.add_argument("--impl", help=f"{impl_help} (default: solutions where present)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", dest="quick", action="store_true", default=None,
-                      help="the short version of long demos (the default on a CPU)")
+    mode.add_argument(
+        "--quick",
+        dest="quick",
+        action="store_true",
+        default=None,
+        help="the short version of long demos (the default on a CPU)",
+    )
     mode.add_argument("--full", dest="quick", action="store_false", help="the full version (the default on a GPU)")
     p.add_argument("--dataset", help="mnist or fashion_mnist (labs whose demo trains on one)")
     p.add_argument("--seed", type=int, help="the run's PRNG seed (labs whose demo trains)")
@@ -162,26 +184,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labs", nargs="*", metavar="LAB", help="labs to grade (default: all)")
     p.add_argument("--impl", help=f"{impl_help}, or notebooks: a folder of .ipynb or one (default: labs)")
     p.add_argument("--results", metavar="PATH", help="also write Gradescope's results.json here")
-    p.add_argument("--timeout", type=float, default=float(os.environ.get("COURSE_TIMEOUT", 10)),
-                   metavar="S", help="seconds one test may spend running lab code (default 10, or $COURSE_TIMEOUT)")
-    p.add_argument("--seed", type=int, default=int(os.environ.get("COURSE_SEED", 0)), metavar="S",
-                   help="vary the tests' random inputs (default 0, the visible ones, or $COURSE_SEED)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=float(os.environ.get("COURSE_TIMEOUT", 10)),
+        metavar="S",
+        help="seconds one test may spend running lab code (default 10, or $COURSE_TIMEOUT)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=int(os.environ.get("COURSE_SEED", 0)),
+        metavar="S",
+        help="vary the tests' random inputs (default 0, the visible ones, or $COURSE_SEED)",
+    )
     p.add_argument("--jobs", "-j", type=int, metavar="N", help="labs graded at once (default: one per CPU core)")
-    p.add_argument("--sandbox-user", default="auto", metavar="USER",
-                   help="who runs the student's code: auto (nobody when run as root), none, or a user name")
-    p.add_argument("--fail-under", type=float, metavar="PCT",
-                   help="exit with status 1 when the score is under PCT percent")
+    p.add_argument(
+        "--sandbox-user",
+        default="auto",
+        metavar="USER",
+        help="who runs the student's code: auto (nobody when run as root), none, or a user name",
+    )
+    p.add_argument(
+        "--fail-under", type=float, metavar="PCT", help="exit with status 1 when the score is under PCT percent"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show full failure messages")
-    p.add_argument("--submissions", metavar="DIR",
-                   help="grade a whole class: one folder or .zip per student in DIR (see --out, --jobs)")
-    p.add_argument("--out", default="grades", metavar="DIR",
-                   help="with --submissions: where each student's results.json and gradebook.csv go (default grades/)")
+    p.add_argument(
+        "--submissions",
+        metavar="DIR",
+        help="grade a whole class: one folder or .zip per student in DIR (see --out, --jobs)",
+    )
+    p.add_argument(
+        "--out",
+        default="grades",
+        metavar="DIR",
+        help="with --submissions: where each student's results.json and gradebook.csv go (default grades/)",
+    )
     p.set_defaults(func=_cmd_grade)
 
     p = sub.add_parser("gradescope", help="build the Gradescope autograder zip (no solution code)")
     p.add_argument("labs", nargs="*", metavar="LAB", help="the labs this assignment grades (default: all)")
-    p.add_argument("--seed", type=int, required=True, metavar="S", help="the hidden seed of the official grading (not 0)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per test on Gradescope (default 30)")
+    p.add_argument(
+        "--seed", type=int, required=True, metavar="S", help="the hidden seed of the official grading (not 0)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="seconds per test on Gradescope (default 30)"
+    )
     p.add_argument("--out", default="dist", help="folder for the zip (default: dist/)")
     p.set_defaults(func=_cmd_gradescope)
 
@@ -191,8 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("notebooks", help="build notebooks/ (students, from labs/) and the README's Colab/Binder links")
     p.add_argument("--check", action="store_true", help="only check that notebooks/ and the links are up to date")
-    p.add_argument("--solutions", action="store_true",
-                   help="also execute the solution notebooks, outputs inline, into --out (staff)")
+    p.add_argument(
+        "--solutions",
+        action="store_true",
+        help="also execute the solution notebooks, outputs inline, into --out (staff)",
+    )
     p.add_argument("labs", nargs="*", metavar="LAB", help="with --solutions: the labs to execute (default: all)")
     p.add_argument("--out", default="solution-notebooks", help="folder for the executed solution notebooks")
     p.add_argument("--quick", action="store_true", help="with --solutions: COURSE_QUICK=1 (short training runs)")

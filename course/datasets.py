@@ -79,8 +79,7 @@ def _digit_glyphs(size: int = 28) -> "np.ndarray":
     for digit in range(10):
         fig = Figure(figsize=(1, 1), dpi=size)
         FigureCanvasAgg(fig)
-        fig.text(0.5, 0.5, str(digit), fontsize=52, ha="center", va="center", color="white",
-                 fontweight="bold")
+        fig.text(0.5, 0.5, str(digit), fontsize=52, ha="center", va="center", color="white", fontweight="bold")
         fig.patch.set_facecolor("black")
         fig.canvas.draw()
         rgba = np.asarray(fig.canvas.buffer_rgba(), np.float32)[:, :, 0] / 255.0

@@ -54,9 +54,15 @@ def build_autograder(out: Path, *, labs: list[str] | None = None, seed: int = 0,
     if not _labs.has_solutions():
         raise _labs.CourseError("the autograder is built from the staff repository, which has solutions/")
     if seed == 0:
-        raise _labs.CourseError("choose a hidden seed (--seed S, not 0): with seed 0 the official inputs are "
-                                "the ones students see")
+        raise _labs.CourseError(
+            "choose a hidden seed (--seed S, not 0): with seed 0 the official inputs are the ones students see"
+        )
     lab_ids = [_labs.lab_id(x) for x in labs] if labs else []
     run = RUN.format(labs="".join(f"{lid} " for lid in lab_ids), seed=seed, timeout=timeout)
-    return _release.pack(out, NAME, ["course", "tests/labs", "pyproject.toml", "README.md"],
-                         scripts={"setup.sh": SETUP, "run_autograder": run}, what="the autograder")
+    return _release.pack(
+        out,
+        NAME,
+        ["course", "tests/labs", "pyproject.toml", "README.md"],
+        scripts={"setup.sh": SETUP, "run_autograder": run},
+        what="the autograder",
+    )

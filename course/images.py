@@ -37,19 +37,27 @@ def _check_layout(x: Array, what: str, *, channels_last: bool) -> None:
     """Raise a ValueError naming the axes when x's channel axis is not where the layout puts it."""
     shape, batch = tuple(x.shape), "N, " if x.ndim == 4 else ""
     want, other = ("channels last", "channels-first") if channels_last else ("channels first", "channels-last")
-    order, other_order = (f"{batch}H, W, C", f"{batch}C, H, W") if channels_last else (f"{batch}C, H, W", f"{batch}H, W, C")
+    order, other_order = (
+        (f"{batch}H, W, C", f"{batch}C, H, W") if channels_last else (f"{batch}C, H, W", f"{batch}H, W, C")
+    )
     if len(shape) < 3:
-        raise ValueError(f"{what}: expected an image ({order[len(batch):]}) or a batch (N, {order[len(batch):]}), got shape {shape}")
+        raise ValueError(
+            f"{what}: expected an image ({order[len(batch) :]}) or a batch (N, {order[len(batch) :]}), got shape {shape}"
+        )
     axis, other_axis = (len(shape) - 1, len(shape) - 3) if channels_last else (len(shape) - 3, len(shape) - 1)
     if shape[axis] in CHANNEL_COUNTS:
         return
     guess = ""
     if shape[other_axis] in CHANNEL_COUNTS:
         convert = "to_channels_last" if channels_last else "to_channels_first"
-        guess = (f"; axis {other_axis} has size {shape[other_axis]}, so this looks {other} ({other_order}): "
-                 f"convert it with {convert} first")
-    raise ValueError(f"{what}: expected {want} ({order}) with C in {CHANNEL_COUNTS}, but axis {axis} has size "
-                     f"{shape[axis]} (shape {shape}){guess}")
+        guess = (
+            f"; axis {other_axis} has size {shape[other_axis]}, so this looks {other} ({other_order}): "
+            f"convert it with {convert} first"
+        )
+    raise ValueError(
+        f"{what}: expected {want} ({order}) with C in {CHANNEL_COUNTS}, but axis {axis} has size "
+        f"{shape[axis]} (shape {shape}){guess}"
+    )
 
 
 def check_channels_last(x: Array, what: str) -> None:
@@ -69,5 +77,6 @@ def conv2d(x: Array, w: Array, *, stride: int = 1, padding: str = "SAME") -> Arr
     """
     import jax
 
-    return jax.lax.conv_general_dilated(x, w, (stride, stride), padding.upper(),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(
+        x, w, (stride, stride), padding.upper(), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )

@@ -66,8 +66,9 @@ def jit(fun: Callable, **kwargs) -> Callable:
 
 def conv2d(x: Array, w: Array, b: Array) -> Array:
     """'valid' cross-correlation, stride 1: x (N, H, W, C), w (KH, KW, C, F), b (F,) -> (N, H-KH+1, W-KW+1, F)."""
-    y = jax.lax.conv_general_dilated(x, w, window_strides=(1, 1), padding="VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(
+        x, w, window_strides=(1, 1), padding="VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     return y + b
 
 
@@ -94,8 +95,7 @@ class Conv2D(nnx.Module):
     Parameters ``kernel`` (KH, KW, C, F) and ``bias`` (F,), as in ``nnx.Conv``; ``(N, H, W, C) -> (N, H', W', F)``.
     """
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: tuple[int, int] = (3, 3), *,
-                 rngs: nnx.Rngs):
+    def __init__(self, in_features: int, out_features: int, kernel_size: tuple[int, int] = (3, 3), *, rngs: nnx.Rngs):
         init = jax.nn.initializers.glorot_uniform()
         self.kernel = nnx.Param(init(rngs.params(), (*kernel_size, in_features, out_features), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))

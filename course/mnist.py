@@ -89,21 +89,33 @@ SOURCES = {
         version="3.0.1",
         files={
             "train_images": RawFile(
-                "train-images-idx3-ubyte.gz", 9912422,
+                "train-images-idx3-ubyte.gz",
+                9912422,
                 "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db", (60000, 28, 28)),
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                (60000, 28, 28),
+            ),
             "train_labels": RawFile(
-                "train-labels-idx1-ubyte.gz", 28881,
+                "train-labels-idx1-ubyte.gz",
+                28881,
                 "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5", (60000,)),
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                (60000,),
+            ),
             "test_images": RawFile(
-                "t10k-images-idx3-ubyte.gz", 1648877,
+                "t10k-images-idx3-ubyte.gz",
+                1648877,
                 "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7", (10000, 28, 28)),
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                (10000, 28, 28),
+            ),
             "test_labels": RawFile(
-                "t10k-labels-idx1-ubyte.gz", 4542,
+                "t10k-labels-idx1-ubyte.gz",
+                4542,
                 "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2", (10000,)),
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                (10000,),
+            ),
         },
         class_names=tuple(str(d) for d in range(10)),
     ),
@@ -114,24 +126,46 @@ SOURCES = {
         version="3.0.1",
         files={
             "train_images": RawFile(
-                "train-images-idx3-ubyte.gz", 26421880,
+                "train-images-idx3-ubyte.gz",
+                26421880,
                 "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", (60000, 28, 28)),
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                (60000, 28, 28),
+            ),
             "train_labels": RawFile(
-                "train-labels-idx1-ubyte.gz", 29515,
+                "train-labels-idx1-ubyte.gz",
+                29515,
                 "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", (60000,)),
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                (60000,),
+            ),
             "test_images": RawFile(
-                "t10k-images-idx3-ubyte.gz", 4422102,
+                "t10k-images-idx3-ubyte.gz",
+                4422102,
                 "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", (10000, 28, 28)),
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                (10000, 28, 28),
+            ),
             "test_labels": RawFile(
-                "t10k-labels-idx1-ubyte.gz", 5148,
+                "t10k-labels-idx1-ubyte.gz",
+                5148,
                 "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", (10000,)),
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                (10000,),
+            ),
         },
-        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                     "Bag", "Ankle boot"),
+        class_names=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
     ),
 }
 
@@ -155,6 +189,7 @@ class Dataset(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------------- locations
+
 
 def cache_dir(cache: str | os.PathLike | None = None) -> Path:
     """Where prepared data live: ``cache``, else ``$COURSE_CACHE_DIR/data``, else ``<course>/.cache/data``."""
@@ -183,18 +218,23 @@ def _local_folder(source: Source, data_dir: str | os.PathLike | None) -> tuple[P
 
 def _instructions(source: Source) -> str:
     names = ", ".join(f.name for f in source.files.values())
-    return (f"put the four official files ({names}) in a folder DIR/{source.name}/ and set "
-            f"COURSE_DATA_DIR=DIR (or pass data_dir=DIR); they are at {source.url}")
+    return (
+        f"put the four official files ({names}) in a folder DIR/{source.name}/ and set "
+        f"COURSE_DATA_DIR=DIR (or pass data_dir=DIR); they are at {source.url}"
+    )
 
 
 # --------------------------------------------------------------------------------- reading IDX files
+
 
 def _gunzip(data: bytes, path: Path) -> bytes:
     try:
         return gzip.decompress(data)
     except EOFError:
-        raise DataError(f"{path} is truncated: its gzip stream ends early ({len(data)} bytes); "
-                        "delete it and copy or download it again") from None
+        raise DataError(
+            f"{path} is truncated: its gzip stream ends early ({len(data)} bytes); "
+            "delete it and copy or download it again"
+        ) from None
     except (gzip.BadGzipFile, zlib.error, OSError) as exc:
         raise DataError(f"{path} is not a valid gzip file ({exc}); delete it and copy or download it again") from None
 
@@ -206,16 +246,20 @@ def _parse_idx(content: bytes, path: Path, raw: RawFile) -> np.ndarray:
         raise DataError(f"{path} is too short to be an IDX file ({len(content)} bytes)")
     magic = int.from_bytes(content[:4], "big")
     if magic != raw.magic:
-        raise DataError(f"{path} has magic number {magic}, but {kind} IDX file starts with {raw.magic}: "
-                        "is another file saved under this name?")
+        raise DataError(
+            f"{path} has magic number {magic}, but {kind} IDX file starts with {raw.magic}: "
+            "is another file saved under this name?"
+        )
     ndim = content[3]
     header = 4 + 4 * ndim
     shape = tuple(int(d) for d in np.frombuffer(content, ">u4", ndim, 4))
     if shape != raw.shape:
         raise DataError(f"{path} holds an array of shape {shape}, expected {raw.shape}")
     if len(content) != header + int(np.prod(shape)):
-        raise DataError(f"{path} has {len(content) - header} data bytes where its header promises "
-                        f"{int(np.prod(shape))}: the file is damaged")
+        raise DataError(
+            f"{path} has {len(content) - header} data bytes where its header promises "
+            f"{int(np.prod(shape))}: the file is damaged"
+        )
     return np.frombuffer(content, np.uint8, offset=header).reshape(shape)
 
 
@@ -231,9 +275,11 @@ def read_idx(path: Path, raw: RawFile) -> np.ndarray:
     array = _parse_idx(content, path, raw)
     if hashlib.sha256(content).hexdigest() == raw.content_sha256:
         return array
-    raise DataError(f"{path} fails its checksum: sha256 {hashlib.sha256(data).hexdigest()}, expected "
-                    f"{raw.sha256} (the official file, as TFDS registers it); delete it and copy or "
-                    "download it again")
+    raise DataError(
+        f"{path} fails its checksum: sha256 {hashlib.sha256(data).hexdigest()}, expected "
+        f"{raw.sha256} (the official file, as TFDS registers it); delete it and copy or "
+        "download it again"
+    )
 
 
 @contextlib.contextmanager
@@ -259,14 +305,21 @@ def _atomic_file(path: Path, check: Callable[[Path], object] | None = None):
 def _download(source: Source, raw: RawFile, folder: Path, mirror: str | None) -> None:
     """Fetch one file into ``folder``, verified before it takes its name."""
     url = (mirror or source.url).rstrip("/") + "/" + raw.name
-    with _atomic_file(folder / raw.name, check=lambda tmp: read_idx(tmp, raw)) as out, \
-            urllib.request.urlopen(url, timeout=30) as response:
+    with (
+        _atomic_file(folder / raw.name, check=lambda tmp: read_idx(tmp, raw)) as out,
+        urllib.request.urlopen(url, timeout=30) as response,
+    ):
         shutil.copyfileobj(response, out)
 
 
-def read_raw(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
-             cache: str | os.PathLike | None = None, download: bool | None = None,
-             mirror: str | None = None) -> tuple[Path, dict[str, np.ndarray]]:
+def read_raw(
+    name: str = "mnist",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    download: bool | None = None,
+    mirror: str | None = None,
+) -> tuple[Path, dict[str, np.ndarray]]:
     """The verified IDX arrays of a data set, and the folder they came from (see the module docstring)."""
     source = _source(name)
     folder, why_not = _local_folder(source, data_dir)
@@ -282,19 +335,20 @@ def read_raw(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
         download = os.environ.get("COURSE_OFFLINE", "") in ("", "0")
     todo = [f for f in source.files.values() if not (downloads / f.name).is_file()]
     if todo and not download:
-        raise DataError(f"{source.title} is not here and downloading is off ({why_not}); "
-                        f"{_instructions(source)}")
+        raise DataError(f"{source.title} is not here and downloading is off ({why_not}); {_instructions(source)}")
     for raw in todo:
         try:
             _download(source, raw, downloads, mirror)
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise DataError(f"{source.title} is not here and could not be downloaded ({reason}; "
-                            f"{why_not}); {_instructions(source)}") from None
+            raise DataError(
+                f"{source.title} is not here and could not be downloaded ({reason}; {why_not}); {_instructions(source)}"
+            ) from None
     return downloads, {role: read_idx(downloads / f.name, f) for role, f in source.files.items()}
 
 
 # ------------------------------------------------------------------------------------ the public load
+
 
 def _arrays_path(source: Source, cache: str | os.PathLike | None) -> Path:
     return cache_dir(cache) / "arrays" / f"{source.name}-{source.version}-v{CACHE_FORMAT}.npz"
@@ -319,12 +373,17 @@ def _read_cache(path: Path, source: Source) -> Dataset | None:
         if arrays[role].shape != want:
             path.unlink(missing_ok=True)
             return None
-    return Dataset(source.name, Split(arrays["train_images"], arrays["train_labels"]),
-                   Split(arrays["test_images"], arrays["test_labels"]), source.class_names)
+    return Dataset(
+        source.name,
+        Split(arrays["train_images"], arrays["train_labels"]),
+        Split(arrays["test_images"], arrays["test_labels"]),
+        source.class_names,
+    )
 
 
-def _prepare_with_tfds(source: Source, folder: Path, tfds_dir: Path,
-                       raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _prepare_with_tfds(
+    source: Source, folder: Path, tfds_dir: Path, raw: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Prepare the array_record data set with TFDS (once), read both splits back with
     ``tfds.data_source``, and check that the round trip gives exactly the verified IDX arrays."""
     from course import _tfds_builders
@@ -332,19 +391,25 @@ def _prepare_with_tfds(source: Source, folder: Path, tfds_dir: Path,
     print(f"Preparing {source.title} with TFDS in {tfds_dir} (once; later loads read a cache)...", flush=True)
     for attempt in range(2):
         prepared = _tfds_builders.prepare_and_read(source, folder, tfds_dir)
-        bad = [role for role, array in raw.items()
-               if not np.array_equal(prepared[role].reshape(array.shape), array)]
+        bad = [role for role, array in raw.items() if not np.array_equal(prepared[role].reshape(array.shape), array)]
         if not bad:
             return prepared
         # Left over from another version or damaged: prepare afresh, once.
         shutil.rmtree(_tfds_builders.prepared_dir(source, tfds_dir), ignore_errors=True)
-    raise DataError(f"the data TFDS prepared in {tfds_dir} disagree with {folder / source.files[bad[0]].name} "
-                    "even after preparing afresh; please report this")
+    raise DataError(
+        f"the data TFDS prepared in {tfds_dir} disagree with {folder / source.files[bad[0]].name} "
+        "even after preparing afresh; please report this"
+    )
 
 
-def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
-         cache: str | os.PathLike | None = None, download: bool | None = None,
-         mirror: str | None = None) -> Dataset:
+def load(
+    name: str = "mnist",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    download: bool | None = None,
+    mirror: str | None = None,
+) -> Dataset:
     """MNIST or Fashion-MNIST as uint8 arrays: train (60000, 28, 28, 1), test (10000, 28, 28, 1).
 
     Args:
@@ -361,8 +426,7 @@ def load(name: str = "mnist", *, data_dir: str | os.PathLike | None = None,
         return cached
     folder, raw = read_raw(name, data_dir=data_dir, cache=cache, download=download, mirror=mirror)
     prepared = _prepare_with_tfds(source, folder, cache_dir(cache) / "tfds", raw)
-    _atomic_savez(arrays_path, **{k: (v.astype(np.int32) if k.endswith("labels") else v)
-                                  for k, v in prepared.items()})
+    _atomic_savez(arrays_path, **{k: (v.astype(np.int32) if k.endswith("labels") else v) for k, v in prepared.items()})
     cached = _read_cache(arrays_path, source)
     assert cached is not None
     return cached

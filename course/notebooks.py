@@ -59,7 +59,7 @@ def binder_url(notebook: str, conf: dict[str, str] | None = None) -> str:
 # ---------------------------------------------------------------------------------------------------
 # the setup cell
 
-SETUP = '''\
+SETUP = """\
 {marker} on Colab or Binder, install the course (once); on your own machine, where it is installed, nothing.
 import importlib.util
 
@@ -84,7 +84,7 @@ if importlib.util.find_spec("course") is None:
     importlib.invalidate_caches()
     import jax
 
-    print(f"course installed from {{src}}; JAX {{jax.__version__}} sees {{jax.devices()}}")'''
+    print(f"course installed from {{src}}; JAX {{jax.__version__}} sees {{jax.devices()}}")"""
 
 
 def setup_source(conf: dict[str, str] | None = None) -> str:
@@ -98,9 +98,11 @@ def setup_source(conf: dict[str, str] | None = None) -> str:
 
 def _check_source(lab: str, names: list[str]) -> str:
     args = ", ".join(json.dumps(n) for n in [lab, *names])
-    return (f"{CHECK_MARKER} the graded tests of the functions above, on the code in this notebook "
-            "(the same verdict as `course grade`).\n"
-            f"from course import check\n\ncheck({args})")
+    return (
+        f"{CHECK_MARKER} the graded tests of the functions above, on the code in this notebook "
+        "(the same verdict as `course grade`).\n"
+        f"from course import check\n\ncheck({args})"
+    )
 
 
 def build(path: Path, *, conf: dict[str, str] | None = None, checks: bool = True):
@@ -173,8 +175,7 @@ def dumps(nb) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def write_student_notebooks(*, check: bool = False, labs_dir: Path | None = None,
-                            out: Path | None = None) -> list[str]:
+def write_student_notebooks(*, check: bool = False, labs_dir: Path | None = None, out: Path | None = None) -> list[str]:
     """Write (or with ``check``, compare) ``notebooks/`` from ``labs/``; returns stale or written names."""
     labs_dir = labs_dir or _labs.impl_dir("labs")
     out = out or _labs.root() / FOLDER
@@ -216,7 +217,11 @@ def readme_with_links(text: str, notebooks: list[str], conf: dict[str, str] | No
         if m := _ROW.match(line):
             cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
             rows[m.group(1)] = cells[1]
-    titles = {p.stem: _labs.lab_title(p) for p in _labs.lab_files("labs").values()} if (_labs.root() / "labs").is_dir() else {}
+    titles = (
+        {p.stem: _labs.lab_title(p) for p in _labs.lab_files("labs").values()}
+        if (_labs.root() / "labs").is_dir()
+        else {}
+    )
     table = ["| lab | topic | open |", "| --- | --- | --- |"]
     for nb in notebooks:
         stem = nb.removesuffix(".ipynb")
@@ -252,14 +257,20 @@ def execute(nb, *, cwd: Path, env: dict[str, str] | None = None, timeout: int = 
 
     kernel_env = {**os.environ, **(env or {})}
     kernel_env.pop("MPLBACKEND", None)  # the kernel's own inline backend shows the figures
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
-                            resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(cwd)}},
+    )
     client.execute(env=kernel_env)
     return nb
 
 
-def build_solution_notebooks(out: Path, *, quick: bool = False, labs: list[str] | None = None,
-                             checks: bool = True, timeout: int = 1800) -> list[Path]:
+def build_solution_notebooks(
+    out: Path, *, quick: bool = False, labs: list[str] | None = None, checks: bool = True, timeout: int = 1800
+) -> list[Path]:
     """Execute each solution notebook into ``out`` (figures under ``out/figures/labNN``); returns the paths."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -313,7 +324,9 @@ def _is_check_call(node: ast.stmt) -> bool:
     if not isinstance(node, (ast.Expr, ast.Assign, ast.AnnAssign)) or not isinstance(value, ast.Call):
         return False
     func = value.func
-    return (isinstance(func, ast.Name) and func.id == "check") or (isinstance(func, ast.Attribute) and func.attr == "check")
+    return (isinstance(func, ast.Name) and func.id == "check") or (
+        isinstance(func, ast.Attribute) and func.attr == "check"
+    )
 
 
 def _drop_checks(source: str) -> str:
@@ -329,7 +342,9 @@ def _drop_checks(source: str) -> str:
     return "\n".join(lines)
 
 
-def module_source(cells: list[str], *, origin: str = "the notebook", skip_unparsable: bool = False) -> tuple[str, list[str]]:
+def module_source(
+    cells: list[str], *, origin: str = "the notebook", skip_unparsable: bool = False
+) -> tuple[str, list[str]]:
     """A lab module from code cells, as jupytext writes them; and notes on what was dropped.
 
     Dropped: the setup cell, shell and magic lines (``!pip``, ``%matplotlib``) and top-level ``check()``
@@ -357,7 +372,9 @@ def module_source(cells: list[str], *, origin: str = "the notebook", skip_unpars
             try:
                 ast.parse(source)
             except SyntaxError as exc:
-                notes.append(f"{origin}, code cell {n}: left out, it is not valid Python ({exc.msg}, line {exc.lineno})")
+                notes.append(
+                    f"{origin}, code cell {n}: left out, it is not valid Python ({exc.msg}, line {exc.lineno})"
+                )
                 continue
         kept.append(source)
     nb = nbformat.v4.new_notebook()
@@ -385,7 +402,9 @@ def convert(path: Path) -> Converted:
         raise _labs.CourseError(f"{path.name} is not a readable notebook: {exc}") from exc
     lab = notebook_lab(path, nb)
     if lab is None:
-        raise _labs.CourseError(f"{path.name}: which lab is this? Name the file labNN_….ipynb (e.g. lab01_perceptron.ipynb)")
+        raise _labs.CourseError(
+            f"{path.name}: which lab is this? Name the file labNN_….ipynb (e.g. lab01_perceptron.ipynb)"
+        )
     source, notes = module_source([c.source for c in nb.cells if c.cell_type == "code"], origin=path.name)
     stem = Path(nb.metadata.get("course", {}).get("source", "")).stem
     name = f"{stem}.py" if _labs.is_lab_file(f"{stem}.py") and stem.startswith(lab) else f"{lab}_notebook.py"
@@ -406,7 +425,9 @@ def convert_for_grading(source: Path, dest: Path, wanted: list[str] | None = Non
     wanted = {_labs.lab_id(x) for x in wanted} if wanted else None
     source = Path(source)
     files = [source] if source.is_file() else sorted(source.glob("*.ipynb"))
-    present = {_labs.lab_id(p.stem) for p in source.glob("lab*.py") if _labs.is_lab_file(p)} if source.is_dir() else set()
+    present = (
+        {_labs.lab_id(p.stem) for p in source.glob("lab*.py") if _labs.is_lab_file(p)} if source.is_dir() else set()
+    )
     labs, notes = [], []
     for path in files:
         conv = convert(path)
@@ -438,8 +459,13 @@ def tests_for(test_file: Path, functions: list[str]) -> list[str]:
         defs.update({f"{cls.name}::{n.name}": n for n in cls.body if isinstance(n, ast.FunctionDef)})
 
     # Module-level constants a decorator may name: @pytest.mark.parametrize("name", list(REFERENCE)).
-    consts = {tgt.id: node.value for node in tree.body if isinstance(node, ast.Assign)
-              for tgt in node.targets if isinstance(tgt, ast.Name)}
+    consts = {
+        tgt.id: node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for tgt in node.targets
+        if isinstance(tgt, ast.Name)
+    }
 
     def strings(node, seen: set[str]) -> set[str]:
         found = set()
@@ -462,8 +488,11 @@ def tests_for(test_file: Path, functions: list[str]) -> list[str]:
         return found
 
     wanted = {f.split(".")[0] for f in functions}
-    return [name.split("::")[-1] for name, node in defs.items()
-            if name.split("::")[-1].startswith("test") and uses(node, {name}) & wanted]
+    return [
+        name.split("::")[-1]
+        for name, node in defs.items()
+        if name.split("::")[-1].startswith("test") and uses(node, {name}) & wanted
+    ]
 
 
 class CheckResult:
@@ -492,13 +521,16 @@ def kernel_cells() -> list[str]:
         get_ipython = None
     shell = get_ipython() if get_ipython else None
     if shell is None:
-        raise _labs.CourseError("check() reads the cells this notebook has run; outside a notebook, pass notebook=PATH "
-                                "or run `course grade`")
+        raise _labs.CourseError(
+            "check() reads the cells this notebook has run; outside a notebook, pass notebook=PATH "
+            "or run `course grade`"
+        )
     return [s for s in shell.history_manager.input_hist_raw[1:] if s.strip()]
 
 
-def check(lab: str, *functions: str, notebook: str | os.PathLike | None = None,
-          timeout: float | None = None) -> CheckResult:
+def check(
+    lab: str, *functions: str, notebook: str | os.PathLike | None = None, timeout: float | None = None
+) -> CheckResult:
     """Grade this notebook's current code for ``lab`` (or only the tests of ``functions``) and show it.
 
     The code is what the kernel has run (``notebook=`` reads a saved ``.ipynb`` instead), made into a
@@ -523,16 +555,22 @@ def check(lab: str, *functions: str, notebook: str | os.PathLike | None = None,
         notes = [n for n in notes if "left out" in n]  # dropped magics in the history are expected; say nothing
     tests_dir = Path(os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs")
     if not any(tests_dir.glob(f"test_{lid}*.py")):
-        raise _labs.CourseError(f"no graded tests of {lid} in {tests_dir}: check() needs a checkout of the course "
-                                "(on Colab, run the notebook's first cell, which makes one)")
+        raise _labs.CourseError(
+            f"no graded tests of {lid} in {tests_dir}: check() needs a checkout of the course "
+            "(on Colab, run the notebook's first cell, which makes one)"
+        )
     keyword = None
     if functions:
         files = sorted(tests_dir.glob(f"test_{lid}*.py"))
         untested = [f for f in functions if not any(tests_for(path, [f]) for path in files)]
-        notes += [f"no graded test calls {f} directly: it is graded through the functions that use it" for f in untested]
+        notes += [
+            f"no graded test calls {f} directly: it is graded through the functions that use it" for f in untested
+        ]
         names = [t for path in files for t in tests_for(path, list(functions))]
         if not names:
-            raise _labs.CourseError(f"no graded test of {lid} calls {', '.join(functions)} directly; try check({lid!r})")
+            raise _labs.CourseError(
+                f"no graded test of {lid} calls {', '.join(functions)} directly; try check({lid!r})"
+            )
         keyword = " or ".join(dict.fromkeys(names))
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         (Path(tmp) / f"{lid}_notebook.py").write_text(source, encoding="utf-8")

@@ -48,8 +48,9 @@ def scatter_classes(ax, x, y, *, labels=("class 0", "class 1")) -> None:
     x, y = np.asarray(x), np.asarray(y)
     for cls, (colour, marker) in enumerate([("tab:blue", "o"), ("tab:orange", "^")]):
         pts = x[y == cls]
-        ax.scatter(pts[:, 0], pts[:, 1], c=colour, marker=marker, s=18, edgecolors="k", linewidths=0.3,
-                   label=labels[cls])
+        ax.scatter(
+            pts[:, 0], pts[:, 1], c=colour, marker=marker, s=18, edgecolors="k", linewidths=0.3, label=labels[cls]
+        )
     ax.legend(loc="best", fontsize=8)
 
 
@@ -86,7 +87,7 @@ def image_grid(images, captions, *, wrong=None, title: str = "", ncols: int = 8)
     tiles = np.repeat(tiles, 3, axis=-1) if c == 1 else tiles[..., :3]
     for i in range(n):
         r, col = divmod(i, ncols)
-        montage[r * cell_h + band: (r + 1) * cell_h, col * cell_w: col * cell_w + w] = tiles[i]
+        montage[r * cell_h + band : (r + 1) * cell_h, col * cell_w : col * cell_w + w] = tiles[i]
     fig = plt.figure(figsize=(1.6 * ncols, 1.6 * nrows * cell_h / cell_w + (0.4 if title else 0.0)))
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - (0.4 / fig.get_figheight() if title else 0.0)))
     ax.imshow(montage, interpolation="nearest")
@@ -94,8 +95,15 @@ def image_grid(images, captions, *, wrong=None, title: str = "", ncols: int = 8)
     for i in range(n):
         r, col = divmod(i, ncols)
         red = wrong is not None and bool(np.asarray(wrong)[i])
-        ax.text(col * cell_w + w / 2, r * cell_h + band * 0.6, captions[i], ha="center", va="center",
-                fontsize=7, color="tab:red" if red else "black")
+        ax.text(
+            col * cell_w + w / 2,
+            r * cell_h + band * 0.6,
+            captions[i],
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="tab:red" if red else "black",
+        )
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.2 / fig.get_figheight(), va="center")
     return fig

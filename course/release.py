@@ -21,8 +21,10 @@ def _solution_snippets() -> dict[str, list[str]]:
     snippets = {}
     for path in _labs.lab_files("solutions").values():
         lines = path.read_text(encoding="utf-8").splitlines()
-        snippets[path.name] = ["\n".join(line.strip() for line in lines[r.begin : r.end - 1] if line.strip())
-                               for r in _assign.regions(path)]
+        snippets[path.name] = [
+            "\n".join(line.strip() for line in lines[r.begin : r.end - 1] if line.strip())
+            for r in _assign.regions(path)
+        ]
     return snippets
 
 
@@ -45,8 +47,15 @@ def leaks(folder: Path) -> list[str]:
     return found
 
 
-def pack(out: Path, name: str, include: list[str], *, scripts: dict[str, str] | None = None,
-         zip_root: str | None = None, what: str = "the bundle") -> Path:
+def pack(
+    out: Path,
+    name: str,
+    include: list[str],
+    *,
+    scripts: dict[str, str] | None = None,
+    zip_root: str | None = None,
+    what: str = "the bundle",
+) -> Path:
     """Copy ``include`` (and executable ``scripts``) into ``out/name``, refuse any solution code, zip it.
 
     The zip's paths start with ``zip_root`` (``None``: the files sit at the zip's top, as Gradescope wants).

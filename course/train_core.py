@@ -82,8 +82,10 @@ def per_example(metric: Metric, logits: Array, labels: Array) -> Array:
         value = metric(lg[None], lb[None])  # a batch of one: (1, K), (1,)
         if jnp.ndim(value) != 0:
             name = getattr(metric, "__name__", "the metric")
-            raise CourseError(f"{name} returned shape {jnp.shape(value)} for a batch of 1; it should return "
-                              "the mean over the batch, a scalar of shape ()")
+            raise CourseError(
+                f"{name} returned shape {jnp.shape(value)} for a batch of 1; it should return "
+                "the mean over the batch, a scalar of shape ()"
+            )
         return value
 
     return jax.vmap(one)(logits, labels)
@@ -95,8 +97,11 @@ def batch_sums(losses: Array, correct: Array, weight: Array) -> dict[str, Array]
     Returns ``{"loss": (), "correct": (), "count": ()}``, float32: what a train step reports.
     """
     weight = weight.astype(jnp.float32)
-    return {"loss": jnp.sum(losses.astype(jnp.float32) * weight),
-            "correct": jnp.sum(correct.astype(jnp.float32) * weight), "count": jnp.sum(weight)}
+    return {
+        "loss": jnp.sum(losses.astype(jnp.float32) * weight),
+        "correct": jnp.sum(correct.astype(jnp.float32) * weight),
+        "count": jnp.sum(weight),
+    }
 
 
 def call_options(model: nnx.Module) -> frozenset[str]:
@@ -114,13 +119,21 @@ def apply(graphdef, params, rest, images, *, options, train: bool, key: Array):
         raise CourseError(
             f"the model returned {getattr(logits, 'shape', type(logits).__name__)} for a batch of "
             f"{images.shape[0]} images; it should return logits of shape (batch, classes) = "
-            f"({images.shape[0]}, K)")
+            f"({images.shape[0]}, K)"
+        )
     _, _, rest = nnx.split(model, nnx.Param, ...)
     return logits, rest
 
 
-def make_train_step(graphdef, *, loss: Metric, accuracy: Metric, optimizer: optax.GradientTransformation,
-                    preprocess: Callable[[Array], Array], options: frozenset[str]):
+def make_train_step(
+    graphdef,
+    *,
+    loss: Metric,
+    accuracy: Metric,
+    optimizer: optax.GradientTransformation,
+    preprocess: Callable[[Array], Array],
+    options: frozenset[str],
+):
     """The built-in ``train_step(state, batch, *, key) -> (state, sums)``, jitted, donating ``state``."""
 
     def train_step(state: TrainState, batch: dict[str, Array], *, key: Array):
@@ -149,8 +162,9 @@ def make_eval_step(graphdef, *, loss: Metric, accuracy: Metric, preprocess, opti
     def eval_step(params, rest, batch):
         if devices is not None:
             batch = devices.split(batch)
-        logits, _ = apply(graphdef, params, rest, preprocess(batch["image"]), options=options, train=False,
-                          key=jax.random.key(0))
+        logits, _ = apply(
+            graphdef, params, rest, preprocess(batch["image"]), options=options, train=False, key=jax.random.key(0)
+        )
         losses = per_example(loss, logits, batch["label"]).astype(jnp.float32)
         correct = per_example(accuracy, logits, batch["label"])
         return batch_sums(losses, correct, batch["mask"]), jnp.argmax(logits, axis=-1)
@@ -159,6 +173,7 @@ def make_eval_step(graphdef, *, loss: Metric, accuracy: Metric, preprocess, opti
 
 
 # --------------------------------------------------------------------------------------------- devices
+
 
 class Devices(NamedTuple):
     """The devices a run uses: a 1-D mesh whose axis ``data`` splits each batch; parameters replicated."""
@@ -189,6 +204,7 @@ class Devices(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------- epochs and data
+
 
 @jax.jit
 def take(images: Array, labels: Array, batches: Batches, i: Array) -> dict[str, Array]:
@@ -244,8 +260,10 @@ def check_split(name: str, split) -> tuple[np.ndarray, np.ndarray]:
     if len(images) == 0:
         raise CourseError(f"{name} is empty")
     if np.asarray(labels).ndim != 1 or not np.issubdtype(np.asarray(labels).dtype, np.integer):
-        raise CourseError(f"{name} labels should be class numbers of shape (N,) and an integer dtype; got "
-                          f"shape {np.shape(labels)} and dtype {np.asarray(labels).dtype}")
+        raise CourseError(
+            f"{name} labels should be class numbers of shape (N,) and an integer dtype; got "
+            f"shape {np.shape(labels)} and dtype {np.asarray(labels).dtype}"
+        )
     return np.asarray(images), np.asarray(labels).astype(np.int32)
 
 
@@ -267,6 +285,23 @@ def means(totals: dict[str, Array]) -> dict[str, float]:
     return {"loss": float(t["loss"] / t["count"]), "accuracy": float(t["correct"] / t["count"])}
 
 
-__all__ = ["Batches", "Devices", "Metric", "TrainState", "apply", "batch_sums", "batched", "call_options",
-           "check_split", "epoch_at_once", "epoch_batches", "evaluate", "make_eval_step", "make_train_step", "means",
-           "per_example", "step_at_index", "take"]
+__all__ = [
+    "Batches",
+    "Devices",
+    "Metric",
+    "TrainState",
+    "apply",
+    "batch_sums",
+    "batched",
+    "call_options",
+    "check_split",
+    "epoch_at_once",
+    "epoch_batches",
+    "evaluate",
+    "make_eval_step",
+    "make_train_step",
+    "means",
+    "per_example",
+    "step_at_index",
+    "take",
+]

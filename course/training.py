@@ -68,6 +68,7 @@ StepMaker = Callable[[nnx.GraphDef, optax.GradientTransformation], Callable]
 
 # ----------------------------------------------------------------------------------- what gets logged
 
+
 class _Progress:
     """A tqdm bar per epoch on a terminal, one line per epoch elsewhere, nothing under pytest."""
 
@@ -85,7 +86,9 @@ class _Progress:
 
     def done(self, bar, epoch: int, epochs: int, row: dict[str, float]) -> None:
         short = {"accuracy": "acc", "val_accuracy": "val_acc"}
-        text = " ".join(f"{short.get(k, k)}={v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds", "compile_seconds"))
+        text = " ".join(
+            f"{short.get(k, k)}={v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds", "compile_seconds")
+        )
         if bar is not None:
             bar.set_postfix_str(text, refresh=False)
             bar.close()
@@ -99,14 +102,17 @@ def _wandb_run(project: str | None, workdir: Path | None, config: dict):
     try:
         import wandb
     except ImportError:
-        raise CourseError("wandb_project was given but wandb is not installed: "
-                          "pip install 'make-you-dangerous[wandb]' (or drop wandb_project)") from None
+        raise CourseError(
+            "wandb_project was given but wandb is not installed: "
+            "pip install 'make-you-dangerous[wandb]' (or drop wandb_project)"
+        ) from None
     # mode=None lets WANDB_MODE decide: "offline" logs to disk only, for machines with no network.
     return wandb.init(project=project, dir=str(workdir) if workdir else None, config=config)
 
 
-def _log_images(run, workdir: Path | None, epoch: int, images: np.ndarray, predicted: np.ndarray,
-                labels: np.ndarray, class_names) -> Path | None:
+def _log_images(
+    run, workdir: Path | None, epoch: int, images: np.ndarray, predicted: np.ndarray, labels: np.ndarray, class_names
+) -> Path | None:
     """The lecture's ``WandbCallback(data_type="image", labels=labels)``: validation images captioned
     with the predicted and true label, as a PNG per epoch and, when a run is open, to W&B."""
     names = list(class_names) if class_names is not None else [str(i) for i in range(int(labels.max()) + 1)]
@@ -115,8 +121,9 @@ def _log_images(run, workdir: Path | None, epoch: int, images: np.ndarray, predi
     if workdir is not None:
         from course import plotting
 
-        fig = plotting.image_grid(images, captions, wrong=predicted != labels,
-                                  title=f"validation predictions after epoch {epoch}")
+        fig = plotting.image_grid(
+            images, captions, wrong=predicted != labels, title=f"validation predictions after epoch {epoch}"
+        )
         path = plotting.save(fig, workdir / "predictions", f"epoch_{epoch:03d}", show=False)
     if run is not None:
         import wandb
@@ -126,6 +133,7 @@ def _log_images(run, workdir: Path | None, epoch: int, images: np.ndarray, predi
 
 
 # --------------------------------------------------------------------------------------- checkpoints
+
 
 class _Checkpoints:
     """Orbax checkpoints of the train state and history, one per epoch, under ``workdir/checkpoints``."""
@@ -141,8 +149,8 @@ class _Checkpoints:
         # Saving synchronously: the next step donates the state's buffers, which an asynchronous
         # save could still be reading.
         self.manager = ocp.CheckpointManager(
-            folder.absolute(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False))
+            folder.absolute(), options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
+        )
 
     def restore(self, state: TrainState) -> tuple[int, TrainState, History] | None:
         epoch = self.manager.latest_step()
@@ -153,16 +161,26 @@ class _Checkpoints:
             diff = {k: (saved.get(k), v) for k, v in self.run.items() if saved.get(k) != v}
             raise CourseError(
                 f"{self.folder} holds checkpoints of a different run ({', '.join(f'{k}: saved {a}, now {b}' for k, (a, b) in diff.items())}); "
-                "use another workdir, or pass resume=False to start over")
+                "use another workdir, or pass resume=False to start over"
+            )
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
-        restored = self.manager.restore(epoch, args=self.ocp.args.Composite(
-            state=self.ocp.args.StandardRestore(abstract), history=self.ocp.args.JsonRestore()))
+        restored = self.manager.restore(
+            epoch,
+            args=self.ocp.args.Composite(
+                state=self.ocp.args.StandardRestore(abstract), history=self.ocp.args.JsonRestore()
+            ),
+        )
         return epoch, restored["state"], restored["history"]
 
     def save(self, epoch: int, state: TrainState, history: History) -> None:
-        self.manager.save(epoch, args=self.ocp.args.Composite(
-            state=self.ocp.args.StandardSave(state), history=self.ocp.args.JsonSave(history),
-            run=self.ocp.args.JsonSave(self.run)))
+        self.manager.save(
+            epoch,
+            args=self.ocp.args.Composite(
+                state=self.ocp.args.StandardSave(state),
+                history=self.ocp.args.JsonSave(history),
+                run=self.ocp.args.JsonSave(self.run),
+            ),
+        )
 
     def close(self) -> None:
         self.manager.wait_until_finished()
@@ -171,12 +189,29 @@ class _Checkpoints:
 
 # ------------------------------------------------------------------------------------------------ fit
 
-def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
-        optimizer: optax.GradientTransformation, epochs: int, batch_size: int, key: Array,
-        preprocess: Callable[[Array], Array] = lambda x: x, make_step: StepMaker | None = None,
-        workdir: str | os.PathLike | None = None, resume: bool = True, class_names=None, log_images: int = 16,
-        eval_batch_size: int = 1000, progress: bool | None = None, loop: str = "steps",
-        wandb_project: str | None = None) -> tuple[nnx.Module, History]:
+
+def fit(
+    model: nnx.Module,
+    train,
+    val=None,
+    *,
+    loss: Metric,
+    accuracy: Metric,
+    optimizer: optax.GradientTransformation,
+    epochs: int,
+    batch_size: int,
+    key: Array,
+    preprocess: Callable[[Array], Array] = lambda x: x,
+    make_step: StepMaker | None = None,
+    workdir: str | os.PathLike | None = None,
+    resume: bool = True,
+    class_names=None,
+    log_images: int = 16,
+    eval_batch_size: int = 1000,
+    progress: bool | None = None,
+    loop: str = "steps",
+    wandb_project: str | None = None,
+) -> tuple[nnx.Module, History]:
     """Train ``model`` for ``epochs`` epochs; returns the trained model and the history.
 
     Args:
@@ -215,16 +250,18 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     state = TrainState(jnp.zeros((), jnp.int32), params, rest, optimizer.init(params))
     if make_step is None:
-        train_step = make_train_step(graphdef, loss=loss, accuracy=accuracy, optimizer=optimizer,
-                                     preprocess=lambda x: x, options=options)
+        train_step = make_train_step(
+            graphdef, loss=loss, accuracy=accuracy, optimizer=optimizer, preprocess=lambda x: x, options=options
+        )
     else:
         train_step = make_step(graphdef, optimizer)
     if loop not in ("steps", "epoch"):
         raise CourseError(f"loop must be 'steps' or 'epoch', got {loop!r}")
     make_loop = step_at_index if loop == "steps" else epoch_at_once
     step_at = make_loop(train_step, preprocess=preprocess, devices=devices)
-    eval_step = make_eval_step(graphdef, loss=loss, accuracy=accuracy, preprocess=preprocess, options=options,
-                               devices=devices)
+    eval_step = make_eval_step(
+        graphdef, loss=loss, accuracy=accuracy, preprocess=preprocess, options=options, devices=devices
+    )
     k_data, k_dropout = jax.random.split(key)
 
     workdir = Path(workdir) if workdir is not None else None
@@ -232,9 +269,12 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
     first_epoch = 1
     checkpoints = None
     if workdir is not None:
-        run_info = {"batch_size": batch_size, "train_examples": int(len(train_y)),
-                    "key": np.asarray(jax.random.key_data(key)).tolist(),
-                    "params": [list(map(int, x.shape)) for x in jax.tree.leaves(params)]}
+        run_info = {
+            "batch_size": batch_size,
+            "train_examples": int(len(train_y)),
+            "key": np.asarray(jax.random.key_data(key)).tolist(),
+            "params": [list(map(int, x.shape)) for x in jax.tree.leaves(params)],
+        }
         checkpoints = _Checkpoints(workdir / "checkpoints", run_info, resume=resume)
         if (restored := checkpoints.restore(state)) is not None:
             last, state, history = restored
@@ -254,7 +294,11 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
             batches = epoch_batches(len(train_y), batch_size, key=jax.random.fold_in(k_data, epoch))
             compile_seconds = 0.0
             if epoch == first_epoch:  # compile ahead of time, to report how long compiling takes
-                args = (state, zeros, train_x, train_y, batches) + ((np.int32(0),) if loop == "steps" else ()) + (k_dropout,)
+                args = (
+                    (state, zeros, train_x, train_y, batches)
+                    + ((np.int32(0),) if loop == "steps" else ())
+                    + (k_dropout,)
+                )
                 step_at = step_at.lower(*args).compile()
                 if val_x is not None:
                     first = take(val_x, val_y, batched(jnp.arange(len(val_y)), eval_batch_size), jnp.int32(0))
@@ -275,8 +319,9 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
                         bar.set_postfix(loss=f"{now['loss']:.4f}", acc=f"{now['accuracy']:.4f}")
             row = {"epoch": epoch, **means(totals)}
             if val_x is not None:
-                metrics, predicted = evaluate(eval_step, state.params, state.rest, val_x, val_y,
-                                              batch_size=eval_batch_size)
+                metrics, predicted = evaluate(
+                    eval_step, state.params, state.rest, val_x, val_y, batch_size=eval_batch_size
+                )
                 row |= {"val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"]}
             row["seconds"] = time.perf_counter() - start
             row["compile_seconds"] = compile_seconds
@@ -286,8 +331,15 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
             if wandb_run is not None:
                 wandb_run.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
             if shown.stop and (workdir is not None or wandb_run is not None):
-                _log_images(wandb_run, workdir, epoch, np.asarray(val_x[shown]), np.asarray(predicted[shown]),
-                            np.asarray(val_y[shown]), class_names)
+                _log_images(
+                    wandb_run,
+                    workdir,
+                    epoch,
+                    np.asarray(val_x[shown]),
+                    np.asarray(predicted[shown]),
+                    np.asarray(val_y[shown]),
+                    class_names,
+                )
             if checkpoints is not None:
                 checkpoints.save(epoch, state, history)
     finally:
@@ -298,5 +350,16 @@ def fit(model: nnx.Module, train, val=None, *, loss: Metric, accuracy: Metric,
     return nnx.merge(graphdef, state.params, state.rest), history
 
 
-__all__ = ["Batches", "History", "TrainState", "batch_sums", "batched", "epoch_batches", "evaluate", "fit",
-           "make_eval_step", "make_train_step", "per_example"]
+__all__ = [
+    "Batches",
+    "History",
+    "TrainState",
+    "batch_sums",
+    "batched",
+    "epoch_batches",
+    "evaluate",
+    "fit",
+    "make_eval_step",
+    "make_train_step",
+    "per_example",
+]

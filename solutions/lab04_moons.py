@@ -51,8 +51,10 @@ def init_classifier(hidden: list[int], *, key: Array) -> list[dict[str, Array]]:
     """Layers 2 → hidden[0] → … → 1; weights ~ N(0, 2/n_in) (He, for ReLU), biases zero."""
     sizes = [2, *hidden, 1]
     keys = jax.random.split(key, len(sizes) - 1)
-    return [{"w": jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a), "b": jnp.zeros((b,))}
-            for a, b, k in zip(sizes[:-1], sizes[1:], keys)]
+    return [
+        {"w": jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a), "b": jnp.zeros((b,))}
+        for a, b, k in zip(sizes[:-1], sizes[1:], keys)
+    ]
 
 
 def logits(params: list[dict[str, Array]], x: Array) -> Array:
@@ -139,8 +141,9 @@ def demo(out: Path, *, quick: bool | None = None) -> list[Path]:
     for ax, (name, hidden) in zip(axes, NETWORKS.items()):
         steps = 300 if max(hidden) >= 1000 else 2000  # the big one is slow on a laptop CPU
         steps = steps // 10 if quick else steps
-        params, _ = train(init_classifier(hidden, key=k_init), x, y, steps=steps,
-                          learning_rate=1e-3 if max(hidden) >= 1000 else 0.01)
+        params, _ = train(
+            init_classifier(hidden, key=k_init), x, y, steps=steps, learning_rate=1e-3 if max(hidden) >= 1000 else 0.01
+        )
         train_acc, test_acc = float(accuracy(params, x, y)), float(accuracy(params, x_test, y_test))
         xx, yy, prob = probability_grid(params, lo=(-1.5, -1.0), hi=(2.5, 1.5), n=200)
         cs = plotting.decision_regions(ax, xx, yy, prob, x, y)

@@ -103,6 +103,7 @@ def finite_differences(f, params: dict[str, Array], *, eps: float = 1e-6) -> dic
 # %%
 def per_example_grads(params: dict[str, Array], x: Array, y: Array) -> dict[str, Array]:
     """Gradient of each example's own squared error: leaves of shape (N, *param.shape)."""
+
     # BEGIN SOLUTION
     def one(x_i, y_i):
         return jax.grad(loss)(params, x_i[None, :], y_i[None, :])
@@ -135,6 +136,7 @@ def deep_loop(ws: Array, bs: Array, z: Array) -> Array:
 
 def deep_scan(ws: Array, bs: Array, z: Array) -> Array:
     """The same recursion with `jax.lax.scan` over the stacked layers."""
+
     # BEGIN SOLUTION
     def layer(z, wb):
         w, b = wb
@@ -148,11 +150,16 @@ def deep_scan(ws: Array, bs: Array, z: Array) -> Array:
 # %% [markdown]
 # ## 4. Demo: gradient descent, jit, retracing, the device
 
+
 # %%
 def init(d: int, m: int, *, key: Array) -> dict[str, Array]:
     k1, k2 = jax.random.split(key)
-    return {"w1": jax.random.normal(k1, (d, m)), "b1": jnp.zeros(m),
-            "w2": jax.random.normal(k2, (m, 1)) / jnp.sqrt(m), "b2": jnp.zeros(1)}
+    return {
+        "w1": jax.random.normal(k1, (d, m)),
+        "b1": jnp.zeros(m),
+        "w2": jax.random.normal(k2, (m, 1)) / jnp.sqrt(m),
+        "b2": jnp.zeros(1),
+    }
 
 
 def sgd_step(params, x, y, learning_rate):
@@ -214,8 +221,14 @@ def demo(out: Path) -> list[Path]:
     pos = np.arange(len(rows))
     ax_time.bar(pos - 0.2, [r[1] for r in rows], width=0.4, label="eager")
     ax_time.bar(pos + 0.2, [r[2] for r in rows], width=0.4, label="jax.jit")
-    ax_time.set(title=f"One training step on {jax.devices()[0].platform.upper()}", xlabel="batch size",
-                ylabel="ms per step", yscale="log", xticks=pos, xticklabels=labels)
+    ax_time.set(
+        title=f"One training step on {jax.devices()[0].platform.upper()}",
+        xlabel="batch size",
+        ylabel="ms per step",
+        yscale="log",
+        xticks=pos,
+        xticklabels=labels,
+    )
     ax_time.legend()
     return [plotting.save(fig, out, "learning_loss_and_jit")]
 

@@ -122,16 +122,37 @@ def accuracy(logits: Array, labels: Array) -> Array:
 
 
 # %%
-def train(data: mnist.Dataset, *, hidden: int = 128, epochs: int = 10, batch_size: int = 128,
-          learning_rate: float = 1e-3, key: Array, workdir: str | Path | None = None,
-          progress: bool | None = None) -> tuple[MLP, dict[str, list[float]]]:
+def train(
+    data: mnist.Dataset,
+    *,
+    hidden: int = 128,
+    epochs: int = 10,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    key: Array,
+    workdir: str | Path | None = None,
+    progress: bool | None = None,
+) -> tuple[MLP, dict[str, list[float]]]:
     """Train an MLP on ``data.train``, validating on ``data.test``; returns (model, history)."""
     # BEGIN SOLUTION
     k_init, k_fit = jax.random.split(key)
     model = MLP(hidden, rngs=nnx.Rngs(k_init))
-    return training.fit(model, data.train, data.test, loss=loss, accuracy=accuracy, preprocess=normalize,
-                        optimizer=optax.adam(learning_rate), epochs=epochs, batch_size=batch_size, key=k_fit,
-                        workdir=workdir, resume=False, class_names=data.class_names, progress=progress)
+    return training.fit(
+        model,
+        data.train,
+        data.test,
+        loss=loss,
+        accuracy=accuracy,
+        preprocess=normalize,
+        optimizer=optax.adam(learning_rate),
+        epochs=epochs,
+        batch_size=batch_size,
+        key=k_fit,
+        workdir=workdir,
+        resume=False,
+        class_names=data.class_names,
+        progress=progress,
+    )
     # END SOLUTION
 
 
@@ -154,21 +175,29 @@ def demo(out: Path, *, quick: bool | None = None) -> list[Path]:
     data = mnist.load("mnist")
     if quick:
         data = data._replace(train=data.train.head(10_000))
-    print(f"loaded MNIST in {time.perf_counter() - start:.2f} s on {jax.devices()[0].platform}: "
-          f"train {data.train.images.shape}, test {data.test.images.shape}" + (" (quick run)" if quick else ""))
+    print(
+        f"loaded MNIST in {time.perf_counter() - start:.2f} s on {jax.devices()[0].platform}: "
+        f"train {data.train.images.shape}, test {data.test.images.shape}" + (" (quick run)" if quick else "")
+    )
     model, history = train(data, epochs=2 if quick else 10, key=jax.random.key(0), workdir=out / "lab06_run")
     # The first epoch includes compiling; report the steady state too.
     per_epoch = history["seconds"]
-    print(f"seconds per epoch: {np.mean(per_epoch):.2f} (first {per_epoch[0]:.2f}, "
-          f"then {np.mean(per_epoch[1:]) if len(per_epoch) > 1 else per_epoch[0]:.2f})")
+    print(
+        f"seconds per epoch: {np.mean(per_epoch):.2f} (first {per_epoch[0]:.2f}, "
+        f"then {np.mean(per_epoch[1:]) if len(per_epoch) > 1 else per_epoch[0]:.2f})"
+    )
     print(f"test accuracy: {history['val_accuracy'][-1]:.4f}")
-    curves = plotting.save(plotting.history_curves(history, title="MNIST MLP (128 hidden, Adam, batch 128)"),
-                           out, "mnist_mlp_curves")
+    curves = plotting.save(
+        plotting.history_curves(history, title="MNIST MLP (128 hidden, Adam, batch 128)"), out, "mnist_mlp_curves"
+    )
     shown = data.test.head(32)
     predicted = np.asarray(jnp.argmax(model(normalize(jnp.asarray(shown.images))), axis=-1))
-    grid = plotting.image_grid(shown.images, [f"pred: {p} / true: {t}" for p, t in zip(predicted, shown.labels)],
-                               wrong=predicted != shown.labels,
-                               title=f"test images, test accuracy {history['val_accuracy'][-1]:.2%}")
+    grid = plotting.image_grid(
+        shown.images,
+        [f"pred: {p} / true: {t}" for p, t in zip(predicted, shown.labels)],
+        wrong=predicted != shown.labels,
+        title=f"test images, test accuracy {history['val_accuracy'][-1]:.2%}",
+    )
     return [curves, plotting.save(grid, out, "mnist_mlp_predictions")]
 
 

@@ -103,7 +103,9 @@ def conv2d(x: Array, w: Array, b: Array, *, stride: int = 1, padding: str = "val
     out = jnp.zeros((x.shape[0], oh, ow, w.shape[3]), x.dtype)
     for u in range(kh):  # loop over the filter's offsets, not the image's pixels
         for v in range(kw):
-            patch = x[:, u : u + stride * (oh - 1) + 1 : stride, v : v + stride * (ow - 1) + 1 : stride, :]  # (N, OH, OW, C)
+            patch = x[
+                :, u : u + stride * (oh - 1) + 1 : stride, v : v + stride * (ow - 1) + 1 : stride, :
+            ]  # (N, OH, OW, C)
             out = out + jnp.einsum("nhwc,cf->nhwf", patch, w[u, v])
     return out + b  # (N, H, W, C) + (C,)
     # END SOLUTION
@@ -118,10 +120,13 @@ def pool2d(x: Array, *, window: int, stride: int | None = None, kind: str = "max
     stride = stride or window
     oh = output_size(x.shape[1], window, stride=stride)
     ow = output_size(x.shape[2], window, stride=stride)
-    patches = jnp.stack([
-        x[:, u : u + stride * (oh - 1) + 1 : stride, v : v + stride * (ow - 1) + 1 : stride, :]
-        for u in range(window) for v in range(window)
-    ])  # (window², N, OH, OW, C)
+    patches = jnp.stack(
+        [
+            x[:, u : u + stride * (oh - 1) + 1 : stride, v : v + stride * (ow - 1) + 1 : stride, :]
+            for u in range(window)
+            for v in range(window)
+        ]
+    )  # (window², N, OH, OW, C)
     if kind == "max":
         return patches.max(axis=0)
     if kind == "avg":
@@ -161,11 +166,13 @@ def demo(out: Path) -> list[Path]:
     same = conv2d(gray, EDGES, jnp.zeros(2), padding="same")
     strided = conv2d(gray, EDGES, jnp.zeros(2), stride=2, padding="same")
     pooled = pool2d(jnp.abs(same), window=2)
-    panels = [(valid[0, :, :, 0], f"vertical edges, 'valid' {valid.shape[1]}×{valid.shape[2]}"),
-              (valid[0, :, :, 1], f"horizontal edges, 'valid' {valid.shape[1]}×{valid.shape[2]}"),
-              (same[0, :, :, 0], f"vertical, 'same' {same.shape[1]}×{same.shape[2]}"),
-              (strided[0, :, :, 0], f"vertical, stride 2: {strided.shape[1]}×{strided.shape[2]}"),
-              (pooled[0, :, :, 0], f"|vertical|, max-pool 2: {pooled.shape[1]}×{pooled.shape[2]}")]
+    panels = [
+        (valid[0, :, :, 0], f"vertical edges, 'valid' {valid.shape[1]}×{valid.shape[2]}"),
+        (valid[0, :, :, 1], f"horizontal edges, 'valid' {valid.shape[1]}×{valid.shape[2]}"),
+        (same[0, :, :, 0], f"vertical, 'same' {same.shape[1]}×{same.shape[2]}"),
+        (strided[0, :, :, 0], f"vertical, stride 2: {strided.shape[1]}×{strided.shape[2]}"),
+        (pooled[0, :, :, 0], f"|vertical|, max-pool 2: {pooled.shape[1]}×{pooled.shape[2]}"),
+    ]
     fig, axes = plotting.figure(len(panels), size=3.2)
     for ax, (img, title) in zip(axes, panels):
         ax.imshow(np.asarray(img), cmap="gray")
@@ -177,8 +184,9 @@ def demo(out: Path) -> list[Path]:
     x = jax.random.normal(jax.random.key(0), (32, 64, 64, 8))
     w = jax.random.normal(jax.random.key(1), (3, 3, 8, 16))
     ours = jax.jit(lambda x, w: conv2d(x, w, jnp.zeros(16), padding="same"))
-    xla = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                                            dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    xla = jax.jit(
+        lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    )
     timings = {}
     for name, fn in [("conv2d (yours)", ours), ("lax.conv_general_dilated", xla)]:
         jax.block_until_ready(fn(x, w))

@@ -105,8 +105,14 @@ def dropout(x: Array, *, rate: float, key: Array | None, train: bool) -> Array:
 class CNN(nnx.Module):
     """The lecture's CNN: images (B, H, W, C) -> logits (B, classes)."""
 
-    def __init__(self, *, rngs: nnx.Rngs, in_shape: tuple[int, int, int] = (28, 28, 1), classes: int = 10,
-                 rates: tuple[float, float] = (0.25, 0.5)):
+    def __init__(
+        self,
+        *,
+        rngs: nnx.Rngs,
+        in_shape: tuple[int, int, int] = (28, 28, 1),
+        classes: int = 10,
+        rates: tuple[float, float] = (0.25, 0.5),
+    ):
         self.rates = tuple(rates)  # the two dropout rates: after the pool, after dense1
         height, width, channels = in_shape
         # BEGIN SOLUTION
@@ -217,15 +223,35 @@ def accuracy(logits: Array, labels: Array) -> Array:
     return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
 
 
-def train(data: mnist.Dataset, *, epochs: int = 12, batch_size: int = 128, key: Array,
-          workdir: str | Path | None = None, progress: bool | None = None) -> tuple[CNN, dict[str, list[float]]]:
+def train(
+    data: mnist.Dataset,
+    *,
+    epochs: int = 12,
+    batch_size: int = 128,
+    key: Array,
+    workdir: str | Path | None = None,
+    progress: bool | None = None,
+) -> tuple[CNN, dict[str, list[float]]]:
     """The lecture's recipe on ``data.train``, validating on ``data.test``; returns (model, history)."""
     k_init, k_fit = jax.random.split(key)
     model = CNN(rngs=nnx.Rngs(k_init), in_shape=data.train.images.shape[1:])
-    return training.fit(model, data.train, data.test, loss=loss, accuracy=accuracy, preprocess=normalize,
-                        optimizer=adadelta(), make_step=make_train_step, epochs=epochs, batch_size=batch_size,
-                        key=k_fit, workdir=workdir, resume=False, class_names=data.class_names,
-                        progress=progress)
+    return training.fit(
+        model,
+        data.train,
+        data.test,
+        loss=loss,
+        accuracy=accuracy,
+        preprocess=normalize,
+        optimizer=adadelta(),
+        make_step=make_train_step,
+        epochs=epochs,
+        batch_size=batch_size,
+        key=k_fit,
+        workdir=workdir,
+        resume=False,
+        class_names=data.class_names,
+        progress=progress,
+    )
 
 
 # %% [markdown]
@@ -250,13 +276,17 @@ def demo(out: Path, *, quick: bool | None = None, dataset: str = "mnist", seed: 
     if quick:
         data = data._replace(train=data.train.head(QUICK["train"]), test=data.test.head(QUICK["test"]))
     epochs = QUICK["epochs"] if quick else 12
-    print(f"{data.name}: train {data.train.images.shape}, test {data.test.images.shape}, {epochs} epochs, "
-          f"batch 128, on {jax.device_count()} {jax.devices()[0].platform} device(s)"
-          + (f", CPU options {layers.cpu_compiler_options()}" if jax.default_backend() == "cpu" else ""))
+    print(
+        f"{data.name}: train {data.train.images.shape}, test {data.test.images.shape}, {epochs} epochs, "
+        f"batch 128, on {jax.device_count()} {jax.devices()[0].platform} device(s)"
+        + (f", CPU options {layers.cpu_compiler_options()}" if jax.default_backend() == "cpu" else "")
+    )
     model, history = train(data, epochs=epochs, key=jax.random.key(seed), workdir=out / f"lab10_{dataset}_run")
     steady = [s - c for s, c in zip(history["seconds"], history["compile_seconds"])]
-    print(f"compile: {history['compile_seconds'][0]:.2f} s; seconds per epoch (compiling excluded): "
-          f"{np.mean(steady):.2f} (first {steady[0]:.2f}, then {np.mean(steady[1:]) if len(steady) > 1 else steady[0]:.2f})")
+    print(
+        f"compile: {history['compile_seconds'][0]:.2f} s; seconds per epoch (compiling excluded): "
+        f"{np.mean(steady):.2f} (first {steady[0]:.2f}, then {np.mean(steady[1:]) if len(steady) > 1 else steady[0]:.2f})"
+    )
     print(f"test accuracy: {history['val_accuracy'][-1]:.4f}")
 
     title = f"{data.name} CNN (Adadelta 1.0, batch 128)"
@@ -264,9 +294,12 @@ def demo(out: Path, *, quick: bool | None = None, dataset: str = "mnist", seed: 
     shown = data.test.head(32)
     predicted = np.asarray(jnp.argmax(model(normalize(jnp.asarray(shown.images))), axis=-1))
     names = data.class_names
-    grid = plotting.image_grid(shown.images, [f"pred: {names[p]} / true: {names[t]}" for p, t in
-                                              zip(predicted, shown.labels)], wrong=predicted != shown.labels,
-                               title=f"test images, test accuracy {history['val_accuracy'][-1]:.2%}")
+    grid = plotting.image_grid(
+        shown.images,
+        [f"pred: {names[p]} / true: {names[t]}" for p, t in zip(predicted, shown.labels)],
+        wrong=predicted != shown.labels,
+        title=f"test images, test accuracy {history['val_accuracy'][-1]:.2%}",
+    )
     paths.append(plotting.save(grid, out, f"cnn_{dataset}_predictions"))
 
     kernels = np.asarray(model.conv1.kernel[...])[:, :, 0, :]  # (3, 3, 32)
@@ -286,8 +319,10 @@ def demo(out: Path, *, quick: bool | None = None, dataset: str = "mnist", seed: 
         for f, ax in enumerate(np.ravel(axes)):
             ax.imshow(np.asarray(maps[0, :, :, f]), cmap="gray")
             ax.set(xticks=[], yticks=[])
-        fig.suptitle(f"test image 0 (a {names[int(data.test.labels[0])]}) after {name} + ReLU: "
-                     f"{count} feature maps {maps.shape[1]}×{maps.shape[2]}")
+        fig.suptitle(
+            f"test image 0 (a {names[int(data.test.labels[0])]}) after {name} + ReLU: "
+            f"{count} feature maps {maps.shape[1]}×{maps.shape[2]}"
+        )
         paths.append(plotting.save(fig, out, f"cnn_{dataset}_{name}_maps"))
     return paths
 

@@ -85,8 +85,13 @@ def dense_params(n_in: int, n_out: int) -> int:
     # END SOLUTION
 
 
-def layer_table(blocks: Sequence[Sequence[int]], *, input_shape: tuple[int, int, int] = (224, 224, 3),
-                include_top: bool = True, classes: int = 1000) -> list[tuple[str, tuple[int, ...], int]]:
+def layer_table(
+    blocks: Sequence[Sequence[int]],
+    *,
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    include_top: bool = True,
+    classes: int = 1000,
+) -> list[tuple[str, tuple[int, ...], int]]:
     """Keras' `model.summary()` of a VGG-shaped network, as rows (layer name, output shape, parameters).
 
     Rows in order: for block b (from 1), `block{b}_conv{i}` ((H, W, filters), 3×3 'same' convolution)
@@ -154,12 +159,13 @@ def filter_activation(features: Features, params, image: Array, f: int | Array, 
     # BEGIN SOLUTION
     act = features(params, image[None])  # (1, h, w, F)
     h, w = act.shape[1], act.shape[2]
-    return jnp.mean(act[0, border:h - border, border:w - border, f])
+    return jnp.mean(act[0, border : h - border, border : w - border, f])
     # END SOLUTION
 
 
-def gradient_ascent(features: Features, params, image: Array, f: int | Array, *, steps: int,
-                    step_size: float, border: int = 2) -> Array:
+def gradient_ascent(
+    features: Features, params, image: Array, f: int | Array, *, steps: int, step_size: float, border: int = 2
+) -> Array:
     """`steps` normalised gradient-ascent steps on the image (H, W, 3) for filter f; returns the last image.
 
     Each step: g = jax.grad of `filter_activation` with respect to the image, then
@@ -197,16 +203,27 @@ def initial_images(n: int, size: int, *, key: Array) -> Array:
 # would take about 17 GB. `chunk` bounds it: `jax.lax.map(..., batch_size=chunk)` runs `vmap` over
 # `chunk` filters at a time, in a loop inside the same compiled program.
 
+
 # %%
 @functools.partial(jax.jit, static_argnames=("features", "steps", "border", "chunk"))
-def visualize_filters(features: Features, params, filters: Array, images: Array, *, steps: int,
-                      step_size: float, border: int = 2, chunk: int | None = None) -> Array:
+def visualize_filters(
+    features: Features,
+    params,
+    filters: Array,
+    images: Array,
+    *,
+    steps: int,
+    step_size: float,
+    border: int = 2,
+    chunk: int | None = None,
+) -> Array:
     """Gradient ascent for every filter index in `filters` (K,), from `images` (K, H, W, 3): -> (K, H, W, 3).
 
     Result k is exactly `gradient_ascent(features, params, images[k], filters[k], ...)`, computed for all
     k in one jitted program with `jax.vmap` (no Python loop over filters). With `chunk`, at most
     `chunk` filters are in flight at a time (`jax.lax.map(fn, xs, batch_size=chunk)`).
     """
+
     # BEGIN SOLUTION
     def one(f, image):
         return gradient_ascent(features, params, image, f, steps=steps, step_size=step_size, border=border)
@@ -252,7 +269,7 @@ def filter_grid(tiles: Array, *, ncols: int, margin: int = 2, fill: float = 1.0)
     grid = np.full((rows * h + (rows - 1) * margin, ncols * w + (ncols - 1) * margin, c), fill, tiles.dtype)
     for i in range(k):
         r, col = divmod(i, ncols)
-        grid[r * (h + margin): r * (h + margin) + h, col * (w + margin): col * (w + margin) + w] = tiles[i]
+        grid[r * (h + margin) : r * (h + margin) + h, col * (w + margin) : col * (w + margin) + w] = tiles[i]
     return grid
     # END SOLUTION
 
@@ -328,7 +345,7 @@ def demo(out: Path) -> list[Path]:
         for j, c in enumerate(strongest):
             axes[9 * r + 1 + j].imshow(a[:, :, c], cmap="viridis")
             axes[9 * r + 1 + j].set_title(f"channel {c}", fontsize=7)
-        for ax in axes[9 * r: 9 * r + 9]:
+        for ax in axes[9 * r : 9 * r + 9]:
             ax.set(xticks=[], yticks=[])
     fig.suptitle("Feature maps of the photograph after each block (most active channels)")
     paths.append(plotting.save(fig, out, "feature_maps"))
@@ -340,8 +357,15 @@ def demo(out: Path) -> list[Path]:
         truncated = vgg16.pretrained("hed", until=layer)  # blocks after `layer` cost nothing
         features, params = vgg16.as_function(truncated, layer=layer, before_activation=layer in BEFORE_RELU)
         start = time.perf_counter()
-        found = visualize_filters(features, params, jnp.arange(n), initial_images(n, size, key=jax.random.key(i)),
-                                  steps=steps, step_size=1.0, chunk=CHUNK)
+        found = visualize_filters(
+            features,
+            params,
+            jnp.arange(n),
+            initial_images(n, size, key=jax.random.key(i)),
+            steps=steps,
+            step_size=1.0,
+            chunk=CHUNK,
+        )
         found = np.asarray(found)
         print(f"{layer}: {n} filters, {size}×{size}, {steps} steps in {time.perf_counter() - start:.1f} s")
         shown = np.stack([np.asarray(deprocess(im)) for im in found])
@@ -350,8 +374,11 @@ def demo(out: Path) -> list[Path]:
         fig.set_size_inches(10.0, 10.0 * grid.shape[0] / grid.shape[1] + 0.5)
         ax.imshow(grid, interpolation="nearest")
         what = "before its ReLU" if layer in BEFORE_RELU else "after its ReLU"
-        ax.set(title=f"{layer} ({what}): filters 0–{n - 1}, {size}×{size}, {steps} ascent steps "
-                     f"(VGG16 fine-tuned by HED)", xticks=[], yticks=[])
+        ax.set(
+            title=f"{layer} ({what}): filters 0–{n - 1}, {size}×{size}, {steps} ascent steps (VGG16 fine-tuned by HED)",
+            xticks=[],
+            yticks=[],
+        )
         paths.append(plotting.save(fig, out, f"patterns_{layer}"))
     return paths
 

@@ -50,8 +50,10 @@ def discover(folder: Path) -> list[Submission]:
         if entry.is_dir() or entry.suffix == ".zip":
             sub = Submission(entry.stem if entry.suffix == ".zip" else entry.name, entry)
             if sub.student in found:
-                raise _labs.CourseError(f"two submissions for {sub.student}: {found[sub.student].path.name} and "
-                                        f"{entry.name}; keep one of them")
+                raise _labs.CourseError(
+                    f"two submissions for {sub.student}: {found[sub.student].path.name} and "
+                    f"{entry.name}; keep one of them"
+                )
             found[sub.student] = sub
     if not found:
         raise _labs.CourseError(f"{folder} holds no submissions (one folder or .zip per student)")
@@ -68,19 +70,35 @@ def fingerprint(sub: Submission, settings: dict) -> str:
     return h.hexdigest()
 
 
-def grade_class(submissions: Path, out: Path, *, labs: list[str] | None = None, jobs: int = 2, timeout: float = 10.0,
-                seed: int = 0, sandbox_user: str = "auto", warm_cache: Path | None = None, log=print) -> Path:
+def grade_class(
+    submissions: Path,
+    out: Path,
+    *,
+    labs: list[str] | None = None,
+    jobs: int = 2,
+    timeout: float = 10.0,
+    seed: int = 0,
+    sandbox_user: str = "auto",
+    warm_cache: Path | None = None,
+    log=print,
+) -> Path:
     """Grade every submission; write each student's results.json and the gradebook; return its path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tests = Path(os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs")
     # A fixed test regrades everyone: the tests' bytes are part of what a grade depends on.
-    settings = {"labs": sorted(labs or []), "timeout": timeout, "seed": seed,
-                "tests": hashlib.sha256(b"".join(p.read_bytes() for p in sorted(tests.glob("test_lab*.py")))).hexdigest()}
+    settings = {
+        "labs": sorted(labs or []),
+        "timeout": timeout,
+        "seed": seed,
+        "tests": hashlib.sha256(b"".join(p.read_bytes() for p in sorted(tests.glob("test_lab*.py")))).hexdigest(),
+    }
     students = discover(submissions)
     if remote.sandbox_user(sandbox_user) is None:
-        log("warning: the submissions' code runs as this user, who can write the course, the tests and the "
-            "grades: only grading as root (the sandbox then runs as nobody) keeps students from each other")
+        log(
+            "warning: the submissions' code runs as this user, who can write the course, the tests and the "
+            "grades: only grading as root (the sandbox then runs as nobody) keeps students from each other"
+        )
 
     def one(sub: Submission) -> None:
         target = out / sub.student
@@ -96,8 +114,9 @@ def grade_class(submissions: Path, out: Path, *, labs: list[str] | None = None, 
                 cache = Path(tmp) / "jax-cache"
                 if warm_cache is not None and warm_cache.is_dir():
                     shutil.copytree(warm_cache, cache)
-                report = grade(labs, impl=impl, timeout=timeout, jobs=1, seed=seed, sandbox_user=sandbox_user,
-                               sandbox_cache=cache)
+                report = grade(
+                    labs, impl=impl, timeout=timeout, jobs=1, seed=seed, sandbox_user=sandbox_user, sandbox_cache=cache
+                )
             except _labs.CourseError as exc:
                 report = Report(impl=str(sub.path), problems=[f"not graded: {exc}"])
         target.mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,15 @@ def main(fd: int) -> None:
     set_dumpable(False)  # see course.grader.privacy; the sandboxes inherit it, which does them no harm
     from course.grader import sandbox  # JAX, Flax, Optax: imported once, shared by every fork
 
-    for name in ("jax.numpy", "flax.nnx", "optax", "matplotlib.pyplot", "course.datasets", "course.plotting",
-                 "course.images"):
+    for name in (
+        "jax.numpy",
+        "flax.nnx",
+        "optax",
+        "matplotlib.pyplot",
+        "course.datasets",
+        "course.plotting",
+        "course.images",
+    ):
         try:  # what labs import at the top; a failure shows up in the sandbox instead
             __import__(name)
         except Exception:  # noqa: BLE001

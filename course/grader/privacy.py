@@ -67,8 +67,15 @@ def unreadable_as(uid: int, gid: int, paths: list[str]) -> str | None:
     user, the answer is the interpreter itself.
     """
     try:
-        probe = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE, *paths], user=uid, group=gid,
-                               extra_groups=[], capture_output=True, text=True, timeout=60)
+        probe = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _PROBE, *paths],
+            user=uid,
+            group=gid,
+            extra_groups=[],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.SubprocessError):
         return sys.executable
     if probe.returncode != 0:

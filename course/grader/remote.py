@@ -213,9 +213,14 @@ def start_fork_server(log=None) -> tuple[socket.socket, subprocess.Popen]:
     """Start a fork server process (its output to ``log``); returns our end of its socket and the process."""
     ours, theirs = socket.socketpair()
     env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "course.grader.forkserver", str(theirs.fileno())],
-                            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env,
-                            stdout=log, stderr=subprocess.STDOUT if log is not None else None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "course.grader.forkserver", str(theirs.fileno())],
+        pass_fds=[theirs.fileno()],
+        stdin=subprocess.DEVNULL,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT if log is not None else None,
+    )
     theirs.close()
     return ours, proc
 
@@ -248,8 +253,15 @@ def shut_down() -> None:
 class Sandbox:
     """One lab's student code, in a contained process; restarted on demand after it dies."""
 
-    def __init__(self, lab_path: Path, *, user: tuple[int, int] | None = None, jax_cache: Path | None = None,
-                 limits: Limits = Limits(), display: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        lab_path: Path,
+        *,
+        user: tuple[int, int] | None = None,
+        jax_cache: Path | None = None,
+        limits: Limits = Limits(),
+        display: dict[str, str] | None = None,
+    ) -> None:
         self.lab_path, self.user, self.jax_cache, self.limits = Path(lab_path).resolve(), user, jax_cache, limits
         self.display = display or {}  # sandbox path -> the path to show the student
         self.pid: int | None = None
@@ -267,9 +279,14 @@ class Sandbox:
             os.chown(self.workdir, *self.user)
             if cache is not None:
                 os.chown(cache, *self.user)
-        config = {"lab_path": str(self.lab_path), "workdir": str(self.workdir), "memory_bytes": self.limits.memory_bytes,
-                  "uid": self.user[0] if self.user else None, "gid": self.user[1] if self.user else None,
-                  "jax_cache": str(cache) if cache else None}
+        config = {
+            "lab_path": str(self.lab_path),
+            "workdir": str(self.workdir),
+            "memory_bytes": self.limits.memory_bytes,
+            "uid": self.user[0] if self.user else None,
+            "gid": self.user[1] if self.user else None,
+            "jax_cache": str(cache) if cache else None,
+        }
         req_r, self.req = os.pipe()
         self.resp, resp_w = os.pipe()
         self.out, out_w = os.pipe()
@@ -340,10 +357,12 @@ class Sandbox:
 
     def _shown(self, info: dict) -> dict:
         """Paths in the sandbox's report, as the student knows them."""
+
         def fix(text):
             for inside, shown in self.display.items():
                 text = text.replace(inside, shown) if isinstance(text, str) else text
             return text
+
         frames = [[fix(f[0]), *f[1:]] for f in info.get("frames", []) if isinstance(f, list) and len(f) == 4]
         return {**info, "message": fix(info.get("message", "")), "frames": frames}
 
@@ -357,10 +376,12 @@ class Sandbox:
             if left <= 0:
                 self.stop()
                 raise SandboxTimeout(f"it ran longer than the limit of {clock.timeout:g} s (an infinite loop?)")
-            readable, writable, _ = select.select([self.resp, self.out, server], [self.req] if outgoing else [], [], left)
+            readable, writable, _ = select.select(
+                [self.resp, self.out, server], [self.req] if outgoing else [], [], left
+            )
             if writable:
                 try:
-                    outgoing = outgoing[os.write(self.req, outgoing[: 1 << 16]):]
+                    outgoing = outgoing[os.write(self.req, outgoing[: 1 << 16]) :]
                 except BlockingIOError:
                     pass
                 except BrokenPipeError:
@@ -385,7 +406,9 @@ class Sandbox:
                         if len(incoming) >= wire.FRAME.size + n:
                             if len(incoming) > wire.FRAME.size + n or outgoing:
                                 self.stop()  # more than one answer, or an answer before the question
-                                raise SandboxCrash("the sandbox answered out of turn (something wrote to the grader's channel)")
+                                raise SandboxCrash(
+                                    "the sandbox answered out of turn (something wrote to the grader's channel)"
+                                )
                             try:
                                 return wire.decode(bytes(incoming[wire.FRAME.size :]))
                             except wire.WireError as exc:
@@ -408,8 +431,13 @@ def describe_exit(code: int | None) -> str:
             sig = signal.Signals(-code)
         except ValueError:
             return f"the test process died from signal {-code}"
-        meaning = {"SIGSEGV": "a segmentation fault", "SIGKILL": "killed, perhaps out of memory",
-                   "SIGABRT": "aborted", "SIGFPE": "a floating-point exception", "SIGBUS": "a bus error"}
+        meaning = {
+            "SIGSEGV": "a segmentation fault",
+            "SIGKILL": "killed, perhaps out of memory",
+            "SIGABRT": "aborted",
+            "SIGFPE": "a floating-point exception",
+            "SIGBUS": "a bus error",
+        }
         return f"the test process died from signal {sig.name} ({meaning.get(sig.name, sig.name)})"
     return f"the test process exited with status {code} in the middle of this test (os._exit or a fatal error)"
 

@@ -7,8 +7,15 @@ from pathlib import Path
 
 from course.grader.runner import Report
 
-_MARK = {"passed": "PASS", "failed": "FAIL", "not attempted": "TODO", "error": "ERROR",
-         "timed out": "TIMEOUT", "crashed": "CRASH", "skipped": "SKIP"}
+_MARK = {
+    "passed": "PASS",
+    "failed": "FAIL",
+    "not attempted": "TODO",
+    "error": "ERROR",
+    "timed out": "TIMEOUT",
+    "crashed": "CRASH",
+    "skipped": "SKIP",
+}
 
 
 def _pts(x: float) -> str:
@@ -45,19 +52,25 @@ def gradescope(report: Report) -> dict:
     tests = []
     for lab_number, (lab, outcomes) in enumerate(report.by_lab().items(), start=1):
         for test_number, o in enumerate(outcomes, start=1):
-            tests.append({
-                "name": f"{o.lab}: {o.name}",
-                "number": f"{lab_number}.{test_number}",
-                "score": o.earned,
-                "max_score": o.points,
-                "status": "passed" if o.status == "passed" else "failed",
-                "output": o.status if not o.message else f"{o.status}: {o.message}",
-                "execution_time": round(o.duration, 3),
-                "tags": [lab, *o.tags],
-                "visibility": o.visibility,
-            })
-    result = {"score": report.score, "max_score": report.max_score, "execution_time": round(report.duration, 3),
-              "tests": tests}
+            tests.append(
+                {
+                    "name": f"{o.lab}: {o.name}",
+                    "number": f"{lab_number}.{test_number}",
+                    "score": o.earned,
+                    "max_score": o.points,
+                    "status": "passed" if o.status == "passed" else "failed",
+                    "output": o.status if not o.message else f"{o.status}: {o.message}",
+                    "execution_time": round(o.duration, 3),
+                    "tags": [lab, *o.tags],
+                    "visibility": o.visibility,
+                }
+            )
+    result = {
+        "score": report.score,
+        "max_score": report.max_score,
+        "execution_time": round(report.duration, 3),
+        "tests": tests,
+    }
     if report.problems or report.notes:  # what stopped files from being graded; what was done to the submission
         result["output"] = "\n\n".join([*report.problems, *(f"Note: {n}" for n in report.notes)])
     return result

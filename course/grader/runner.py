@@ -133,8 +133,16 @@ def grade(
         sandbox_user = sandbox_setting(sandbox_user, snapshot, report)
         log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
         with log:
-            events = run(snapshot, jobs=jobs, timeout=timeout, sandbox_user=sandbox_user, seed=seed,
-                         sandbox_cache=sandbox_cache, log=log, keyword=keyword)
+            events = run(
+                snapshot,
+                jobs=jobs,
+                timeout=timeout,
+                sandbox_user=sandbox_user,
+                seed=seed,
+                sandbox_cache=sandbox_cache,
+                log=log,
+                keyword=keyword,
+            )
             report = decide(events, report, log)
     report.duration = time.monotonic() - start
     return report
@@ -179,16 +187,22 @@ class Snapshot:
     root: Path
 
     @classmethod
-    def take(cls, plan: dict[str, list[Path]], tests_dir: Path, impl_dir: Path, root: Path,
-             converted: Path | None = None) -> "Snapshot":
+    def take(
+        cls, plan: dict[str, list[Path]], tests_dir: Path, impl_dir: Path, root: Path, converted: Path | None = None
+    ) -> "Snapshot":
         root.chmod(0o755)
         tests, impl = root / "tests" / tests_dir.name, root / "impl"
         shutil.copytree(tests_dir, tests, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
         impl.mkdir()
         # Lab files, and the modules made from notebooks (course.notebooks), which a .py file overrides.
         # A submission may be nested (a folder uploaded whole): the shallowest file of each name counts.
-        sources = [p for folder in [converted, impl_dir] if folder and folder.is_dir()
-                   for p in sorted(folder.rglob("lab*.py"), key=lambda p: -len(p.parts)) if _labs.is_lab_file(p)]
+        sources = [
+            p
+            for folder in [converted, impl_dir]
+            if folder and folder.is_dir()
+            for p in sorted(folder.rglob("lab*.py"), key=lambda p: -len(p.parts))
+            if _labs.is_lab_file(p)
+        ]
         for path in sources:  # later copies win: the submission's own shallowest .py files come last
             shutil.copyfile(path, impl / path.name)
         for path in [root, *root.rglob("*")]:
@@ -217,10 +231,14 @@ def sandbox_setting(setting: str, snapshot: Snapshot, report: Report) -> str:
     if unreadable is None:
         return name
     if setting != "auto":
-        raise _labs.CourseError(f"the sandbox user {name!r} cannot read {unreadable}: make Python and the course "
-                                f"readable to it (chmod -R a+rX, as setup.sh does) or choose another --sandbox-user")
-    report.notes.append(f"grading as root, but user {name} cannot read {unreadable}, so the student's code ran as "
-                        "root: this grading was not protected from it (install Python where nobody can read it)")
+        raise _labs.CourseError(
+            f"the sandbox user {name!r} cannot read {unreadable}: make Python and the course "
+            f"readable to it (chmod -R a+rX, as setup.sh does) or choose another --sandbox-user"
+        )
+    report.notes.append(
+        f"grading as root, but user {name} cannot read {unreadable}, so the student's code ran as "
+        "root: this grading was not protected from it (install Python where nobody can read it)"
+    )
     return "none"
 
 
@@ -248,8 +266,17 @@ def groups(plan: dict[str, list[Path]], jobs: int | None) -> list[list[Path]]:
     return [sorted(g) for g in dealt if g]
 
 
-def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: str, seed: int,
-        sandbox_cache: Path | None, log, keyword: str | None = None) -> list[dict]:
+def run(
+    snapshot: Snapshot,
+    *,
+    jobs: int | None,
+    timeout: float,
+    sandbox_user: str,
+    seed: int,
+    sandbox_cache: Path | None,
+    log,
+    keyword: str | None = None,
+) -> list[dict]:
     """Run every group's trusted pytest process at once; return their events as they came."""
     events: list[dict] = []
     selector = selectors.DefaultSelector()
@@ -260,19 +287,52 @@ def run(snapshot: Snapshot, *, jobs: int | None, timeout: float, sandbox_user: s
         # The group's fork server starts now, importing JAX while its test process starts up too.
         server_sock, server = remote.start_fork_server(log)
         servers.append(server)
-        env = {**os.environ, "PYTHONPATH": _course_path(), "COURSE_GRADER_FD": str(write_fd),
-               "COURSE_FORKSERVER_FD": str(server_sock.fileno()), "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
-               "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONPYCACHEPREFIX": str(snapshot.root / f"pycache-{n}")}
-        args = [sys.executable, "-m", "pytest", *map(str, files), "-p", "course.testing.plugin",
-                "-p", "course.grader.session", "-o", "addopts=", "-p", "no:cacheprovider", "--assert=plain",
-                "-q", "--no-header", "--tb=no", f"--rootdir={snapshot.tests.parent}", f"--impl={snapshot.impl}",
-                f"--impl-shown={snapshot.shown_impl}", f"--lab-timeout={timeout:g}", f"--sandbox-user={sandbox_user}",
-                f"--seed={seed}", *(["-k", keyword] if keyword else [])]
+        env = {
+            **os.environ,
+            "PYTHONPATH": _course_path(),
+            "COURSE_GRADER_FD": str(write_fd),
+            "COURSE_FORKSERVER_FD": str(server_sock.fileno()),
+            "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPYCACHEPREFIX": str(snapshot.root / f"pycache-{n}"),
+        }
+        args = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *map(str, files),
+            "-p",
+            "course.testing.plugin",
+            "-p",
+            "course.grader.session",
+            "-o",
+            "addopts=",
+            "-p",
+            "no:cacheprovider",
+            "--assert=plain",
+            "-q",
+            "--no-header",
+            "--tb=no",
+            f"--rootdir={snapshot.tests.parent}",
+            f"--impl={snapshot.impl}",
+            f"--impl-shown={snapshot.shown_impl}",
+            f"--lab-timeout={timeout:g}",
+            f"--sandbox-user={sandbox_user}",
+            f"--seed={seed}",
+            *(["-k", keyword] if keyword else []),
+        ]
         if sandbox_cache is not None:
             args.append(f"--sandbox-cache={sandbox_cache}")
-        proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                pass_fds=(write_fd, server_sock.fileno()), cwd=snapshot.root)
+        proc = subprocess.Popen(
+            args,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(write_fd, server_sock.fileno()),
+            cwd=snapshot.root,
+        )
         os.close(write_fd)
         server_sock.close()  # the test process holds the only end now: when it exits, its server ends
         stream = os.fdopen(read_fd, "rb")
@@ -324,11 +384,18 @@ def decide(events: list[dict], report: Report, log) -> Report:
     for event in events:
         if event["event"] == "collected":
             for t in event["tests"]:
-                known[t["nodeid"]] = Outcome(t["nodeid"], t["lab"], t["points"], visibility=t.get("visibility", "visible"),
-                                             tags=tuple(t.get("tags", ())))
+                known[t["nodeid"]] = Outcome(
+                    t["nodeid"],
+                    t["lab"],
+                    t["points"],
+                    visibility=t.get("visibility", "visible"),
+                    tags=tuple(t.get("tags", ())),
+                )
             if event.get("changed"):
-                report.problems.append("these test files changed while grading ran, so none of their tests was "
-                                       "graded: " + ", ".join(Path(p).name for p in event["changed"]))
+                report.problems.append(
+                    "these test files changed while grading ran, so none of their tests was "
+                    "graded: " + ", ".join(Path(p).name for p in event["changed"])
+                )
         elif event["event"] == "result" and event["nodeid"] in known:
             o = known[event["nodeid"]]
             o.status, o.message, o.duration = event["status"], event["message"], event["duration"]
@@ -338,8 +405,10 @@ def decide(events: list[dict], report: Report, log) -> Report:
     for o in unreported:
         o.message = "the grading process stopped before this test"
     if unreported or not known:
-        report.problems.append("the tests could not all be run (a syntax error in a test file, or a broken "
-                               f"install?); pytest said:\n{_tail(log)}")
+        report.problems.append(
+            "the tests could not all be run (a syntax error in a test file, or a broken "
+            f"install?); pytest said:\n{_tail(log)}"
+        )
     order = {nodeid: i for i, nodeid in enumerate(known)}
     report.outcomes = sorted(known.values(), key=lambda o: (o.lab, order[o.nodeid]))
     return report

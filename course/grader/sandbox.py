@@ -116,9 +116,17 @@ def _answer(frame: bytes, import_error: dict | None) -> bytes:
         try:
             return wire.encode({"error": _describe(exc, hints)})
         except BaseException as again:  # noqa: BLE001 - e.g. a __str__ that raises
-            return wire.encode({"error": {"type": "Exception", "builtin": None,
-                                          "message": f"(an exception that could not be described: {again!r:.200})",
-                                          "frames": [], "hints": []}})
+            return wire.encode(
+                {
+                    "error": {
+                        "type": "Exception",
+                        "builtin": None,
+                        "message": f"(an exception that could not be described: {again!r:.200})",
+                        "frames": [],
+                        "hints": [],
+                    }
+                }
+            )
 
 
 def _describe(exc: BaseException, hints: list) -> dict:
@@ -136,8 +144,13 @@ def _describe(exc: BaseException, hints: list) -> dict:
     if isinstance(exc, SyntaxError) and exc.filename:
         frames.append([exc.filename, exc.lineno or 0, "<module>", (exc.text or "").strip()])
     builtin = name if getattr(builtins, name, None) is type(exc) else None
-    return {"type": f"{type(exc).__module__}.{type(exc).__qualname__}", "builtin": builtin,
-            "message": message[:20000], "frames": frames[-40:], "hints": hints}
+    return {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "builtin": builtin,
+        "message": message[:20000],
+        "frames": frames[-40:],
+        "hints": hints,
+    }
 
 
 def _suspicious(warning: str) -> bool:

@@ -25,12 +25,20 @@ from course.testing import plugin as _testing
 # Errors whose JAX wording does not say what to do about them, and the advice to give.
 HINTS = [
     ("TracerBoolConversionError", "a Python `if` on a traced value; use jnp.where or lax.cond instead"),
-    ("ConcretizationTypeError", "a Python `if`/`for`/int() on a traced value; use jnp.where or lax.cond, or mark the argument static"),
-    ("TracerIntegerConversionError", "int() or indexing with a traced value; keep shapes and sizes static (Python ints)"),
+    (
+        "ConcretizationTypeError",
+        "a Python `if`/`for`/int() on a traced value; use jnp.where or lax.cond, or mark the argument static",
+    ),
+    (
+        "TracerIntegerConversionError",
+        "int() or indexing with a traced value; keep shapes and sizes static (Python ints)",
+    ),
     ("NonConcreteBooleanIndexError", "boolean masks change the shape; use jnp.where(mask, x, 0) instead of x[mask]"),
 ]
-RANK_HINT = ("implicit rank promotion at {where}: {shapes}. Broadcasting an (N, 1) against an (N,) "
-             "array makes an (N, N) matrix — the classic loss bug; reshape one side explicitly if that is not what you meant")
+RANK_HINT = (
+    "implicit rank promotion at {where}: {shapes}. Broadcasting an (N, 1) against an (N,) "
+    "array makes an (N, N) matrix — the classic loss bug; reshape one side explicitly if that is not what you meant"
+)
 
 _RANK = {"passed": 0, "skipped": 1, "failed": 2, "not attempted": 3, "error": 4, "timed out": 5, "crashed": 6}
 _stream = None
@@ -71,10 +79,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # The tests were copied and hashed before any student code ran; a test file that differs now was
     # changed by someone else in the meantime, and no test of it is graded.
     manifest = json.loads(Path(os.environ["COURSE_GRADER_MANIFEST"]).read_text())
-    changed = sorted({str(item.path) for item in session.items
-                      if hashlib.sha256(item.path.read_bytes()).hexdigest() != manifest.get(str(item.path))})
-    tests = [{"nodeid": item.nodeid, "lab": _labs.lab_of(item.path) or "other", "points": _points(item),
-              "visibility": _visibility(item), "tags": _tags(item)} for item in session.items]
+    changed = sorted(
+        {
+            str(item.path)
+            for item in session.items
+            if hashlib.sha256(item.path.read_bytes()).hexdigest() != manifest.get(str(item.path))
+        }
+    )
+    tests = [
+        {
+            "nodeid": item.nodeid,
+            "lab": _labs.lab_of(item.path) or "other",
+            "points": _points(item),
+            "visibility": _visibility(item),
+            "tags": _tags(item),
+        }
+        for item in session.items
+    ]
     _send(event="collected", tests=tests, changed=changed)
     if changed:
         session.items.clear()
@@ -119,7 +140,9 @@ def rank_hints(hints: list) -> list[str]:
     for h in hints:
         frames = h.get("frames") if isinstance(h.get("frames"), list) else []
         where = _where([f for f in frames if isinstance(f, list) and len(f) == 4])
-        shapes = str(h.get("message", "")).split(" Set the ")[0].replace("Following NumPy automatic rank promotion for ", "")
+        shapes = (
+            str(h.get("message", "")).split(" Set the ")[0].replace("Following NumPy automatic rank promotion for ", "")
+        )
         line = "hint: " + RANK_HINT.format(where=where, shapes=shapes)
         if line not in out:
             out.append(line)

@@ -31,9 +31,25 @@ MAX_DEPTH = 64  # containers nested deeper than this are refused
 _HEAD = struct.Struct(">Q")
 FRAME = _HEAD  # a frame on a pipe: 8-byte length, then the message
 # Numeric and boolean dtypes only: an object dtype would be pickle in disguise.
-_DTYPES = {name: np.dtype(name) for name in (
-    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64", "complex64", "complex128")}
+_DTYPES = {
+    name: np.dtype(name)
+    for name in (
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    )
+}
 try:  # JAX's extra float types (bfloat16, ...) come from ml_dtypes, which JAX depends on.
     import ml_dtypes
 
@@ -86,7 +102,7 @@ def _read_exactly(fd: int, n: int) -> bytes | None:
 def write_frame(fd: int, payload: bytes) -> None:
     data = memoryview(FRAME.pack(len(payload)) + payload)
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -140,13 +156,17 @@ def encode(value: Any) -> bytes:
                     raise WireError(f"a dict key of type {type(k).__name__} cannot be sent back (str or int keys only)")
                 items.append([k, walk(x, depth + 1)])
             return {"$d": items}
-        raise WireError(f"a value of type {type(v).__module__}.{type(v).__qualname__} cannot be sent back "
-                        "(arrays, numbers, strings and lists/tuples/dicts of them can)")
+        raise WireError(
+            f"a value of type {type(v).__module__}.{type(v).__qualname__} cannot be sent back "
+            "(arrays, numbers, strings and lists/tuples/dicts of them can)"
+        )
 
     header = json.dumps({"v": 1, "value": walk(value, 0)}, allow_nan=False).encode()
     if len(header) > MAX_HEADER_BYTES:
-        raise WireError(f"the value's structure takes {len(header) >> 20} MiB to describe (more than "
-                        f"{MAX_HEADER_BYTES >> 20} MiB): return numbers as arrays, not as long lists")
+        raise WireError(
+            f"the value's structure takes {len(header) >> 20} MiB to describe (more than "
+            f"{MAX_HEADER_BYTES >> 20} MiB): return numbers as arrays, not as long lists"
+        )
     return b"".join([_HEAD.pack(len(header)), header, *buffers])
 
 
@@ -187,8 +207,12 @@ def decode(message: bytes) -> Any:
     body = memoryview(message)[_HEAD.size + n :]
 
     def buffer(span: Any) -> memoryview:
-        if not (isinstance(span, list) and len(span) == 2 and all(type(i) is int and i >= 0 for i in span)
-                and span[0] + span[1] <= len(body)):
+        if not (
+            isinstance(span, list)
+            and len(span) == 2
+            and all(type(i) is int and i >= 0 for i in span)
+            and span[0] + span[1] <= len(body)
+        ):
             raise WireError(f"an array span {span!r} outside the message")
         return body[span[0] : span[0] + span[1]]
 
@@ -247,8 +271,9 @@ def decode(message: bytes) -> Any:
 
 def _namedtuple(name: Any, fields: Any):
     names = [name, *fields] if isinstance(fields, list) else [None]
-    if not all(isinstance(n, str) and n.isidentifier() and not keyword.iskeyword(n) and not n.startswith("_")
-               for n in names) or len(set(fields)) != len(fields):
+    if not all(
+        isinstance(n, str) and n.isidentifier() and not keyword.iskeyword(n) and not n.startswith("_") for n in names
+    ) or len(set(fields)) != len(fields):
         raise WireError(f"a named tuple with invalid names {name!r}, {fields!r}")
     return _NAMEDTUPLES.setdefault((name, tuple(fields)), collections.namedtuple(name, fields))
 

@@ -95,4 +95,3 @@ def seeded_key(n: int):
 
     key = jax.random.key(n)
     return key if SEED == 0 else jax.random.fold_in(key, SEED)
-

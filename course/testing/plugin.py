@@ -29,17 +29,38 @@ _clock = None  # the running test's TestClock (sandbox time left, hints); made i
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("course")
-    group.addoption("--impl", default=None,
-                    help="which labs the tests exercise: labs (student stubs), solutions, or a folder path "
-                    "(default: solutions if present, else labs)")
-    group.addoption("--lab-timeout", type=float, default=300.0, metavar="S",
-                    help="seconds one test may spend running lab code in the sandbox (default 300)")
-    group.addoption("--seed", type=int, default=0, metavar="S",
-                    help="vary every test's random inputs: the keys depend on S (default 0: the visible inputs)")
-    group.addoption("--sandbox-user", default="auto", metavar="USER",
-                    help="run lab code as this user: auto (nobody when running as root), none, or a name")
-    group.addoption("--sandbox-cache", default=None, metavar="DIR",
-                    help="the sandboxes' JAX compilation cache (default: .cache/jax-sandbox[-UID])")
+    group.addoption(
+        "--impl",
+        default=None,
+        help="which labs the tests exercise: labs (student stubs), solutions, or a folder path "
+        "(default: solutions if present, else labs)",
+    )
+    group.addoption(
+        "--lab-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds one test may spend running lab code in the sandbox (default 300)",
+    )
+    group.addoption(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="vary every test's random inputs: the keys depend on S (default 0: the visible inputs)",
+    )
+    group.addoption(
+        "--sandbox-user",
+        default="auto",
+        metavar="USER",
+        help="run lab code as this user: auto (nobody when running as root), none, or a name",
+    )
+    group.addoption(
+        "--sandbox-cache",
+        default=None,
+        metavar="DIR",
+        help="the sandboxes' JAX compilation cache (default: .cache/jax-sandbox[-UID])",
+    )
     # The grader's: the student's own folder, named in messages instead of the copy that --impl names.
     group.addoption("--impl-shown", default=None, help=argparse.SUPPRESS)
 
@@ -67,7 +88,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds on a laptop CPU")
     config.addinivalue_line("markers", "solutions_only: needs solutions/, so it is skipped in a student bundle")
     config.addinivalue_line("markers", "unverifiable: checks something only the sandbox can see (a jaxpr); few points")
-    config.addinivalue_line("markers", "visibility(v): Gradescope visibility: visible (default), hidden, after_due_date, after_published")
+    config.addinivalue_line(
+        "markers", "visibility(v): Gradescope visibility: visible (default), hidden, after_due_date, after_published"
+    )
     config.addinivalue_line("markers", "tags(*names): Gradescope tags for the test (its lab is always one)")
     impl = config.getoption("--impl") or _labs.default_impl()
     config.stash[_IMPL] = _labs.impl_dir(impl)
@@ -138,14 +161,18 @@ def lab(request: pytest.FixtureRequest):
     path = _labs.lab_path(lid, folder)
     if user is not None and not remote.can_read_as(user, [path, Path(remote.__file__).parent.parent]):
         # e.g. a checkout under /root, which the unprivileged user cannot even read
-        print(f"course: user {config.getoption('--sandbox-user')!r} cannot read {path} and the course code; "
-              "running the lab as this user instead", file=sys.stderr)
+        print(
+            f"course: user {config.getoption('--sandbox-user')!r} cannot read {path} and the course code; "
+            "running the lab as this user instead",
+            file=sys.stderr,
+        )
         user = None
-    cache = Path(config.getoption("--sandbox-cache") or
-                 cache_root() / ("jax-sandbox" if user is None else f"jax-sandbox-{user[0]}"))
+    cache = Path(
+        config.getoption("--sandbox-cache")
+        or cache_root() / ("jax-sandbox" if user is None else f"jax-sandbox-{user[0]}")
+    )
     shown = config.getoption("--impl-shown")
-    sandbox = remote.Sandbox(path, user=user, jax_cache=cache,
-                             display={str(folder): str(shown)} if shown else None)
+    sandbox = remote.Sandbox(path, user=user, jax_cache=cache, display={str(folder): str(shown)} if shown else None)
     yield remote.RemoteLab(sandbox, _clock)
     sandbox.stop()
 

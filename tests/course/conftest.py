@@ -11,7 +11,9 @@ def _shared_data(needed: str, what: str) -> Path:
     base = os.environ.get("COURSE_DATA_DIR")
     if base and (Path(base) / needed).exists():
         return Path(base)
-    message = f"needs {what} in $COURSE_DATA_DIR/{needed} (COURSE_DATA_DIR={base!r}); .ci/run points it at ../shared/data"
+    message = (
+        f"needs {what} in $COURSE_DATA_DIR/{needed} (COURSE_DATA_DIR={base!r}); .ci/run points it at ../shared/data"
+    )
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)

@@ -43,6 +43,7 @@ def test_regions_replace_code_and_keep_everything_else(tmp_path):
     assert '        raise NotImplementedError("lab07: Shape.perimeter")' in stub
     assert 'raise NotImplementedError("lab07: constants")' in stub
     assert "math.pi * r * r" not in stub and "2 * math.pi * r" not in stub and "TAU" not in stub
+
     # Outside the regions, nothing changes: drop the regions from both and the rest is identical.
     def outside(text):
         keep, inside = [], False
@@ -54,6 +55,7 @@ def test_regions_replace_code_and_keep_everything_else(tmp_path):
             elif not inside:
                 keep.append(line)
         return keep
+
     assert outside(stub) == outside(SOLUTION)
     ast.parse(stub)  # the stub is valid Python
 
@@ -64,7 +66,10 @@ def test_regions_replace_code_and_keep_everything_else(tmp_path):
         ("def f():\n    # BEGIN SOLUTION\n    return 1\n", "never closed"),
         ("def f():\n    return 1\n    # END SOLUTION\n", "without a BEGIN"),
         ("# BEGIN SOLUTION\nX = 1\n# END SOLUTION\n", "needs a name"),
-        ("def f():\n    # BEGIN SOLUTION\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\n", "inside the region"),
+        (
+            "def f():\n    # BEGIN SOLUTION\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\n",
+            "inside the region",
+        ),
         ("def f():\n    return 1  # BEGIN SOLUTION\n", "line of its own"),
     ],
     ids=["unclosed", "unopened", "unnamed-module-level", "nested", "trailing-marker"],

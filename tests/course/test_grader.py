@@ -46,7 +46,7 @@ def raises(x):
     return {}["missing"]
 '''
 
-FAKE_TESTS = '''
+FAKE_TESTS = """
 import pytest
 
 def test_good_first(lab):
@@ -83,7 +83,7 @@ def test_raises(lab):
 
 def test_good_last(lab):
     assert lab.good(4) == 5
-'''
+"""
 
 EXPECTED = {
     "test_good_first": "passed",
@@ -122,8 +122,10 @@ def test_every_failure_mode_gets_its_status(report):
 
 def test_only_passing_tests_earn_points(report):
     earned = {o.name: o.earned for o in report.outcomes}
-    assert earned == {name: (3.0 if name == "test_good_after_timeout" else 1.0) if status == "passed" else 0.0
-                      for name, status in EXPECTED.items()}
+    assert earned == {
+        name: (3.0 if name == "test_good_after_timeout" else 1.0) if status == "passed" else 0.0
+        for name, status in EXPECTED.items()
+    }
     assert report.score == 6.0
     assert report.max_score == 13.0
 
@@ -158,7 +160,8 @@ def test_a_syntax_error_in_the_lab_is_an_error_per_test_not_a_lost_run(tmp_path)
     (tmp_path / "tests" / "labs").mkdir(parents=True)
     (tmp_path / "labs" / "lab42_fake.py").write_text("def good(x)\n    return x + 1\n")
     (tmp_path / "tests" / "labs" / "test_lab42_fake.py").write_text(
-        "def test_a(lab):\n    assert lab.good(1) == 2\n\ndef test_b(lab):\n    assert lab.good(2) == 3\n")
+        "def test_a(lab):\n    assert lab.good(1) == 2\n\ndef test_b(lab):\n    assert lab.good(2) == 3\n"
+    )
     report = grade(impl=tmp_path / "labs", tests_dir=tmp_path / "tests" / "labs", timeout=10.0)
     assert [o.status for o in report.outcomes] == ["error", "error"]
     assert "SyntaxError" in report.outcomes[0].message and "lab42_fake.py:1" in report.outcomes[0].message
@@ -169,7 +172,8 @@ def test_cli_writes_results_and_fail_under_sets_the_exit_status(tmp_path):
     (tmp_path / "tests" / "labs").mkdir(parents=True)
     (tmp_path / "labs" / "lab42_fake.py").write_text(textwrap.dedent(FAKE_LAB))
     (tmp_path / "tests" / "labs" / "test_lab42_fake.py").write_text(
-        "def test_good(lab):\n    assert lab.good(1) == 2\n\ndef test_wrong(lab):\n    assert lab.wrong(1) == 2\n")
+        "def test_good(lab):\n    assert lab.good(1) == 2\n\ndef test_wrong(lab):\n    assert lab.wrong(1) == 2\n"
+    )
     results = tmp_path / "out" / "results.json"
     base = [sys.executable, "-m", "course", "grade", "--impl", str(tmp_path / "labs")]
     env = {**os.environ, "COURSE_TESTS_DIR": str(tmp_path / "tests" / "labs")}
@@ -207,7 +211,7 @@ def pick(x, i):
     return [x, 2 * x][i]  # a Python list indexed with a traced integer
 '''
 
-HINT_TESTS = '''
+HINT_TESTS = """
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -232,7 +236,7 @@ def test_count_under_jit(lab):
 
 def test_pick_under_jit(lab):
     assert lab.run(lambda lab, x, i: jax.jit(lab.pick)(x, i), jnp.float32(2.0), jnp.int32(1)) == 4.0
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -258,12 +262,15 @@ def test_no_rank_promotion_hint_for_an_ordinary_bias(hints):
     assert o.status == "failed" and "hint:" not in o.message, o.message
 
 
-@pytest.mark.parametrize("test, error, advice", [
-    ("test_relu_under_jit", "TracerBoolConversionError", "use jnp.where or lax.cond"),
-    ("test_total_under_jit", "NonConcreteBooleanIndexError", "jnp.where(mask, x, 0)"),
-    ("test_count_under_jit", "ConcretizationTypeError", "mark the argument static"),
-    ("test_pick_under_jit", "TracerIntegerConversionError", "keep shapes and sizes static"),
-])
+@pytest.mark.parametrize(
+    "test, error, advice",
+    [
+        ("test_relu_under_jit", "TracerBoolConversionError", "use jnp.where or lax.cond"),
+        ("test_total_under_jit", "NonConcreteBooleanIndexError", "jnp.where(mask, x, 0)"),
+        ("test_count_under_jit", "ConcretizationTypeError", "mark the argument static"),
+        ("test_pick_under_jit", "TracerIntegerConversionError", "keep shapes and sizes static"),
+    ],
+)
 def test_jax_errors_get_advice_and_the_students_line(hints, test, error, advice):
     o = hints[test]
     assert o.status == "error", o

@@ -17,32 +17,32 @@ import pytest
 from course.grader import grade
 
 # Shared by every hostile lab: one honest function, one stub.
-HONEST = '''
+HONEST = """
 def good(x):
     return x + 1
 
 def stub(x):
     # YOUR CODE HERE ({lab}: stub)
     raise NotImplementedError("{lab}: stub")
-'''
+"""
 
 ATTACKS = {
     # Replace pytest's own test-running functions, as the old in-process grader allowed.
-    "lab43_pytest_internals": '''
+    "lab43_pytest_internals": """
 import _pytest.python, _pytest.runner, pytest
 _pytest.runner.pytest_runtest_call = lambda item: None
 _pytest.python.pytest_pyfunc_call = lambda pyfuncitem: True
 pytest.Function.runtest = lambda self: None
-''',
+""",
     # Force every report object to say "passed".
-    "lab44_reports": '''
+    "lab44_reports": """
 import _pytest.reports
 _pytest.reports.TestReport.passed = property(lambda self: True)
 _pytest.reports.TestReport.failed = property(lambda self: False)
 _pytest.reports.BaseReport.outcome = property(lambda self: "passed", lambda self, value: None)
-''',
+""",
     # Register a pytest plugin from the student's module: by name, and into any live config found.
-    "lab45_plugins": '''
+    "lab45_plugins": """
 import gc, sys, types
 evil = types.ModuleType("evil_plugin")
 exec("def pytest_runtest_makereport(item, call):\\n    call.excinfo = None\\n", evil.__dict__)
@@ -51,9 +51,9 @@ pytest_plugins = ["evil_plugin"]
 for obj in gc.get_objects():
     if type(obj).__name__ == "Config" and hasattr(obj, "pluginmanager"):
         obj.pluginmanager.register(evil, "evil")
-''',
+""",
     # Write forged "passed" results to every file descriptor, and a forged answer to the grader.
-    "lab46_channels": '''
+    "lab46_channels": """
 import json, os
 def attack(x):
     for test in ("test_attacked", "test_good"):
@@ -68,10 +68,10 @@ def attack(x):
     if fd:
         os.write(int(fd), line.encode())
     return x + 1
-''',
+""",
     # Find the grading processes through /proc (their environment names the results channel) and keep
     # writing forged results into it from a thread, so that a forgery comes after the real result.
-    "lab52_proc": '''
+    "lab52_proc": """
 import json, os, threading, time
 FORGED = "".join(json.dumps({{"event": "result", "nodeid": f"{{prefix}}test_{lab}.py::test_attacked",
                              "status": "passed", "message": "", "duration": 0.0}}) + "\\n"
@@ -103,9 +103,9 @@ def attack(x):
 def slow_good(x):
     time.sleep(1.0)  # the forgeries keep coming, after the attacked test's real result
     return x + 1
-''',
+""",
     # Rewrite the test files into ones that pass, then crash so that the grader would re-collect them.
-    "lab47_rewrite_tests": '''
+    "lab47_rewrite_tests": """
 import os, pathlib
 TRIVIAL = "def test_attacked(lab):\\n    pass\\n\\ndef test_good(lab):\\n    pass\\n"
 def attack(x):
@@ -117,9 +117,9 @@ def attack(x):
             except OSError:
                 pass
     os._exit(1)
-''',
+""",
     # Start processes that try to outlive grading: one in a new session, one double-forked.
-    "lab48_children": '''
+    "lab48_children": """
 import os, subprocess, time
 def attack(x):
     pids = [subprocess.Popen(["sleep", "300"], start_new_session=True).pid]
@@ -136,23 +136,23 @@ def attack(x):
     with open({pid_file!r}, "w") as f:
         f.write(" ".join(map(str, pids)))
     return x  # wrong: what is tested here is that the children are gone afterwards
-''',
+""",
     # Allocate without bound: one huge array, and a loop of large ones.
-    "lab49_memory": '''
+    "lab49_memory": """
 import numpy as np
 def attack(x):
     blocks = []
     while True:
         blocks.append(np.empty(1 << 30, np.uint8))  # 1 GiB at a time, for ever
-''',
+""",
     # Print without bound.
-    "lab50_output": '''
+    "lab50_output": """
 def attack(x):
     while True:
         print("spam " * 200)
-''',
+""",
     # Try to write what the grader owns (only enforced when the grader runs as root: see below).
-    "lab51_tamper": '''
+    "lab51_tamper": """
 import pathlib, course
 def attack(x):
     here = pathlib.Path(__file__).resolve()
@@ -166,10 +166,10 @@ def attack(x):
         except OSError:
             pass
     return writable
-''',
+""",
 }
 
-TESTS = '''
+TESTS = """
 def test_good(lab):
     assert lab.good(1) == 2
 
@@ -178,9 +178,9 @@ def test_attacked(lab):
 
 def test_good_after(lab):
     assert lab.good(2) == 3
-'''
+"""
 
-PROC_TESTS = '''
+PROC_TESTS = """
 def test_good(lab):
     assert lab.good(1) == 2
 
@@ -189,9 +189,9 @@ def test_attacked(lab):
 
 def test_good_after(lab):
     assert lab.slow_good(2) == 3
-'''
+"""
 
-TAMPER_TESTS = '''
+TAMPER_TESTS = """
 def test_good(lab):
     assert lab.good(1) == 2
 
@@ -200,7 +200,7 @@ def test_attacked(lab):
 
 def test_good_after(lab):
     assert lab.good(2) == 3
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -216,10 +216,12 @@ def hostile(tmp_path_factory):
     for name, attack in ATTACKS.items():
         lab = name[:5]
         source = textwrap.dedent(HONEST.format(lab=lab)) + textwrap.dedent(attack).format(
-            lab=name, tests_dir=str(tests_dir), pid_file=str(pid_file))
+            lab=name, tests_dir=str(tests_dir), pid_file=str(pid_file)
+        )
         (root / "labs" / f"{name}.py").write_text(source)
         tests = {"lab51_tamper": TAMPER_TESTS, "lab52_proc": PROC_TESTS}.get(name) or TESTS.format(
-            call="stub" if "attack(" not in attack else "attack")
+            call="stub" if "attack(" not in attack else "attack"
+        )
         (tests_dir / f"test_{name}.py").write_text(tests)
     start = time.monotonic()
     report = grade(impl=root / "labs", tests_dir=tests_dir, timeout=8.0, jobs=2)
@@ -269,7 +271,11 @@ def test_attacks_end_with_the_status_they_deserve(hostile):
     assert status["lab46"] in ("crashed", "error")  # it wrote to the answer channel out of turn
     # Its os._exit, the tests it rewrote never read again; or, where the sandbox's user may not even look
     # into the staff's folders, the PermissionError of trying.
-    assert status["lab47"] == "crashed" or status["lab47"] == "error" and "Permission" in outcomes["lab47"]["test_attacked"].message
+    assert (
+        status["lab47"] == "crashed"
+        or status["lab47"] == "error"
+        and "Permission" in outcomes["lab47"]["test_attacked"].message
+    )
     assert status["lab49"] == "error" and "memory" in outcomes["lab49"]["test_attacked"].message.lower()
     assert status["lab50"] == "error" and "printed more than" in outcomes["lab50"]["test_attacked"].message
     if not _uncontained(hostile[0]):
@@ -302,8 +308,10 @@ def test_as_root_the_sandbox_cannot_write_the_tests_the_course_or_the_manifest(h
     if user is None:
         pytest.skip("users are switched only when grading as root")
     if _uncontained(hostile[0]):
-        pytest.skip("user nobody cannot read this Python installation (e.g. a pyenv under /root), "
-                    "so here the sandbox ran as root (the report says so)")
+        pytest.skip(
+            "user nobody cannot read this Python installation (e.g. a pyenv under /root), "
+            "so here the sandbox ran as root (the report says so)"
+        )
     outcomes = _by_lab(hostile[0])["lab51"]
     assert outcomes["test_attacked"].status == "passed", outcomes["test_attacked"].message
 

@@ -21,7 +21,9 @@ def numpy_conv(x, w, b):
     """Lab 08's definition, in float64: y[n,i,j,f] = b_f + sum_{u,v,c} x[n,i+u,j+v,c] w[u,v,c,f]."""
     kh, kw = w.shape[:2]
     oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    return sum(np.einsum("nhwc,cf->nhwf", x[:, u:u + oh, v:v + ow], w[u, v]) for u in range(kh) for v in range(kw)) + b
+    return (
+        sum(np.einsum("nhwc,cf->nhwf", x[:, u : u + oh, v : v + ow], w[u, v]) for u in range(kh) for v in range(kw)) + b
+    )
 
 
 @pytest.fixture
@@ -68,16 +70,18 @@ def test_conv2d_module_equals_nnx_conv_with_keras_init():
     assert not np.asarray(fresh.bias[...]).any()
 
 
-@pytest.mark.parametrize("shape,window", [((3, 24, 24, 4), 2), ((2, 7, 9, 3), 2), ((2, 9, 10, 2), 3)],
-                         ids=["even-2", "odd-2", "window-3"])
+@pytest.mark.parametrize(
+    "shape,window", [((3, 24, 24, 4), 2), ((2, 7, 9, 3), 2), ((2, 9, 10, 2), 3)], ids=["even-2", "odd-2", "window-3"]
+)
 def test_max_pool_equals_reduce_window_in_value_and_gradient(shape, window):
     x = jax.random.normal(jax.random.key(0), shape)  # continuous values: every window has one maximum
     want = reduce_window_pool(x, window)
     np.testing.assert_array_equal(layers.max_pool(x, window), want)
     dy = jax.random.normal(jax.random.key(1), want.shape)
     grad = lambda pool: jax.jit(lambda x: jax.vjp(pool, x)[1](dy)[0])(x)  # noqa: E731
-    np.testing.assert_allclose(grad(lambda x: layers.max_pool(x, window)), grad(lambda x: reduce_window_pool(x, window)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        grad(lambda x: layers.max_pool(x, window)), grad(lambda x: reduce_window_pool(x, window)), atol=1e-6
+    )
 
 
 def test_pool_then_relu_equals_relu_then_pool():

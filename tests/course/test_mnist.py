@@ -23,14 +23,17 @@ def idx_reference(path: Path) -> np.ndarray:
     """An independent IDX reader: big-endian header of 4 + 4·ndim bytes, then uint8 data."""
     data = gzip.open(path).read()
     ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data[4 + 4 * ndim:], np.uint8).reshape(shape)
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data[4 + 4 * ndim :], np.uint8).reshape(shape)
 
 
 def leftovers(cache: Path) -> list[str]:
     """Files in a cache that a failed load must not leave: arrays, temporaries, partial downloads."""
-    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*")
-                  if p.is_file() and (p.suffix in (".npz", ".tmp", ".part") or "incomplete" in str(p)))
+    return sorted(
+        str(p.relative_to(cache))
+        for p in cache.rglob("*")
+        if p.is_file() and (p.suffix in (".npz", ".tmp", ".part") or "incomplete" in str(p))
+    )
 
 
 def test_tensorflow_is_not_installed():
@@ -78,8 +81,9 @@ def test_the_prepared_data_are_a_tfds_data_source(prepared):
     from course import _tfds_builders  # registers the builders
 
     cache, data = prepared
-    source = tfds.data_source(_tfds_builders.BUILDERS["mnist"], split="test", data_dir=str(cache / "tfds"),
-                              download=False)
+    source = tfds.data_source(
+        _tfds_builders.BUILDERS["mnist"], split="test", data_dir=str(cache / "tfds"), download=False
+    )
     assert len(source) == 10000
     record = source[123]
     np.testing.assert_array_equal(record["image"], data.test.images[123])
@@ -89,9 +93,11 @@ def test_the_prepared_data_are_a_tfds_data_source(prepared):
 def test_second_load_reads_only_the_cache(prepared, tmp_path):
     cache, data = prepared
     # No raw files, downloading forbidden, and TFDS never imported: only the cached arrays are read.
-    code = ("import sys; from course import mnist; "
-            f"d = mnist.load(data_dir={str(tmp_path)!r}, cache={str(cache)!r}, download=False); "
-            "print(d.train.images.shape, int(d.train.labels.sum()), 'tensorflow_datasets' in sys.modules)")
+    code = (
+        "import sys; from course import mnist; "
+        f"d = mnist.load(data_dir={str(tmp_path)!r}, cache={str(cache)!r}, download=False); "
+        "print(d.train.images.shape, int(d.train.labels.sum()), 'tensorflow_datasets' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["(60000,", "28,", "28,", "1)", str(int(data.train.labels.sum())), "False"]
 
@@ -106,6 +112,7 @@ def test_a_damaged_cache_is_rebuilt(prepared, mnist_data_dir):
 
 
 # ----------------------------------------------------------------------------------------- bad files
+
 
 def _copy_of(mnist_data_dir: Path, tmp_path: Path) -> Path:
     folder = tmp_path / "data" / "mnist"
@@ -129,7 +136,7 @@ def _damage(folder: Path, how: str, source: Path) -> None:
         target.write_bytes(good[: len(good) // 2])
     elif how == "corrupt gzip":
         middle = len(good) // 2
-        target.write_bytes(good[:middle] + bytes(b ^ 0xFF for b in good[middle:middle + 64]) + good[middle + 64:])
+        target.write_bytes(good[:middle] + bytes(b ^ 0xFF for b in good[middle : middle + 64]) + good[middle + 64 :])
     elif how == "not gzip":
         target.write_bytes(b"<html>404 Not Found</html>")
     elif how == "wrong magic":
@@ -175,8 +182,9 @@ def test_a_recompressed_copy_of_the_official_bytes_is_accepted(mnist_data_dir, t
     np.testing.assert_array_equal(arrays["test_labels"], idx_reference(mnist_data_dir / "mnist" / LABELS))
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                    reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="Debian's dataset-fashion-mnist is not installed"
+)
 def test_fashion_mnist_from_debians_copy(tmp_path):
     folder = tmp_path / "fashion_mnist"
     folder.mkdir()
@@ -188,6 +196,7 @@ def test_fashion_mnist_from_debians_copy(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- no local copy
+
 
 def test_offline_without_a_copy_says_what_to_put_where(tmp_path, monkeypatch):
     monkeypatch.delenv("COURSE_DATA_DIR", raising=False)

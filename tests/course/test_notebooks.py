@@ -26,8 +26,13 @@ def _outputs(nb, kind: str) -> list:
 
 
 def _check_texts(nb) -> list[str]:
-    return [o["data"]["text/plain"] for c in nb.cells if c.cell_type == "code" and c.source.startswith(notebooks.CHECK_MARKER)
-            for o in c.outputs if o.output_type == "execute_result"]
+    return [
+        o["data"]["text/plain"]
+        for c in nb.cells
+        if c.cell_type == "code" and c.source.startswith(notebooks.CHECK_MARKER)
+        for o in c.outputs
+        if o.output_type == "execute_result"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -41,7 +46,9 @@ def test_notebooks_folder_and_readme_links_are_up_to_date(capsys):
 
 def test_check_reports_a_stale_notebook(tmp_path):
     out = tmp_path / "notebooks"
-    assert notebooks.write_student_notebooks(out=out) == [f"notebooks/{labs.lab_files('labs')[x].stem}.ipynb" for x in LAB_IDS]
+    assert notebooks.write_student_notebooks(out=out) == [
+        f"notebooks/{labs.lab_files('labs')[x].stem}.ipynb" for x in LAB_IDS
+    ]
     assert notebooks.write_student_notebooks(out=out, check=True) == []
     first = next(out.glob("lab01_*.ipynb"))
     first.write_text(first.read_text().replace("sigmoid", "sigmoidal"))
@@ -70,7 +77,10 @@ def test_readme_table_gets_one_link_column_from_the_settings():
     text = "intro\n\n| lab | topic |\n| --- | --- |\n| `lab01_perceptron` | the perceptron |\n\nafter\n"
     conf = {"repository": "someone/fork", "branch": "spring"}
     new = notebooks.readme_with_links(text, ["lab01_perceptron.ipynb", "lab02_combining.ipynb"], conf)
-    assert "| `lab01_perceptron` | the perceptron | [Colab](https://colab.research.google.com/github/someone/fork/blob/spring/notebooks/lab01_perceptron.ipynb)" in new
+    assert (
+        "| `lab01_perceptron` | the perceptron | [Colab](https://colab.research.google.com/github/someone/fork/blob/spring/notebooks/lab01_perceptron.ipynb)"
+        in new
+    )
     assert "https://mybinder.org/v2/gh/someone/fork/spring?labpath=notebooks%2Flab02_combining.ipynb" in new
     assert new.startswith("intro\n") and new.endswith("\nafter\n")
     assert notebooks.readme_with_links(new, ["lab01_perceptron.ipynb", "lab02_combining.ipynb"], conf) == new
@@ -112,22 +122,35 @@ def test_setup_cell_installs_the_course_in_a_fresh_environment_as_on_colab(tmp_p
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     preinstalled = {d: importlib.metadata.version(d) for d in ("jax", "jaxlib")}  # Colab's own JAX
-    pip = subprocess.run([python, "-m", "pip", "install", "--quiet", *(f"{d}=={v}" for d, v in preinstalled.items())],
-                         capture_output=True, text=True, timeout=600)
+    pip = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", *(f"{d}=={v}" for d, v in preinstalled.items())],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if pip.returncode != 0:
         pytest.skip(f"cannot install JAX into a fresh environment here (offline?): {pip.stderr[-300:]}")
     work = tmp_path / "content"  # Colab's working folder: no checkout around it
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "COURSE_"))}
     env.update(COURSE_GIT=str(origin), JAX_PLATFORMS="cpu")
-    cell = subprocess.run([python, "-c", notebooks.setup_source()], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=900)
+    cell = subprocess.run(
+        [python, "-c", notebooks.setup_source()], cwd=work, env=env, capture_output=True, text=True, timeout=900
+    )
     assert cell.returncode == 0, cell.stdout[-2000:] + cell.stderr[-3000:]
     name = notebooks.settings()["repository"].split("/")[-1]
     assert f"course installed from {work / name}; JAX {preinstalled['jax']} sees [Cpu" in cell.stdout, cell.stdout
-    after = subprocess.run([python, "-c", "import importlib.metadata as m, course, flax, optax; "
-                            "print(m.version('jax'), m.version('jaxlib'))"], cwd=work, env=env,
-                           capture_output=True, text=True)
+    after = subprocess.run(
+        [
+            python,
+            "-c",
+            "import importlib.metadata as m, course, flax, optax; print(m.version('jax'), m.version('jaxlib'))",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert after.stdout.split() == [preinstalled["jax"], preinstalled["jaxlib"]], after.stdout + after.stderr
     # Run again (a second session on the same runtime): the course is there, the cell says nothing.
     again = subprocess.run([python, "-c", notebooks.setup_source()], cwd=work, env=env, capture_output=True, text=True)
@@ -139,26 +162,32 @@ def test_setup_cell_installs_the_course_in_a_fresh_environment_as_on_colab(tmp_p
 
 
 def test_magics_shell_lines_setup_and_checks_are_dropped_with_a_note():
-    cells = [notebooks.setup_source(),
-             '"""Doc."""\nfrom __future__ import annotations\n!pip install foo\n%matplotlib inline\nimport math',
-             "def f(x):\n    if x:\n        !echo hi\n    return 2 * x",
-             "%%bash\necho not python",
-             "from course import check\ncheck('lab01', 'f')\nresult = check('lab01')",
-             "def f(x):\n    return 3 * x"]
+    cells = [
+        notebooks.setup_source(),
+        '"""Doc."""\nfrom __future__ import annotations\n!pip install foo\n%matplotlib inline\nimport math',
+        "def f(x):\n    if x:\n        !echo hi\n    return 2 * x",
+        "%%bash\necho not python",
+        "from course import check\ncheck('lab01', 'f')\nresult = check('lab01')",
+        "def f(x):\n    return 3 * x",
+    ]
     source, notes = notebooks.module_source(cells, origin="nb.ipynb")
     assert source.startswith("from __future__ import annotations\n")
     ns = {}
     exec(compile(source, "m", "exec"), ns)
     assert ns["f"](2) == 6 and "check" in ns and "result" not in ns
     assert "course setup" not in source and "echo not python" not in source
-    assert notes == ["nb.ipynb, code cell 2: dropped the line '!pip install foo'",
-                     "nb.ipynb, code cell 2: dropped the line '%matplotlib inline'",
-                     "nb.ipynb, code cell 3: dropped the line '!echo hi'",
-                     "nb.ipynb, code cell 4: dropped the whole cell (a %%bash cell is not Python)"]
+    assert notes == [
+        "nb.ipynb, code cell 2: dropped the line '!pip install foo'",
+        "nb.ipynb, code cell 2: dropped the line '%matplotlib inline'",
+        "nb.ipynb, code cell 3: dropped the line '!echo hi'",
+        "nb.ipynb, code cell 4: dropped the whole cell (a %%bash cell is not Python)",
+    ]
 
 
 def test_history_cells_that_do_not_parse_are_left_out():
-    source, notes = notebooks.module_source(["def f(:\n  pass", "def f():\n    return 1"], origin="h", skip_unparsable=True)
+    source, notes = notebooks.module_source(
+        ["def f(:\n  pass", "def f():\n    return 1"], origin="h", skip_unparsable=True
+    )
     compile(source, "m", "exec")
     assert len(notes) == 1 and "left out" in notes[0]
 
@@ -174,7 +203,11 @@ def test_tests_for_finds_the_tests_that_use_a_function():
     assert "test_train_learns_digits" in notebooks.tests_for(test06, ["train"])
     # Parametrized over a module-level table's keys.
     test02 = labs.root() / "tests" / "labs" / "test_lab02_combining.py"
-    assert notebooks.tests_for(test02, ["tanh"]) == notebooks.tests_for(test02, ["sigmoid"]) == ["test_activation_matches_numpy"]
+    assert (
+        notebooks.tests_for(test02, ["tanh"])
+        == notebooks.tests_for(test02, ["sigmoid"])
+        == ["test_activation_matches_numpy"]
+    )
 
 
 @pytest.mark.solutions_only
@@ -197,7 +230,9 @@ def test_the_student_notebooks_grade_as_not_attempted(tmp_path):
         shutil.copy(labs.root() / "notebooks" / labs.lab_files("labs")[lab].with_suffix(".ipynb").name, folder)
     report = grade(impl=folder, timeout=120)
     assert {o.lab for o in report.outcomes} == {"lab07"}
-    assert {o.status for o in report.outcomes} == {"not attempted"}, [(o.name, o.status, o.message) for o in report.outcomes]
+    assert {o.status for o in report.outcomes} == {"not attempted"}, [
+        (o.name, o.status, o.message) for o in report.outcomes
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -250,7 +285,9 @@ def test_student_notebook_stops_at_its_first_stub(lab, tmp_path, request):
     assert ran == sorted(ran, reverse=True)
     if lab == CHECKED_LAB:  # check() on the stubs: every test "not attempted", nothing else
         texts = _check_texts(nb)
-        assert texts and all("TODO" in t and "PASS" not in t and "FAIL" not in t and "ERROR" not in t for t in texts), texts
+        assert texts and all("TODO" in t and "PASS" not in t and "FAIL" not in t and "ERROR" not in t for t in texts), (
+            texts
+        )
 
 
 @pytest.mark.solutions_only

@@ -43,7 +43,13 @@ def test_leak_check_catches_solution_code(tmp_path):
 def test_the_bundle_grades_its_untouched_stubs_as_not_attempted(bundle):
     root = bundle.parent / release.BUNDLE
     env = {**os.environ, "COURSE_ROOT": str(root)}
-    run = subprocess.run([sys.executable, "-m", "course", "grade", "lab01"], capture_output=True, text=True,
-                         env=env, timeout=600, cwd=root)
+    run = subprocess.run(
+        [sys.executable, "-m", "course", "grade", "lab01"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=root,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Total: 0/" in run.stdout and "not attempted" in run.stdout and "passed" not in run.stdout

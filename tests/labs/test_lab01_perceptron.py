@@ -31,7 +31,9 @@ def test_augment_appends_a_column_of_ones(lab):
     expect_close(lab.augment(x), [[2, 3, 1], [-1, 0.5, 1], [0, 0, 1]], "augment(x)", atol=0)
 
 
-@pytest.mark.parametrize("z, want", [(-3.0, 0.0), (-1e-6, 0.0), (0.0, 1.0), (2.5, 1.0)], ids=["neg", "tiny-neg", "zero", "pos"])
+@pytest.mark.parametrize(
+    "z, want", [(-3.0, 0.0), (-1e-6, 0.0), (0.0, 1.0), (2.5, 1.0)], ids=["neg", "tiny-neg", "zero", "pos"]
+)
 def test_step(lab, z, want):
     expect_close(lab.step(jnp.array([z])), [want], f"step({z})", atol=0)
 
@@ -63,8 +65,12 @@ def test_logistic_loss_is_stable_for_confident_predictions(lab):
     # z = ±100: log σ(z) in float32 underflows to log(0) = -inf unless written with softplus.
     x = jnp.array([[100.0], [-100.0]])
     theta = jnp.array([1.0, 0.0])
-    expect_close(lab.logistic_loss(theta, x, jnp.array([1.0, 0.0])), 0.0, "loss of two confident right answers", atol=1e-6)
-    expect_close(lab.logistic_loss(theta, x, jnp.array([0.0, 1.0])), 100.0, "loss of two confident wrong answers", atol=1e-3)
+    expect_close(
+        lab.logistic_loss(theta, x, jnp.array([1.0, 0.0])), 0.0, "loss of two confident right answers", atol=1e-6
+    )
+    expect_close(
+        lab.logistic_loss(theta, x, jnp.array([0.0, 1.0])), 100.0, "loss of two confident wrong answers", atol=1e-3
+    )
 
 
 def _finite_difference(f, theta, eps=1e-6):
@@ -107,7 +113,9 @@ def test_training_separates_separable_data(lab, key):
 def test_accuracy_counts_thresholded_predictions(lab):
     theta = jnp.array([1.0, 0.0])  # predicts 1 where x >= 0
     x = jnp.array([[-2.0], [-1.0], [1.0], [2.0]])
-    expect_close(lab.accuracy(theta, x, jnp.array([0.0, 1.0, 1.0, 1.0])), 0.75, "accuracy with one mistake in four", atol=1e-7)
+    expect_close(
+        lab.accuracy(theta, x, jnp.array([0.0, 1.0, 1.0, 1.0])), 0.75, "accuracy with one mistake in four", atol=1e-7
+    )
 
 
 def test_xor_defeats_one_perceptron(lab):

@@ -61,8 +61,10 @@ def test_mlp_composes_layers(lab):
 @pytest.mark.parametrize("sizes", [[3, 4, 2], [2, 16, 16, 16, 1], [5, 5]], ids=["2-layers", "4-layers", "1-layer"])
 def test_linear_stack_collapses_to_one_map(lab, key, sizes):
     kp, kx = jax.random.split(key)
-    params = [{"w": jax.random.normal(k1, (a, b)), "b": jax.random.normal(k2, (b,))}
-              for (a, b), k1, k2 in zip(zip(sizes[:-1], sizes[1:]), *jax.random.split(kp, (2, len(sizes) - 1)))]
+    params = [
+        {"w": jax.random.normal(k1, (a, b)), "b": jax.random.normal(k2, (b,))}
+        for (a, b), k1, k2 in zip(zip(sizes[:-1], sizes[1:]), *jax.random.split(kp, (2, len(sizes) - 1)))
+    ]
     w, b = lab.collapse_linear(params)
     expect_shape(w, (sizes[0], sizes[-1]), "collapsed W")
     expect_shape(b, (sizes[-1],), "collapsed b")
@@ -73,7 +75,13 @@ def test_linear_stack_collapses_to_one_map(lab, key, sizes):
     stack = np.asarray(x, np.float64)
     for p in params:
         stack = stack @ np.asarray(p["w"], np.float64) + np.asarray(p["b"], np.float64)
-    expect_close(np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b, np.float64), stack, "x @ W + b vs the stack of linear layers", atol=1e-3, rtol=1e-4)
+    expect_close(
+        np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b, np.float64),
+        stack,
+        "x @ W + b vs the stack of linear layers",
+        atol=1e-3,
+        rtol=1e-4,
+    )
 
 
 @pytest.mark.points(3)

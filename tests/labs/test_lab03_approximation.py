@@ -24,11 +24,17 @@ def test_init_network_shapes(lab, key, width, depth):
 
 def test_forward_matches_a_hand_computation(lab):
     # Hidden: relu(x·[1, -1] + [0, 0.5]); output: h·[2, 3] - 1. At x = 1: h = [1, 0] -> 1; at x = -1: h = [0, 1.5] -> 3.5
-    params = [{"w": jnp.array([[1.0, -1.0]]), "b": jnp.array([0.0, 0.5])},
-              {"w": jnp.array([[2.0], [3.0]]), "b": jnp.array([-1.0])}]
+    params = [
+        {"w": jnp.array([[1.0, -1.0]]), "b": jnp.array([0.0, 0.5])},
+        {"w": jnp.array([[2.0], [3.0]]), "b": jnp.array([-1.0])},
+    ]
     expect_close(lab.forward(params, jnp.array([[1.0], [-1.0]])), [[1.0], [3.5]], "forward with relu", atol=1e-6)
-    expect_close(lab.forward(params, jnp.array([[1.0]]), jnp.tanh),
-                 [[2 * np.tanh(1.0) + 3 * np.tanh(-0.5) - 1]], "forward with tanh", atol=1e-6)
+    expect_close(
+        lab.forward(params, jnp.array([[1.0]]), jnp.tanh),
+        [[2 * np.tanh(1.0) + 3 * np.tanh(-0.5) - 1]],
+        "forward with tanh",
+        atol=1e-6,
+    )
 
 
 def test_mse(lab, key):
@@ -48,11 +54,15 @@ def test_one_relu_neuron_is_monotone_with_at_most_one_kink(lab, seed):
     slopes = np.diff(ys) / np.diff(xs)
     expect(np.all(slopes >= -1e-4) or np.all(slopes <= 1e-4), "a 1-neuron ReLU net v·relu(wx + b) + c must be monotone")
     kinks = np.flatnonzero(np.abs(np.diff(slopes)) > 1e-3)
-    expect(len(kinks) <= 1 or kinks.max() - kinks.min() <= 1, f"expected at most one kink, found changes of slope at x = {xs[kinks + 1]}")
+    expect(
+        len(kinks) <= 1 or kinks.max() - kinks.min() <= 1,
+        f"expected at most one kink, found changes of slope at x = {xs[kinks + 1]}",
+    )
 
 
 def _best_monotone_mse(y):
     """The lowest MSE any monotone function can reach on y (pool-adjacent-violators, both directions)."""
+
     def increasing(v):
         blocks = []  # [mean, count]
         for value in v:
@@ -62,6 +72,7 @@ def _best_monotone_mse(y):
                 blocks.append([(m1 * c1 + m2 * c2) / (c1 + c2), c1 + c2])
         fit = np.concatenate([[m] * c for m, c in blocks])
         return np.mean((fit - v) ** 2)
+
     return min(increasing(y), increasing(-y))
 
 

@@ -56,7 +56,11 @@ def test_two_layers_of_20_beat_one_layer_of_2(lab, key):
         params, losses = lab.train(lab.init_classifier(hidden, key=k_init), x, y, steps=1000)
         expect_shape(losses, (1000,), "losses from train(steps=1000)")
         acc[len(hidden)] = np_accuracy(params, x_test, y_test)
-    expect(acc[2] >= 0.97, f"2 layers of 20 should reach ≥ 97 % test accuracy at noise 0.1 in 1000 steps; got {acc[2]:.3f}")
+    expect(
+        acc[2] >= 0.97, f"2 layers of 20 should reach ≥ 97 % test accuracy at noise 0.1 in 1000 steps; got {acc[2]:.3f}"
+    )
     # Two ReLU units make one bent line, which cannot follow both moons.
-    expect(acc[1] <= 0.95 and acc[2] - acc[1] >= 0.04,
-           f"1 layer of 2 should be measurably worse: 2×20 got {acc[2]:.3f}, 1×2 got {acc[1]:.3f}")
+    expect(
+        acc[1] <= 0.95 and acc[2] - acc[1] >= 0.04,
+        f"1 layer of 2 should be measurably worse: 2×20 got {acc[2]:.3f}, 1×2 got {acc[1]:.3f}",
+    )

@@ -10,8 +10,12 @@ from course.testing import expect, expect_close, expect_shape
 
 def _problem(key, n=8, d=3, m=5):
     k = jax.random.split(key, 5)
-    params = {"w1": jax.random.normal(k[0], (d, m)), "b1": jax.random.normal(k[1], (m,)),
-              "w2": jax.random.normal(k[2], (m, 1)), "b2": jax.random.normal(k[3], (1,))}
+    params = {
+        "w1": jax.random.normal(k[0], (d, m)),
+        "b1": jax.random.normal(k[1], (m,)),
+        "w2": jax.random.normal(k[2], (m, 1)),
+        "b2": jax.random.normal(k[3], (1,)),
+    }
     x = jax.random.normal(k[4], (n, d))
     return params, x, jnp.sin(x[:, :1])
 
@@ -59,8 +63,9 @@ def _fd_of_loss_x64(lab, params, x, y):
 def test_finite_differences_in_float64(lab, key):
     params, x, y = _problem(key)
     got = lab.run(_fd_of_loss_x64, params, x, y)
-    want = _np_finite_differences({k: np.asarray(v, np.float64) for k, v in params.items()},
-                                  np.asarray(x, np.float64), np.asarray(y, np.float64))
+    want = _np_finite_differences(
+        {k: np.asarray(v, np.float64) for k, v in params.items()}, np.asarray(x, np.float64), np.asarray(y, np.float64)
+    )
     for name in params:
         expect_shape(got[name], params[name].shape, f"finite_differences[{name!r}]")
         expect_close(got[name], want[name], f"finite_differences for {name} (float64)", atol=1e-7, rtol=1e-6)
@@ -92,7 +97,9 @@ def test_per_example_gradients_average_to_the_batch_gradient(lab, key):
         want = _np_finite_differences(np_params, xi, yi)
         expect_close(per["w1"][i], want["w1"], f"gradient of example {i} for w1", atol=2e-5, rtol=1e-4)
     batch = _np_finite_differences(np_params, np.asarray(x, np.float64), np.asarray(y, np.float64))
-    expect_close(np.mean(np.asarray(per["w2"]), axis=0), batch["w2"], "mean of per-example gradients", atol=2e-5, rtol=1e-4)
+    expect_close(
+        np.mean(np.asarray(per["w2"]), axis=0), batch["w2"], "mean of per-example gradients", atol=2e-5, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize(

@@ -77,8 +77,12 @@ def test_loss_is_softmax_cross_entropy(lab, key):
     labels = jnp.array([0, 3, 9, 3, 5, 1])
     want = -np.mean(_log_softmax(logits)[np.arange(6), np.asarray(labels)])
     expect_close(lab.loss(logits, labels), want, "mean cross-entropy against numpy log-sum-exp", atol=1e-5)
-    expect_close(lab.loss(jnp.zeros((4, 10)), jnp.array([0, 1, 2, 3])), np.log(10.0),
-                 "loss of all-zero logits (every class 1/10)", atol=1e-6)
+    expect_close(
+        lab.loss(jnp.zeros((4, 10)), jnp.array([0, 1, 2, 3])),
+        np.log(10.0),
+        "loss of all-zero logits (every class 1/10)",
+        atol=1e-6,
+    )
 
 
 def test_loss_is_stable_for_large_logits(lab):
@@ -108,9 +112,11 @@ def test_accuracy_counts_argmax_hits(lab):
 def rendered_digits():
     """MNIST-shaped uint8 digits rendered by the course: 2000 to train on, 500 held out."""
     k_train, k_test = jax.random.split(seeded_key(6))
+
     def split(n, key):
         x, y = datasets.digits(n, key=key, max_shift=2, noise=0.1)
         return mnist.Split(np.asarray(x * 255).astype(np.uint8), np.asarray(y, np.int32))
+
     return mnist.Dataset("rendered digits", split(2000, k_train), split(500, k_test), tuple("0123456789"))
 
 
@@ -123,13 +129,16 @@ def _train(lab, data, key):
 @pytest.mark.points(3)
 def test_train_learns_digits(lab, rendered_digits):
     params, history = lab.run(_train, rendered_digits, seeded_key(0))
-    expect(set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"},
-           f"train should return fit's history, with validation metrics; got keys {sorted(history)}")
+    expect(
+        set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"},
+        f"train should return fit's history, with validation metrics; got keys {sorted(history)}",
+    )
     expect_equal(len(history["val_accuracy"]), 3, "one validation accuracy per epoch")
     expect(history["loss"][-1] < history["loss"][0], f"the training loss should fall: {history['loss']}")
     # The accuracy is recomputed here from the trained parameters, not taken from the code's word.
     logits = _numpy_mlp(params, rendered_digits.test.images / 255.0)
     acc = float(np.mean(np.argmax(logits, -1) == rendered_digits.test.labels))
     expect(acc >= 0.8, f"held-out accuracy after 3 epochs should be at least 80% (chance is 10%), got {acc:.1%}")
-    expect_close(acc, history["val_accuracy"][-1], "the returned model's accuracy vs history's last val_accuracy",
-                 atol=1e-6)
+    expect_close(
+        acc, history["val_accuracy"][-1], "the returned model's accuracy vs history's last val_accuracy", atol=1e-6
+    )

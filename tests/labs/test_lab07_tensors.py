@@ -31,8 +31,10 @@ def test_a_wrong_layout_is_caught_and_named(lab):
     with pytest.raises(ValueError) as info:
         lab.to_channels_first(nchw)
     message = str(info.value)
-    expect("channels-first" in message and "axis" in message,
-           f"the error should say the input looks channels-first and which axis is which; got: {message}")
+    expect(
+        "channels-first" in message and "axis" in message,
+        f"the error should say the input looks channels-first and which axis is which; got: {message}",
+    )
     with pytest.raises(ValueError, match="channels-last"):
         lab.to_channels_last(jnp.zeros((8, 28, 28, 3)))
 
@@ -67,4 +69,3 @@ def test_shuffle_applies_one_permutation_to_every_image(lab, key):
     expect_close(flat_s, flat_x[:, np.asarray(perm)], "position i holds the input's position perm[i]", atol=0)
     inverse = jnp.argsort(perm)
     expect_close(lab.shuffle_pixels(s, inverse), x, "shuffling back with the inverse permutation", atol=0)
-

@@ -21,7 +21,9 @@ PATCH_OFF = np.array([[1, 1, 0], [0, 0, 0], [1, 0, 1]], np.float32)
 
 
 def _xla_conv(x, w, b, stride, padding):
-    y = jax.lax.conv_general_dilated(x, w, (stride, stride), padding.upper(), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(
+        x, w, (stride, stride), padding.upper(), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     return y + b[None, None, None, :]
 
 
@@ -52,18 +54,33 @@ def test_channel_arithmetic(lab, key):
 
 @pytest.mark.parametrize(
     "n, k, stride, padding, want",
-    [(28, 3, 1, "valid", 26), (28, 3, 1, "same", 28), (28, 3, 2, "valid", 13), (28, 3, 2, "same", 14),
-     (27, 3, 3, "valid", 9), (7, 2, 2, "same", 4), (5, 5, 1, "valid", 1)],
+    [
+        (28, 3, 1, "valid", 26),
+        (28, 3, 1, "same", 28),
+        (28, 3, 2, "valid", 13),
+        (28, 3, 2, "same", 14),
+        (27, 3, 3, "valid", 9),
+        (7, 2, 2, "same", 4),
+        (5, 5, 1, "valid", 1),
+    ],
     ids=lambda v: str(v),
 )
 def test_output_size(lab, n, k, stride, padding, want):
     # valid: floor((n - k) / s) + 1; same: ceil(n / s)
-    expect_equal(lab.output_size(n, k, stride=stride, padding=padding), want, f"output_size({n}, {k}, stride={stride}, padding={padding!r})")
+    expect_equal(
+        lab.output_size(n, k, stride=stride, padding=padding),
+        want,
+        f"output_size({n}, {k}, stride={stride}, padding={padding!r})",
+    )
 
 
-CASES = [((2, 9, 9, 3), (3, 3, 3, 4), 1, "valid"), ((1, 10, 7, 2), (3, 3, 2, 5), 2, "valid"),
-         ((3, 8, 8, 1), (3, 3, 1, 2), 1, "same"), ((2, 9, 10, 3), (2, 4, 3, 3), 2, "same"),
-         ((1, 11, 11, 4), (5, 5, 4, 1), 3, "same")]
+CASES = [
+    ((2, 9, 9, 3), (3, 3, 3, 4), 1, "valid"),
+    ((1, 10, 7, 2), (3, 3, 2, 5), 2, "valid"),
+    ((3, 8, 8, 1), (3, 3, 1, 2), 1, "same"),
+    ((2, 9, 10, 3), (2, 4, 3, 3), 2, "same"),
+    ((1, 11, 11, 4), (5, 5, 4, 1), 3, "same"),
+]
 
 
 @pytest.mark.points(3)
@@ -72,12 +89,27 @@ def test_conv2d_agrees_with_xla(lab, key, xs, ws, stride, padding):
     kx, kw, kb = jax.random.split(key, 3)
     x, w, b = jax.random.normal(kx, xs), jax.random.normal(kw, ws), jax.random.normal(kb, (ws[3],))
     want = _xla_conv(x, w, b, stride, padding)
-    expect_close(lab.conv2d(x, w, b, stride=stride, padding=padding), want, "conv2d vs lax.conv_general_dilated", atol=1e-4, rtol=1e-4)
-    jitted = lab.run(lambda lab, x, w, b: jax.jit(lambda x, w, b: lab.conv2d(x, w, b, stride=stride, padding=padding))(x, w, b), x, w, b)
+    expect_close(
+        lab.conv2d(x, w, b, stride=stride, padding=padding),
+        want,
+        "conv2d vs lax.conv_general_dilated",
+        atol=1e-4,
+        rtol=1e-4,
+    )
+    jitted = lab.run(
+        lambda lab, x, w, b: jax.jit(lambda x, w, b: lab.conv2d(x, w, b, stride=stride, padding=padding))(x, w, b),
+        x,
+        w,
+        b,
+    )
     expect_close(jitted, want, "jax.jit(conv2d)", atol=1e-4, rtol=1e-4)
     ws_stack = jnp.stack([w, -w, 2 * w])  # vmap over three filter banks
-    mapped = lab.run(lambda lab, ws: jax.vmap(lambda w: lab.conv2d(x, w, b, stride=stride, padding=padding))(ws), ws_stack)
-    expect_close(mapped[2], _xla_conv(x, 2 * w, b, stride, padding), "jax.vmap(conv2d) over filter banks", atol=1e-4, rtol=1e-4)
+    mapped = lab.run(
+        lambda lab, ws: jax.vmap(lambda w: lab.conv2d(x, w, b, stride=stride, padding=padding))(ws), ws_stack
+    )
+    expect_close(
+        mapped[2], _xla_conv(x, 2 * w, b, stride, padding), "jax.vmap(conv2d) over filter banks", atol=1e-4, rtol=1e-4
+    )
 
 
 @pytest.mark.points(2)
@@ -86,7 +118,9 @@ def test_conv2d_agrees_with_xla(lab, key, xs, ws, stride, padding):
 def test_pool2d_agrees_with_xla(lab, key, kind, window, stride):
     x = jax.random.normal(key, (2, 9, 10, 3))
     want = _xla_pool(x, window, stride, kind)
-    expect_close(lab.pool2d(x, window=window, stride=stride, kind=kind), want, f"{kind} pooling vs lax.reduce_window", atol=1e-5)
+    expect_close(
+        lab.pool2d(x, window=window, stride=stride, kind=kind), want, f"{kind} pooling vs lax.reduce_window", atol=1e-5
+    )
     pool = lambda lab, x: lab.pool2d(x, window=window, stride=stride, kind=kind)  # noqa: E731
     expect_close(lab.run(lambda lab, x: jax.jit(lambda x: pool(lab, x))(x), x), want, "jitted pooling", atol=1e-5)
     stacked = jnp.stack([x, 2 * x])  # vmap over an extra leading axis
@@ -97,14 +131,17 @@ def test_pool2d_agrees_with_xla(lab, key, kind, window, stride):
 def test_pool_stride_defaults_to_the_window(lab):
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)  # rows 0-3, 4-7, 8-11, 12-15
     expect_close(lab.pool2d(x, window=2)[0, :, :, 0], [[5.0, 7.0], [13.0, 15.0]], "2×2 max-pool of 0..15", atol=0)
-    expect_close(lab.pool2d(x, window=2, kind="avg")[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]], "2×2 average pool", atol=1e-6)
+    expect_close(
+        lab.pool2d(x, window=2, kind="avg")[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]], "2×2 average pool", atol=1e-6
+    )
 
 
 def _jaxprs(lab, x, w):
     """Runs in the sandbox: the programs that conv2d and pool2d trace to, as text."""
     conv = str(jax.make_jaxpr(lambda x, w: lab.conv2d(x, w, jnp.zeros(2), stride=2, padding="same"))(x, w))
     pool = str(jax.make_jaxpr(lambda x: lab.pool2d(x, window=2, kind="max"))(x)) + str(
-        jax.make_jaxpr(lambda x: lab.pool2d(x, window=2, kind="avg"))(x))
+        jax.make_jaxpr(lambda x: lab.pool2d(x, window=2, kind="avg"))(x)
+    )
     big = str(jax.make_jaxpr(lambda x, w: lab.conv2d(x, w, jnp.zeros(2)))(jnp.ones((1, 64, 64, 2)), w))
     small = str(jax.make_jaxpr(lambda x, w: lab.conv2d(x, w, jnp.zeros(2)))(jnp.ones((1, 8, 8, 2)), w))
     return conv, pool, big, small
@@ -116,4 +153,7 @@ def test_from_scratch_uses_no_convolution_or_window_primitive(lab):
     expect("conv_general_dilated" not in conv, "conv2d must be written with jax.numpy, not lax.conv_general_dilated")
     expect("reduce_window" not in pool, "pool2d must be written with jax.numpy, not lax.reduce_window")
     # Vectorised: the program does not grow with the image (no Python loop over pixels).
-    expect(big.count("\n") <= small.count("\n") + 2, "conv2d's program grows with the image size: loop over the filter, not the pixels")
+    expect(
+        big.count("\n") <= small.count("\n") + 2,
+        "conv2d's program grows with the image size: loop over the filter, not the pixels",
+    )

@@ -44,7 +44,9 @@ def test_the_detector_fires_on_the_face_and_nowhere_else(lab, key, cell):
     scores = np.asarray(lab.face_scores(lab.make_scene(cell, key=key)[None]))
     expect_shape(scores, (1, 7, 7, 1), "face scores of an 81×81 scene")
     at = (3 * cell[0], 3 * cell[1])
-    expect(scores[0, at[0], at[1], 0] > 2.5, f"expected a face score above 2.5 at {at}, got {scores[0, at[0], at[1], 0]}")
+    expect(
+        scores[0, at[0], at[1], 0] > 2.5, f"expected a face score above 2.5 at {at}, got {scores[0, at[0], at[1], 0]}"
+    )
     others = scores[0, :, :, 0].copy()
     others[at] = -np.inf
     expect(others.max() < 2.5, f"the detector also fires away from the face (max elsewhere {others.max()})")
@@ -61,4 +63,7 @@ def test_no_face_no_detection_despite_half_faces_and_upside_down_faces(lab, seed
 @pytest.mark.parametrize("shift", [(1, 0), (0, -1), (2, 2), (-2, 1)], ids=str)
 def test_pooling_makes_the_detector_tolerant_to_small_shifts(lab, key, shift):
     scores = np.asarray(lab.face_scores(lab.make_scene((1, 1), key=key, shift=shift)[None]))
-    expect(scores[0, 3, 3, 0] > 2.5, f"a face moved by {shift} pixels should still be found at (3, 3); score {scores[0, 3, 3, 0]}")
+    expect(
+        scores[0, 3, 3, 0] > 2.5,
+        f"a face moved by {shift} pixels should still be found at (3, 3); score {scores[0, 3, 3, 0]}",
+    )

@@ -21,6 +21,7 @@ LAYERS = ("conv1", "conv2", "dense1", "dense2")
 
 # ------------------------------------------------------------------ helpers run beside the student's code
 
+
 def _as_numpy(tree):
     return jax.tree.map(np.asarray, tree)
 
@@ -33,8 +34,10 @@ def _params(lab, in_shape, seed, rates=(0.25, 0.5)):
 
 def _shapes(lab, in_shape, classes):
     model = lab.CNN(rngs=nnx.Rngs(0), in_shape=in_shape, classes=classes)
-    return {name: {k: list(v.shape) for k, v in layer.items()}
-            for name, layer in nnx.to_pure_dict(nnx.state(model, nnx.Param)).items()}
+    return {
+        name: {k: list(v.shape) for k, v in layer.items()}
+        for name, layer in nnx.to_pure_dict(nnx.state(model, nnx.Param)).items()
+    }
 
 
 def _forward(lab, in_shape, images, seed):
@@ -67,6 +70,7 @@ def _one_step(lab, batch, *, seed, rate, lr, steps_done, key):
     from course.training import TrainState
 
     optimizer = optax.sgd(lr)
+
     class Probe(nnx.Module):
         def __init__(self, n_in, *, rngs):
             self.hidden = nnx.Linear(n_in, 16, rngs=rngs)
@@ -83,8 +87,12 @@ def _one_step(lab, batch, *, seed, rate, lr, steps_done, key):
     state = TrainState(jnp.asarray(steps_done, jnp.int32), params, rest, optimizer.init(params))
     step = jax.jit(lambda s, b, k: lab.make_train_step(graphdef, optimizer)(s, b, key=k))
     new, sums = step(state, batch, key)
-    return {"before": _as_numpy(nnx.to_pure_dict(params)), "after": _as_numpy(nnx.to_pure_dict(new.params)),
-            "step": np.asarray(new.step), "sums": _as_numpy(dict(sums))}
+    return {
+        "before": _as_numpy(nnx.to_pure_dict(params)),
+        "after": _as_numpy(nnx.to_pure_dict(new.params)),
+        "step": np.asarray(new.step),
+        "sums": _as_numpy(dict(sums)),
+    }
 
 
 def _probe_logits(p, images, xp=np):
@@ -110,11 +118,12 @@ def _cnn_steps(lab, batch, *, steps, lr):
 
 # ----------------------------------------------------------------------------- independent references
 
+
 def _conv_valid(x, w, b, xp=np):
     """'valid' 3×3 cross-correlation by summing shifted products: (N, H, W, C), (KH, KW, C, F), (F,)."""
     kh, kw = w.shape[:2]
     oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    out = sum(xp.einsum("nhwc,cf->nhwf", x[:, u:u + oh, v:v + ow], w[u, v]) for u in range(kh) for v in range(kw))
+    out = sum(xp.einsum("nhwc,cf->nhwf", x[:, u : u + oh, v : v + ow], w[u, v]) for u in range(kh) for v in range(kw))
     return out + b
 
 
@@ -126,6 +135,7 @@ def _pool2(x, xp=np):
 
 def _reference_logits(p, images, xp=np):
     """The lecture's CNN (no dropout) from a parameter dict, in numpy (or jax.numpy for the gradient)."""
+
     def relu(z):
         return xp.maximum(z, 0.0)
 
@@ -152,6 +162,7 @@ def _valid(n, k):
 
 # ------------------------------------------------------------------------------------------------ tests
 
+
 def test_dropout_is_identity_when_not_training(lab, key):
     x = jax.random.normal(key, (4, 6, 6, 3))
     expect_close(lab.dropout(x, rate=0.5, key=key, train=False), x, "dropout with train=False", atol=0.0)
@@ -165,8 +176,10 @@ def test_dropout_zeroes_a_fraction_and_rescales(lab, key, rate):
     got = np.asarray(lab.dropout(x, rate=rate, key=key, train=True))
     expect_shape(got, x.shape, "dropout output")
     kept = got != 0
-    expect(np.allclose(got[kept], 3.0 / (1 - rate), rtol=1e-6),
-           f"kept values should be x / (1 - rate) = {3.0 / (1 - rate):g}; got values {np.unique(got)[:5]}")
+    expect(
+        np.allclose(got[kept], 3.0 / (1 - rate), rtol=1e-6),
+        f"kept values should be x / (1 - rate) = {3.0 / (1 - rate):g}; got values {np.unique(got)[:5]}",
+    )
     # 100 000 independent draws: the dropped fraction is within 0.01 of `rate` (7 standard deviations).
     expect_close(1 - kept.mean(), rate, f"fraction of zeros with rate={rate}", atol=0.01)
     again = np.asarray(lab.dropout(x, rate=rate, key=key, train=True))
@@ -181,13 +194,17 @@ def test_cnn_has_the_lecture_layers_and_parameter_count(lab, in_shape, classes):
     expect(set(shapes) == set(LAYERS), f"the CNN's layers should be named {LAYERS}; got {sorted(shapes)}")
     h, w, c = in_shape
     flat = (_valid(_valid(h, 3), 3) // 2) * (_valid(_valid(w, 3), 3) // 2) * 64  # two 3×3 'valid', pool 2
-    want = {"conv1": {"kernel": (3, 3, c, 32), "bias": (32,)}, "conv2": {"kernel": (3, 3, 32, 64), "bias": (64,)},
-            "dense1": {"kernel": (flat, 128), "bias": (128,)}, "dense2": {"kernel": (128, classes), "bias": (classes,)}}
+    want = {
+        "conv1": {"kernel": (3, 3, c, 32), "bias": (32,)},
+        "conv2": {"kernel": (3, 3, 32, 64), "bias": (64,)},
+        "dense1": {"kernel": (flat, 128), "bias": (128,)},
+        "dense2": {"kernel": (128, classes), "bias": (classes,)},
+    }
     for name, layer in want.items():
         for k, shape in layer.items():
             expect_shape(np.empty(shapes[name].get(k, ())), shape, f"{name}.{k} for input {in_shape}")
     count = sum(int(np.prod(s)) for layer in shapes.values() for s in layer.values())
-    arithmetic = (_conv_count(3, 3, c, 32) + _conv_count(3, 3, 32, 64) + (flat + 1) * 128 + (128 + 1) * classes)
+    arithmetic = _conv_count(3, 3, c, 32) + _conv_count(3, 3, 32, 64) + (flat + 1) * 128 + (128 + 1) * classes
     expect_equal(count, arithmetic, f"number of parameters for input {in_shape}")
 
 
@@ -199,11 +216,14 @@ def test_cnn_starts_like_keras(lab):
         expect_close(bias, np.zeros_like(bias), f"{name}.bias starts at zero", atol=0.0)
         receptive = int(np.prod(kernel.shape[:-2]))
         limit = np.sqrt(6.0 / (receptive * (kernel.shape[-2] + kernel.shape[-1])))
-        expect(np.abs(kernel).max() <= limit * (1 + 1e-6),
-               f"{name}.kernel: Glorot-uniform values lie within ±{limit:.4f}; found {np.abs(kernel).max():.4f}")
+        expect(
+            np.abs(kernel).max() <= limit * (1 + 1e-6),
+            f"{name}.kernel: Glorot-uniform values lie within ±{limit:.4f}; found {np.abs(kernel).max():.4f}",
+        )
         # A uniform on ±limit has standard deviation limit/√3; 288 values (conv1) give it to about 5 %.
-        expect_close(kernel.std(), limit / np.sqrt(3), f"{name}.kernel standard deviation (Glorot-uniform)",
-                     atol=0.0, rtol=0.15)
+        expect_close(
+            kernel.std(), limit / np.sqrt(3), f"{name}.kernel standard deviation (Glorot-uniform)", atol=0.0, rtol=0.15
+        )
 
 
 @pytest.mark.points(2)
@@ -213,8 +233,13 @@ def test_cnn_forward_is_the_lecture_network(lab, key, in_shape, batch):
     params, logits = lab.run(_forward, in_shape, images, 5)
     expect_shape(logits, (batch, 10), f"logits for a batch of {batch}")
     want = _reference_logits(params, np.asarray(images, np.float64))
-    expect_close(logits, want, "logits (train=False) against a numpy forward pass of conv-relu-conv-relu-pool-"
-                 "flatten-dense-relu-dense", atol=1e-4, rtol=1e-4)
+    expect_close(
+        logits,
+        want,
+        "logits (train=False) against a numpy forward pass of conv-relu-conv-relu-pool-flatten-dense-relu-dense",
+        atol=1e-4,
+        rtol=1e-4,
+    )
 
 
 def test_cnn_dropout_only_when_training(lab, key):
@@ -247,8 +272,11 @@ def test_adadelta_is_keras_2s(lab, key):
 
 def _batch(key, n, real, in_shape=(10, 10, 1)):
     ki, kl = jax.random.split(key)
-    return {"image": jax.random.uniform(ki, (n, *in_shape)), "label": jax.random.randint(kl, (n,), 0, 10),
-            "mask": jnp.arange(n) < real}
+    return {
+        "image": jax.random.uniform(ki, (n, *in_shape)),
+        "label": jax.random.randint(kl, (n,), 0, 10),
+        "mask": jnp.arange(n) < real,
+    }
 
 
 @pytest.mark.points(3)
@@ -267,14 +295,24 @@ def test_train_step_is_one_gradient_step_on_the_real_examples(lab, key):
     for name in ("hidden", "out"):
         for k in ("kernel", "bias"):
             want = before[name][k] - lr * np.asarray(grads[name][k])
-            expect_close(got["after"][name][k], want, f"{name}.{k} after one SGD step (lr {lr}) on the 4 real "
-                         "examples of a batch of 6 (2 of padding)", atol=1e-5, rtol=1e-4)
+            expect_close(
+                got["after"][name][k],
+                want,
+                f"{name}.{k} after one SGD step (lr {lr}) on the 4 real examples of a batch of 6 (2 of padding)",
+                atol=1e-5,
+                rtol=1e-4,
+            )
     expect_equal(got["step"], 1, "state.step after one step")
     logits = _probe_logits(before, images.astype(np.float64))
     sums = got["sums"]
     expect_close(sums["count"], 4.0, "sums['count']: the real examples", atol=0.0)
-    expect_close(sums["loss"], _xent(logits, labels).sum(), "sums['loss']: summed loss of the real examples",
-                 atol=1e-4, rtol=1e-4)
+    expect_close(
+        sums["loss"],
+        _xent(logits, labels).sum(),
+        "sums['loss']: summed loss of the real examples",
+        atol=1e-4,
+        rtol=1e-4,
+    )
     expect_close(sums["correct"], float((logits.argmax(-1) == labels).sum()), "sums['correct']", atol=0.0)
 
 
@@ -289,8 +327,10 @@ def test_train_step_dropout_masks_come_from_the_key_and_step(lab, key):
     other = lab.run(_one_step, batch, steps_done=0, key=k2, **common)
     kernel = lambda r: r["after"]["hidden"]["kernel"]  # noqa: E731
     expect(np.array_equal(kernel(a), kernel(same)), "the same key and step should give the same update")
-    expect(not np.allclose(kernel(a), kernel(later)),
-           "a different state.step should draw different dropout masks (fold the step into the key)")
+    expect(
+        not np.allclose(kernel(a), kernel(later)),
+        "a different state.step should draw different dropout masks (fold the step into the key)",
+    )
     expect(not np.allclose(kernel(a), kernel(other)), "a different key should draw different dropout masks")
     expect_equal(later["step"], 8, "state.step after one step from step 7")
 
@@ -303,5 +343,8 @@ def test_train_step_trains_the_cnn(lab, key):
     images, labels = np.asarray(batch["image"], np.float64), np.asarray(batch["label"])
     first = _xent(_reference_logits(got["before"], images), labels).mean()
     last = _xent(_reference_logits(got["after"], images), labels).mean()
-    expect(last < 0.9 * first, f"the loss on the batch (recomputed here, no dropout) should fall by 10 %: "
-                              f"{first:.4f} before, {last:.4f} after 20 steps")
+    expect(
+        last < 0.9 * first,
+        f"the loss on the batch (recomputed here, no dropout) should fall by 10 %: "
+        f"{first:.4f} before, {last:.4f} after 20 steps",
+    )

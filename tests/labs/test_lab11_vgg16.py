@@ -23,6 +23,7 @@ CONFIG_D = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 5
 
 # ------------------------------------------------------------------ a tiny VGG-shaped net, twice
 
+
 def _rng(n: int) -> np.random.Generator:
     """numpy's generator n, varied by the grading seed (as `seeded_key`): hidden seeds change the inputs."""
     return np.random.default_rng([n, testing.SEED])
@@ -76,7 +77,7 @@ def _np_features(params, x, *, relu_last=True):
         out = np.zeros((n, h, w, kernel.shape[-1]))
         for u in range(3):
             for v in range(3):
-                out += np.einsum("nhwc,cf->nhwf", padded[:, u: u + h, v: v + w], kernel[u, v])
+                out += np.einsum("nhwc,cf->nhwf", padded[:, u : u + h, v : v + w], kernel[u, v])
         x = out + bias if (name == TINY[-1][0] and not relu_last) else np.maximum(out + bias, 0.0)
     return x
 
@@ -85,15 +86,16 @@ def _np_objective(params, image, f, border=2):
     """Mean of channel f over the feature map without a `border` on each side, in float64."""
     act = _np_features(params, np.asarray(image)[None])[0]
     h, w = act.shape[:2]
-    return act[border: h - border, border: w - border, f].mean()
+    return act[border : h - border, border : w - border, f].mean()
 
 
 def _reference_ascent(params, image, f, steps, step_size, border=2):
     """The recipe, written here: steps of step_size · g / (rms(g) + 1e-5), g the input gradient."""
+
     def objective(x):
         act = _features(params, x[None])[0]
         h, w = act.shape[:2]
-        return jnp.mean(act[border: h - border, border: w - border, f])
+        return jnp.mean(act[border : h - border, border : w - border, f])
 
     x = jnp.asarray(image)
     for _ in range(steps):
@@ -109,6 +111,7 @@ def _starts(k: int, seed: int = 1) -> np.ndarray:
 
 # Run where the lab lives; return only data.
 
+
 def _objective_gradient(lab, params, image, f):
     return np.asarray(jax.grad(lambda x: lab.filter_activation(_features, params, x, f))(jnp.asarray(image)))
 
@@ -120,25 +123,33 @@ def _ascent(lab, params, image, f, steps, step_size):
 def _batched_and_single(lab, params, starts, steps, step_size):
     filters = jnp.arange(len(starts))
     batched = lab.visualize_filters(_features, params, filters, jnp.asarray(starts), steps=steps, step_size=step_size)
-    chunked = lab.visualize_filters(_features, params, filters, jnp.asarray(starts), steps=steps, step_size=step_size,
-                                    chunk=4)
-    single = [lab.gradient_ascent(_features, params, jnp.asarray(s), f, steps=steps, step_size=step_size)
-              for f, s in enumerate(starts)]
-    return {"batched": np.asarray(batched), "chunked": np.asarray(chunked), "single": np.stack([np.asarray(s) for s in single])}
+    chunked = lab.visualize_filters(
+        _features, params, filters, jnp.asarray(starts), steps=steps, step_size=step_size, chunk=4
+    )
+    single = [
+        lab.gradient_ascent(_features, params, jnp.asarray(s), f, steps=steps, step_size=step_size)
+        for f, s in enumerate(starts)
+    ]
+    return {
+        "batched": np.asarray(batched),
+        "chunked": np.asarray(chunked),
+        "single": np.stack([np.asarray(s) for s in single]),
+    }
 
 
 def _program_sizes(lab, params, steps):
     """Lines of the jaxpr of visualize_filters for 2 and for 6 filters."""
     sizes = {}
     for k in (2, 6):
-        jaxpr = jax.make_jaxpr(lambda imgs, fs: lab.visualize_filters(_features, params, fs, imgs, steps=steps,
-                                                                      step_size=1.0))(
-            jnp.zeros((k, SIZE, SIZE, 3)), jnp.arange(k))
+        jaxpr = jax.make_jaxpr(
+            lambda imgs, fs: lab.visualize_filters(_features, params, fs, imgs, steps=steps, step_size=1.0)
+        )(jnp.zeros((k, SIZE, SIZE, 3)), jnp.arange(k))
         sizes[k] = str(jaxpr).count("\n")
     return sizes
 
 
 # ------------------------------------------------------------------------------ 1. architecture
+
 
 def _expected_table(blocks, input_shape, include_top, classes=1000):
     """The architecture arithmetic: 'same' 3×3 keeps H×W, a pool halves it (floor), counts as in lab 08."""
@@ -177,13 +188,18 @@ def test_the_blocks_are_configuration_d(lab):
 
 @pytest.mark.parametrize("kh, kw, c_in, filters", [(3, 3, 3, 64), (3, 3, 512, 512), (5, 3, 2, 7), (1, 1, 10, 1)])
 def test_conv_params(lab, kh, kw, c_in, filters):
-    expect_equal(lab.conv_params(kh, kw, c_in, filters), filters * (kh * kw * c_in + 1),
-                 f"conv_params({kh}, {kw}, {c_in}, {filters}): one bias per filter")
+    expect_equal(
+        lab.conv_params(kh, kw, c_in, filters),
+        filters * (kh * kw * c_in + 1),
+        f"conv_params({kh}, {kw}, {c_in}, {filters}): one bias per filter",
+    )
 
 
 @pytest.mark.parametrize("n_in, n_out", [(25088, 4096), (4096, 1000), (3, 2)])
 def test_dense_params(lab, n_in, n_out):
-    expect_equal(lab.dense_params(n_in, n_out), n_out * (n_in + 1), f"dense_params({n_in}, {n_out}): weights and biases")
+    expect_equal(
+        lab.dense_params(n_in, n_out), n_out * (n_in + 1), f"dense_params({n_in}, {n_out}): weights and biases"
+    )
 
 
 @pytest.mark.points(3)
@@ -200,13 +216,20 @@ def test_the_vgg16_table(lab, include_top, total):
 @pytest.mark.points(2)
 def test_other_vgg_shapes(lab):
     blocks = [[4, 4], [6], [5, 5, 5]]
-    _check_table(lab.layer_table(blocks, input_shape=(37, 18, 1), include_top=False),
-                 _expected_table(blocks, (37, 18, 1), False), "a small VGG on a 37×18×1 input (odd sizes round down)")
-    _check_table(lab.layer_table(blocks, input_shape=(32, 32, 3), include_top=True, classes=10),
-                 _expected_table(blocks, (32, 32, 3), True, classes=10), "a small VGG with a 10-class top")
+    _check_table(
+        lab.layer_table(blocks, input_shape=(37, 18, 1), include_top=False),
+        _expected_table(blocks, (37, 18, 1), False),
+        "a small VGG on a 37×18×1 input (odd sizes round down)",
+    )
+    _check_table(
+        lab.layer_table(blocks, input_shape=(32, 32, 3), include_top=True, classes=10),
+        _expected_table(blocks, (32, 32, 3), True, classes=10),
+        "a small VGG with a 10-class top",
+    )
 
 
 # -------------------------------------------------------------------------------- 2. objective
+
 
 @pytest.mark.points(2)
 @pytest.mark.parametrize("border", [2, 0, 3])
@@ -216,8 +239,13 @@ def test_filter_activation(lab, border):
     for f, value in enumerate(got):
         expect_shape(value, (), f"filter_activation(..., f={f}) (a scalar)")
     want = [_np_objective(params, image, f, border) for f in range(6)]
-    expect_close(np.array([np.asarray(v) for v in got]), want,
-                 f"mean activation of each filter, border {border} (float64 reference)", atol=1e-5, rtol=1e-4)
+    expect_close(
+        np.array([np.asarray(v) for v in got]),
+        want,
+        f"mean activation of each filter, border {border} (float64 reference)",
+        atol=1e-5,
+        rtol=1e-4,
+    )
 
 
 @pytest.mark.points(3)
@@ -228,15 +256,19 @@ def test_objective_gradient_matches_finite_differences(lab, f):
     expect_shape(grad, image.shape, "the gradient with respect to the image")
     rng, eps = _rng(5), 1e-6
     directions = rng.normal(size=(4, *image.shape))
-    fd = [(_np_objective(params, image + eps * d, f) - _np_objective(params, image - eps * d, f)) / (2 * eps)
-          for d in directions]  # central differences in float64, along random directions
+    fd = [
+        (_np_objective(params, image + eps * d, f) - _np_objective(params, image - eps * d, f)) / (2 * eps)
+        for d in directions
+    ]  # central differences in float64, along random directions
     along = [float(np.sum(np.asarray(grad, np.float64) * d)) for d in directions]
     expect(np.abs(fd).max() > 1e-3, "the test's directions see no change (test bug)")
-    expect_close(along, fd, "directional derivatives of the objective: jax.grad vs finite differences",
-                 atol=1e-4, rtol=1e-3)
+    expect_close(
+        along, fd, "directional derivatives of the objective: jax.grad vs finite differences", atol=1e-4, rtol=1e-3
+    )
 
 
 # -------------------------------------------------------------------------------- gradient ascent
+
 
 @pytest.mark.points(3)
 @pytest.mark.parametrize("f", [1, 4])
@@ -245,9 +277,16 @@ def test_gradient_ascent_follows_the_recipe(lab, f):
     last = lab.run(_ascent, params, start, f, 6, 0.2)
     expect_shape(last, start.shape, "gradient_ascent's image")
     before, after = _np_objective(params, start, f), _np_objective(params, last, f)
-    expect(after > before, f"the activation of filter {f} did not increase: {before:.5f} at the start, {after:.5f} after")
-    expect_close(last, _reference_ascent(params, start, f, 6, 0.2),
-                 "6 steps of step_size · g / (sqrt(mean(g²)) + 1e-5)", atol=2e-3, rtol=1e-3)
+    expect(
+        after > before, f"the activation of filter {f} did not increase: {before:.5f} at the start, {after:.5f} after"
+    )
+    expect_close(
+        last,
+        _reference_ascent(params, start, f, 6, 0.2),
+        "6 steps of step_size · g / (sqrt(mean(g²)) + 1e-5)",
+        atol=2e-3,
+        rtol=1e-3,
+    )
 
 
 @pytest.mark.points(4)
@@ -259,9 +298,12 @@ def test_all_filters_at_once(lab):
     before = np.array([_np_objective(params, s, f) for f, s in enumerate(starts)])
     after = np.array([_np_objective(params, x, f) for f, x in enumerate(batched)])
     worse = [f for f in range(6) if not after[f] > before[f]]
-    expect(not worse, f"the activation did not increase for filters {worse}: start {before[worse]}, after {after[worse]}")
-    expect_close(batched, single, "visualize_filters (batched) vs gradient_ascent one filter at a time",
-                 atol=1e-4, rtol=1e-4)
+    expect(
+        not worse, f"the activation did not increase for filters {worse}: start {before[worse]}, after {after[worse]}"
+    )
+    expect_close(
+        batched, single, "visualize_filters (batched) vs gradient_ascent one filter at a time", atol=1e-4, rtol=1e-4
+    )
     expect_close(chunked, batched, "visualize_filters with chunk=4 vs without", atol=1e-4, rtol=1e-4)
     want = np.stack([_reference_ascent(params, s, f, 5, 0.1) for f, s in enumerate(starts)])
     expect_close(batched, want, "every filter's image vs the recipe computed here", atol=2e-3, rtol=1e-3)
@@ -270,11 +312,15 @@ def test_all_filters_at_once(lab):
 @pytest.mark.unverifiable  # the jaxprs are the sandbox's word: they cannot be recomputed here, so 1 point
 def test_the_layer_is_one_program(lab):
     sizes = lab.run(_program_sizes, _tiny_params(), 3)
-    expect(sizes[6] <= sizes[2] + 2, f"visualize_filters' program grows with the number of filters ({sizes[2]} lines "
-                                     f"for 2 filters, {sizes[6]} for 6): vmap over them instead of a Python loop")
+    expect(
+        sizes[6] <= sizes[2] + 2,
+        f"visualize_filters' program grows with the number of filters ({sizes[2]} lines "
+        f"for 2 filters, {sizes[6]} for 6): vmap over them instead of a Python loop",
+    )
 
 
 # ---------------------------------------------------------------------------------- 4. display
+
 
 def test_deprocess(lab, key):
     image = np.asarray(jax.random.normal(key, (5, 7, 3))) * 30.0 + 12.0
@@ -293,5 +339,5 @@ def test_filter_grid(lab, key):
     want = np.full((7, 14, 2), 0.5)
     for k in range(5):
         r, c = divmod(k, 3)
-        want[r * 4: r * 4 + 3, c * 5: c * 5 + 4] = tiles[k]
+        want[r * 4 : r * 4 + 3, c * 5 : c * 5 + 4] = tiles[k]
     expect_close(got, want, "tiles row by row, margins and the empty cell filled", atol=1e-6)
