@@ -64,6 +64,20 @@ def test_conv2d_module_equals_nnx_conv_with_keras_init():
     ours.bias[...] = theirs.bias[...]
     x = jax.random.normal(jax.random.key(3), (2, 10, 10, 3))
     np.testing.assert_allclose(ours(x), theirs(x), atol=1e-5)
+    # And in gradient, with respect to the input and to both parameters, compiled as the loop compiles it.
+    dy = jax.random.normal(jax.random.key(4), (2, 8, 8, 8))
+    grads = []
+    for module in (ours, theirs):
+        graphdef, params = nnx.split(module, nnx.Param)
+
+        def pullback(params, x, graphdef=graphdef):
+            return jax.vjp(lambda p, v: nnx.merge(graphdef, p)(v), params, x)[1](dy)
+
+        grads.append(layers.jit(pullback)(params, x))
+    (dp_ours, dx_ours), (dp_theirs, dx_theirs) = grads
+    np.testing.assert_allclose(dx_ours, dx_theirs, atol=1e-4)
+    np.testing.assert_allclose(dp_ours["kernel"][...], dp_theirs["kernel"][...], atol=1e-4)
+    np.testing.assert_allclose(dp_ours["bias"][...], dp_theirs["bias"][...], atol=1e-4)
     # Keras' defaults: Glorot-uniform kernel within ±sqrt(6 / (9·3 + 9·8)), zero bias.
     fresh = layers.Conv2D(3, 8, (3, 3), rngs=nnx.Rngs(0))
     assert np.abs(np.asarray(fresh.kernel[...])).max() <= np.sqrt(6 / (27 + 72))
