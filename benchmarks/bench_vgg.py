@@ -61,7 +61,12 @@ def main(argv: list[str] | None = None) -> None:
         f"on {jax.devices()[0].device_kind} ({jax.default_backend().upper()})",
         flush=True,
     )
-    rows = []
+    class Rows(list):  # each row is printed as it is measured, so a long run shows where it is
+        def append(self, row):
+            print(f"  {row[0]}: {row[1]:.3f} s per filter ({row[2]} filters)", flush=True)
+            super().append(row)
+
+    rows = Rows()
 
     # Peer: the Keras recipe, a Python loop over filters and steps around one jitted step.
     grad = jax.jit(jax.grad(lambda p, x, f: lab.filter_activation(features, p, x, f), argnums=1))
@@ -137,7 +142,10 @@ def main(argv: list[str] | None = None) -> None:
 
         return jax.lax.fori_loop(0, args.steps, step, x)
 
-    rolled = jax.jit(jax.vmap(rolled_one, in_axes=(None, 0, 0)))
+    if args.chunk:  # as visualize_filters does: at most --chunk filters in flight (memory grows with them)
+        rolled = jax.jit(lambda p, xs, fs: jax.lax.map(lambda a: rolled_one(p, *a), (xs, fs), batch_size=args.chunk))
+    else:
+        rolled = jax.jit(jax.vmap(rolled_one, in_axes=(None, 0, 0)))
     start = time.perf_counter()
     np.asarray(rolled(params, images, filters))
     first = time.perf_counter() - start
