@@ -101,3 +101,13 @@ def test_fit_seeds_trains_one_network_per_key(lab, key):
     # vmap must not change the maths: the second network equals one trained alone from the same key.
     alone, alone_losses = lab.fit(lab.init_network(8, 1, key=keys[1]), x, y, optimizer=optax.adam(0.01), steps=100)
     expect_close(losses[1], alone_losses, "vmapped losses vs a single fit with the same key", atol=1e-4, rtol=1e-3)
+    # The losses are claims: the trained parameters that came back must bear them out (recomputed here).
+    for k in range(3):
+        net = [{name: np.asarray(v)[k] for name, v in layer.items()} for layer in params]
+        mse = float(np.mean((numpy_mlp(net, x) - np.asarray(y, np.float64)) ** 2))
+        expect(
+            mse < float(losses[k, 0]),
+            f"network {k}'s returned parameters have MSE {mse:.4f} (recomputed here), no better than its first "
+            f"step's reported loss {float(losses[k, 0]):.4f}: return the trained parameters",
+        )
+    expect_close(params[0]["w"][1], alone[0]["w"], "network 1's first-layer weights vs fit alone", atol=1e-4)
