@@ -7,9 +7,8 @@ student's code starts and detaches (double fork, ``setsid``) is re-parented here
 the server kills every child of its own that is not a live sandbox whenever it is asked to reap.
 
 The socket carries JSON lines. Requests: ``{"op": "fork", "config": {...}}`` with three file
-descriptors attached (requests, responses, output), ``{"op": "reap"}``, and ``{"op": "probe", "uid",
-"gid", "paths"}`` (can that user read those?). Answers: ``{"started": pid}``, ``{"reaped": n}``,
-``{"probed": bool}``, and, whenever a sandbox ends, ``{"exited": pid, "code": c}``
+descriptors attached (requests, responses, output), and ``{"op": "reap"}``. Answers:
+``{"started": pid}``, ``{"reaped": n}``, and, whenever a sandbox ends, ``{"exited": pid, "code": c}``
 (``c`` as ``subprocess`` reports it: negative for a signal).
 """
 
@@ -23,7 +22,7 @@ import socket
 import sys
 import time
 
-from course.grader.privacy import set_dumpable, unreadable_as
+from course.grader.privacy import set_dumpable
 
 MAX_FDS = 3
 
@@ -86,18 +85,11 @@ def main(fd: int) -> None:
                         send(started=pid)
                     elif request["op"] == "reap":
                         send(reaped=_kill_strays(sandboxes))
-                    elif request["op"] == "probe":
-                        send(probed=_can_read_as(request["uid"], request["gid"], request["paths"]))
             _collect(sandboxes, send)
     finally:
         for pid in list(sandboxes):
             _kill(pid)
         _kill_strays(set())
-
-
-def _can_read_as(uid: int, gid: int, paths: list[str]) -> bool:
-    """Whether a sandbox running as ``uid`` could read these files and folders (forked and tried for real)."""
-    return unreadable_as(uid, gid, paths) is None
 
 
 def _collect(sandboxes: set[int], send) -> None:

@@ -11,6 +11,7 @@ user this is already so; elsewhere it does nothing.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 
@@ -81,3 +82,11 @@ def unreadable_as(uid: int, gid: int, paths: list[str]) -> str | None:
     if probe.returncode != 0:
         return sys.executable
     return probe.stdout.strip() or None
+
+
+def python_dirs() -> list[str]:
+    """Where this Python's standard library and JAX live, which a sandbox's user must read (JAX not imported)."""
+    import importlib.util
+
+    jax = importlib.util.find_spec("jax")
+    return [os.path.dirname(os.__file__), *([os.path.dirname(jax.origin)] if jax and jax.origin else [])]

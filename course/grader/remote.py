@@ -138,20 +138,6 @@ def sandbox_user(setting: str | None) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-def can_read_as(user: tuple[int, int], paths: list[Path]) -> bool:
-    """Whether a sandbox running as ``user`` can read these files and folders and the Python it runs on.
-
-    Tried for real in a child of the fork server. It fails where Python itself is private (a pyenv
-    under /root, say): then the sandbox cannot run as that user at all.
-    """
-    import jax
-
-    needed = [*map(str, paths), os.path.dirname(os.__file__), os.path.dirname(jax.__file__)]
-    server = fork_server()
-    server.sock.sendall((json.dumps({"op": "probe", "uid": user[0], "gid": user[1], "paths": needed}) + "\n").encode())
-    return bool(server._reply("probed", time.monotonic() + START_LIMIT_S))
-
-
 # ---------------------------------------------------------------------------------------------------
 # One sandbox
 

@@ -226,7 +226,7 @@ def sandbox_setting(setting: str, snapshot: Snapshot, report: Report) -> str:
     if user is None:
         return "none"
     name = "nobody" if setting == "auto" else setting
-    needed = [snapshot.root, Path(_labs.__file__).resolve().parent, *_python_dirs()]
+    needed = [snapshot.root, Path(_labs.__file__).resolve().parent, *privacy.python_dirs()]
     unreadable = privacy.unreadable_as(*user, [str(p) for p in needed])
     if unreadable is None:
         return name
@@ -240,14 +240,6 @@ def sandbox_setting(setting: str, snapshot: Snapshot, report: Report) -> str:
         "root: this grading was not protected from it (install Python where nobody can read it)"
     )
     return "none"
-
-
-def _python_dirs() -> list[str]:
-    """Where this Python's standard library and JAX live (found without importing JAX)."""
-    import importlib.util
-
-    jax = importlib.util.find_spec("jax")
-    return [os.path.dirname(os.__file__), *([os.path.dirname(jax.origin)] if jax and jax.origin else [])]
 
 
 # ---------------------------------------------------------------------------------------------------

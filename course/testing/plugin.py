@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import zlib
@@ -147,25 +148,31 @@ def current_clock():
     return _clock
 
 
+@functools.cache
+def _needed_by_sandboxes() -> tuple[str, ...]:
+    from course.grader import privacy
+
+    return (str(Path(_labs.__file__).resolve().parent), *privacy.python_dirs())
+
+
 @pytest.fixture(scope="module")
 def lab(request: pytest.FixtureRequest):
     """The lab a test file is about, running in a sandbox: calls return data."""
-    from course.grader import remote
+    from course.grader import privacy, remote
 
     lid = _labs.lab_of(request.path)
     if lid is None:
         raise pytest.UsageError(f"{request.path.name}: the `lab` fixture needs a file named test_labNN_*.py")
     config = request.config
     folder = impl_dir(config)
-    user = remote.sandbox_user(config.getoption("--sandbox-user"))
+    setting = config.getoption("--sandbox-user")
+    user = remote.sandbox_user(setting)
     path = _labs.lab_path(lid, folder)
-    if user is not None and not remote.can_read_as(user, [path, Path(remote.__file__).parent.parent]):
-        # e.g. a checkout under /root, which the unprivileged user cannot even read
-        print(
-            f"course: user {config.getoption('--sandbox-user')!r} cannot read {path} and the course code; "
-            "running the lab as this user instead",
-            file=sys.stderr,
-        )
+    unreadable = user and privacy.unreadable_as(*user, [str(path), *_needed_by_sandboxes()])
+    if unreadable:  # e.g. a pyenv under /root, which the unprivileged user cannot even read
+        if setting != "auto":
+            raise pytest.UsageError(f"--sandbox-user {setting}: that user cannot read {unreadable}")
+        print(f"course: user nobody cannot read {unreadable}; running the lab as this user instead", file=sys.stderr)
         user = None
     cache = Path(
         config.getoption("--sandbox-cache")

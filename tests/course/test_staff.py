@@ -99,10 +99,10 @@ def _sandbox_user_here(root) -> str:
     """run_autograder's nobody where this machine allows it; else what grading here can do."""
     if os.geteuid() != 0:
         return "none"  # only root switches users
-    from course.grader import privacy, runner
+    from course.grader import privacy
 
     user = pwd.getpwnam("nobody")
-    needed = [str(root / "source" / "course"), *runner._python_dirs()]
+    needed = [str(root / "source" / "course"), *privacy.python_dirs()]
     # Gradescope's Python is readable by nobody (setup.sh sees to it); a pyenv under /root is not.
     return "nobody" if privacy.unreadable_as(user.pw_uid, user.pw_gid, needed) is None else "auto"
 
