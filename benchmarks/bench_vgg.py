@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         f"on {jax.devices()[0].device_kind} ({jax.default_backend().upper()})",
         flush=True,
     )
+
     class Rows(list):  # each row is printed as it is measured, so a long run shows where it is
         def append(self, row):
             print(f"  {row[0]}: {row[1]:.3f} s per filter ({row[2]} filters)", flush=True)
