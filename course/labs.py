@@ -32,6 +32,11 @@ def root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def graded_tests_dir() -> Path:
+    """The folder of graded tests ``test_labNN_*.py``: ``$COURSE_TESTS_DIR``, else ``tests/labs`` of the checkout."""
+    return Path(os.environ.get("COURSE_TESTS_DIR") or root() / "tests" / "labs").resolve()
+
+
 def has_solutions() -> bool:
     """True in the staff repository, False in a student bundle."""
     return (root() / "solutions").is_dir()

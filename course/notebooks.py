@@ -553,7 +553,7 @@ def check(
     else:
         source, notes = module_source(kernel_cells(), origin="this kernel's history", skip_unparsable=True)
         notes = [n for n in notes if "left out" in n]  # dropped magics in the history are expected; say nothing
-    tests_dir = Path(os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs")
+    tests_dir = _labs.graded_tests_dir()
     if not any(tests_dir.glob(f"test_{lid}*.py")):
         raise _labs.CourseError(
             f"no graded tests of {lid} in {tests_dir}: check() needs a checkout of the course "

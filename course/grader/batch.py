@@ -85,7 +85,7 @@ def grade_class(
     """Grade every submission; write each student's results.json and the gradebook; return its path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tests = Path(os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs")
+    tests = _labs.graded_tests_dir()
     # A fixed test regrades everyone: the tests' bytes are part of what a grade depends on.
     settings = {
         "labs": sorted(labs or []),

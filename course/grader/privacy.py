@@ -90,3 +90,8 @@ def python_dirs() -> list[str]:
 
     jax = importlib.util.find_spec("jax")
     return [os.path.dirname(os.__file__), *([os.path.dirname(jax.origin)] if jax and jax.origin else [])]
+
+
+def needed_by_sandboxes() -> list[str]:
+    """What every sandbox reads besides the lab: this course package, Python's standard library, JAX."""
+    return [os.path.dirname(os.path.dirname(os.path.realpath(__file__))), *python_dirs()]

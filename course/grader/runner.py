@@ -118,7 +118,7 @@ def grade(
     start = time.monotonic()
     notebook = _notebooks.has_notebooks(impl)
     impl_dir = Path(impl).resolve() if notebook and Path(impl).is_file() else _labs.impl_dir(impl)
-    tests_dir = Path(tests_dir or os.environ.get("COURSE_TESTS_DIR") or _labs.root() / "tests" / "labs").resolve()
+    tests_dir = Path(tests_dir).resolve() if tests_dir else _labs.graded_tests_dir()
     report = Report(impl=str(impl), seed=seed)
     with privacy.closed_to_same_user(), tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         converted = Path(tmp) / "notebooks"
@@ -226,7 +226,7 @@ def sandbox_setting(setting: str, snapshot: Snapshot, report: Report) -> str:
     if user is None:
         return "none"
     name = "nobody" if setting == "auto" else setting
-    needed = [snapshot.root, Path(_labs.__file__).resolve().parent, *privacy.python_dirs()]
+    needed = [snapshot.root, *privacy.needed_by_sandboxes()]
     unreadable = privacy.unreadable_as(*user, [str(p) for p in needed])
     if unreadable is None:
         return name

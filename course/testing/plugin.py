@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import zlib
@@ -148,13 +147,6 @@ def current_clock():
     return _clock
 
 
-@functools.cache
-def _needed_by_sandboxes() -> tuple[str, ...]:
-    from course.grader import privacy
-
-    return (str(Path(_labs.__file__).resolve().parent), *privacy.python_dirs())
-
-
 @pytest.fixture(scope="module")
 def lab(request: pytest.FixtureRequest):
     """The lab a test file is about, running in a sandbox: calls return data."""
@@ -168,7 +160,7 @@ def lab(request: pytest.FixtureRequest):
     setting = config.getoption("--sandbox-user")
     user = remote.sandbox_user(setting)
     path = _labs.lab_path(lid, folder)
-    unreadable = user and privacy.unreadable_as(*user, [str(path), *_needed_by_sandboxes()])
+    unreadable = user and privacy.unreadable_as(*user, [str(path), *privacy.needed_by_sandboxes()])
     if unreadable:  # e.g. a pyenv under /root, which the unprivileged user cannot even read
         if setting != "auto":
             raise pytest.UsageError(f"--sandbox-user {setting}: that user cannot read {unreadable}")
