@@ -28,12 +28,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+if __name__ == "__main__":  # as `course run` does: start over with huge pages for malloc, where that helps
+    from course.hugepages import restart_with_hugepages
+
+    restart_with_hugepages()
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from course import labs, layers, mnist, training  # noqa: E402
+from course import hugepages, labs, layers, mnist, training  # noqa: E402
 from course.training import TrainState  # noqa: E402
 
 lab = labs.load_lab("lab10", "solutions")
@@ -278,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     torch = torch_or_none()
     print(
         f"jax {jax.__version__} on {jax.devices()[0].device_kind}; {os.cpu_count()} CPUs; "
-        f"PyTorch {torch.__version__ if torch else 'not installed'}"
+        f"PyTorch {torch.__version__ if torch else 'not installed'}; {hugepages.describe()} (both frameworks)"
     )
     if not args.skip_steps:
         bench_steps(args, torch)

@@ -27,13 +27,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+if __name__ == "__main__":  # as `course run` does: start over with huge pages for malloc, where that helps
+    from course.hugepages import restart_with_hugepages
+
+    restart_with_hugepages()
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from course import mnist, training  # noqa: E402
+from course import hugepages, mnist, training  # noqa: E402
 
 
 def timed(fn, repeat: int) -> float:
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; {os.cpu_count()} CPUs")
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; {os.cpu_count()} CPUs; {hugepages.describe()}")
     bench_loading(args.repeat)
     bench_training(args.epochs)
 

@@ -25,11 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+if __name__ == "__main__":  # as `course run` does: start over with huge pages for malloc, where that helps
+    from course.hugepages import restart_with_hugepages
+
+    restart_with_hugepages()
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from course import labs, vgg16  # noqa: E402
+from course import hugepages, labs, vgg16  # noqa: E402
 
 
 def peak_rss_gb() -> float:
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     kw = dict(steps=args.steps, step_size=1.0)
     print(
         f"{args.layer} ({'before' if before_relu else 'after'} its ReLU), {args.size}×{args.size}, {args.steps} steps, "
-        f"on {jax.devices()[0].device_kind} ({jax.default_backend().upper()})",
+        f"on {jax.devices()[0].device_kind} ({jax.default_backend().upper()}); {hugepages.describe()}",
         flush=True,
     )
 

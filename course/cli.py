@@ -29,6 +29,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = {
         k: v for k, v in (("quick", args.quick), ("dataset", args.dataset), ("seed", args.seed)) if v is not None
     }
+    from course.hugepages import describe
+
+    print(f"== {describe()}", flush=True)
     for name in names:
         lid = _labs.lab_id(name)
         start = time.perf_counter()
@@ -257,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None and args.command == "run":  # the real command line: train with huge pages where that helps
+        from course.hugepages import restart_with_hugepages
+
+        restart_with_hugepages()  # starts this command over, once, with GLIBC_TUNABLES set (else returns)
     try:
         return args.func(args)
     except _labs.CourseError as exc:

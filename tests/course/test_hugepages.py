@@ -1,0 +1,107 @@
+"""course.hugepages: when `course run` starts itself again with glibc's huge-page tunable, and that it does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from course import hugepages, labs
+from course.cli import main
+
+LINUX = {"platform": "linux", "glibc": (2, 36), "thp": "madvise"}
+
+
+def test_wanted_adds_the_tunable_where_it_helps_keeping_other_tunables():
+    env = hugepages.wanted({"PATH": "/bin"}, **LINUX)
+    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    env = hugepages.wanted({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, **LINUX)
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+
+
+@pytest.mark.parametrize(
+    "environ, system",
+    [
+        ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, LINUX),  # already set: no loop
+        ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, LINUX),  # the user chose otherwise
+        ({"COURSE_HUGEPAGES": "0"}, LINUX),  # opted out
+        ({}, {**LINUX, "platform": "darwin"}),
+        ({}, {**LINUX, "platform": "win32"}),
+        ({}, {**LINUX, "glibc": None}),  # musl
+        ({}, {**LINUX, "glibc": (2, 31)}),  # no such tunable before 2.35
+        ({}, {**LINUX, "thp": "always"}),  # huge pages already
+        ({}, {**LINUX, "thp": "never"}),  # none to be had
+        ({}, {**LINUX, "thp": None}),  # no THP in this kernel
+    ],
+)
+def test_wanted_is_none_where_a_restart_would_change_nothing(environ, system):
+    assert hugepages.wanted(environ, **system) is None
+
+
+def test_thp_mode_reads_the_bracketed_choice(tmp_path):
+    path = tmp_path / "enabled"
+    path.write_text("always [madvise] never\n")
+    assert hugepages.thp_mode(path) == "madvise"
+    path.write_text("[always] madvise never\n")
+    assert hugepages.thp_mode(path) == "always"
+    assert hugepages.thp_mode(tmp_path / "missing") is None
+
+
+def test_restart_execs_the_same_command_with_the_tunable(monkeypatch):
+    calls = []
+    monkeypatch.setattr(hugepages, "wanted", lambda environ: {**environ, "GLIBC_TUNABLES": hugepages.SETTING})
+    monkeypatch.setattr(hugepages.os, "execve", lambda *args: calls.append(args))
+    hugepages.restart_with_hugepages()
+    ((path, argv, env),) = calls
+    assert path == sys.executable and argv == list(sys.orig_argv) and env["GLIBC_TUNABLES"] == hugepages.SETTING
+
+
+def test_restart_carries_on_when_exec_fails(monkeypatch):
+    def refuse(*args):
+        raise PermissionError("exec not allowed here")
+
+    monkeypatch.setattr(hugepages, "wanted", lambda environ: dict(environ))
+    monkeypatch.setattr(hugepages.os, "execve", refuse)
+    assert hugepages.restart_with_hugepages() is None
+
+
+def test_main_called_with_arguments_never_restarts(monkeypatch, capsys):
+    def exec_(*args):
+        raise AssertionError("main(argv) must not replace the process")
+
+    monkeypatch.setattr(hugepages.os, "execve", exec_)
+    assert main(["run", "lab99", "--out", "unused"]) == 2
+    assert "== malloc:" in capsys.readouterr().out
+
+
+def test_course_run_starts_again_with_huge_pages_where_they_help(tmp_path):
+    """The real command line: `python -m course run` reports huge pages when this machine can have them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "COURSE_HUGEPAGES")}
+    run = lambda **extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "course", "run", "lab99", "--out", str(tmp_path)],
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+    )
+    done = run()
+    assert done.returncode == 2 and "lab99" in done.stderr, done.stderr
+    header = done.stdout.splitlines()[0]
+    if hugepages.wanted(env) is not None:  # Linux, glibc >= 2.35, THP on request: the child has the tunable
+        assert header == f"== malloc: huge pages ({hugepages.SETTING}, THP madvise)"
+        assert run(COURSE_HUGEPAGES="0").stdout.splitlines()[0] == "== malloc: 4 KiB pages (COURSE_HUGEPAGES=0)"
+    else:
+        assert hugepages.SETTING not in header
+
+
+@pytest.mark.solutions_only
+def test_binder_start_sets_the_tunable_for_jupyter_and_keeps_others():
+    start = labs.root() / "binder" / "start"
+    assert start.stat().st_mode & 0o111, "binder/start must be executable"
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    show = [str(start), sys.executable, "-c", "import os; print(os.environ['GLIBC_TUNABLES'])"]
+    assert subprocess.run(show, env=env, capture_output=True, text=True, check=True).stdout == f"{hugepages.SETTING}\n"
+    env["GLIBC_TUNABLES"] = "glibc.malloc.arena_max=2"
+    out = subprocess.run(show, env=env, capture_output=True, text=True, check=True).stdout
+    assert out == f"glibc.malloc.arena_max=2:{hugepages.SETTING}\n"
