@@ -7,10 +7,11 @@ say "not installed". Both train the lecture's model (Conv 32, Conv 64, max-pool,
 dropout .5, Dense 10) with Keras 2's Adadelta (1.0, .95, 1e-7), batch 128, on MNIST, using every CPU core.
 
 1. Seconds per epoch, steady state: ``course.training.fit`` driving lab 10's step (data on the device,
-   validation on the test split each epoch, compiling excluded and reported apart) against a plain
-   PyTorch loop doing the same (shuffled batches of 128, the last partial one kept, evaluation in
-   batches of 1000). Epochs alternate between the two, ``--rounds`` times, and medians are compared,
-   so that a busy machine slows both alike.
+   validation on the test split each epoch, compiling excluded and reported apart), once with a
+   compiled call per step (``loop="steps"``, the default) and once with each epoch one compiled
+   ``lax.scan`` (``loop="epoch"``), against a plain PyTorch loop doing the same (shuffled batches of 128,
+   the last partial one kept, evaluation in batches of 1000). Epochs alternate between the three,
+   ``--rounds`` times, and medians are compared, so that a busy machine slows all alike.
 2. Milliseconds per training step on random data, for the choices that make ours fast: the
    straightforward ``nnx`` model (``nnx.Conv``, ``nnx.max_pool`` after the ReLU), the same compiled with
    ``course.layers.cpu_compiler_options`` (convolutions to Eigen), and the course's model (also pooling by
@@ -104,8 +105,8 @@ class TorchRun:
 class OurRun:
     """``course.training.fit`` with lab 10's model, step and optimizer, resumed one epoch per call."""
 
-    def __init__(self, data: mnist.Dataset, workdir: Path, seed: int = 0):
-        self.data, self.workdir, self.seed, self.epochs = data, workdir, seed, 0
+    def __init__(self, data: mnist.Dataset, workdir: Path, seed: int = 0, loop: str = "steps"):
+        self.data, self.workdir, self.seed, self.epochs, self.loop = data, workdir, seed, 0, loop
         self.compile_seconds = None
 
     def epoch(self) -> tuple[float, float]:
@@ -126,6 +127,7 @@ class OurRun:
             workdir=self.workdir,
             log_images=0,
             progress=False,
+            loop=self.loop,
         )
         # Each call resumes from the last checkpoint and compiles again: count only the epoch itself.
         self.compile_seconds = history["compile_seconds"][-1]
@@ -138,36 +140,40 @@ def bench_epochs(args, torch) -> None:
     data = mnist.load("mnist")
     data = data._replace(train=data.train.head(args.train), test=data.test.head(args.test))
     with tempfile.TemporaryDirectory() as workdir:
-        ours, theirs = OurRun(data, Path(workdir)), (TorchRun(torch, data) if torch else None)
-        times: dict[str, list[float]] = {"ours": [], "torch": []}
+        runs = {loop: OurRun(data, Path(workdir) / loop, loop=loop) for loop in ("steps", "epoch")}
+        theirs = TorchRun(torch, data) if torch else None
+        times: dict[str, list[float]] = {"steps": [], "epoch": [], "torch": []}
         accs: dict[str, float] = {}
-        compile_seconds = []
+        compile_seconds: dict[str, list[float]] = {"steps": [], "epoch": []}
         for r in range(args.rounds):
             for _ in range(args.epochs):
-                seconds, accs["ours"] = ours.epoch()
-                times["ours"].append(seconds)
-                compile_seconds.append(ours.compile_seconds)
+                for loop, ours in runs.items():
+                    seconds, accs[loop] = ours.epoch()
+                    times[loop].append(seconds)
+                    compile_seconds[loop].append(ours.compile_seconds)
                 if theirs is not None:
                     seconds, accs["torch"] = theirs.epoch()
                     times["torch"].append(seconds)
                 print(
-                    f"  round {r + 1} epoch {ours.epochs}: ours {times['ours'][-1]:.2f} s"
+                    f"  round {r + 1} epoch {runs['steps'].epochs}: ours {times['steps'][-1]:.2f} s, "
+                    f"ours as one program per epoch {times['epoch'][-1]:.2f} s"
                     + (f", torch {times['torch'][-1]:.2f} s" if theirs else ""),
                     flush=True,
                 )
-    ours_s = statistics.median(times["ours"])
     print(
-        f"\nLab 10 CNN, batch 128, Adadelta 1.0: seconds per epoch (steady state, median of {len(times['ours'])}), "
+        f"\nLab 10 CNN, batch 128, Adadelta 1.0: seconds per epoch (steady state, median of {len(times['steps'])}), "
         f"train {len(data.train.labels)}, validation {len(data.test.labels)}; {jax.devices()[0].platform}, "
         f"{os.cpu_count()} CPUs; CPU options {layers.cpu_compiler_options()}"
     )
     print(f"{'':<44} {'s/epoch':>9} {'ratio':>8} {'compile s':>10} {'val acc':>8}")
     torch_s = statistics.median(times["torch"]) if theirs is not None else None
-    ratio = f"{ours_s / torch_s:.2f}x" if torch_s else ""
-    print(
-        f"{'course.training.fit + lab 10 step (JAX)':<44} {ours_s:>9.2f} {ratio:>8} "
-        f"{statistics.median(compile_seconds):>10.2f} {accs['ours']:>8.4f}"
-    )
+    rows = [("steps", "course.training.fit + lab 10 step (JAX)"), ("epoch", "  the same, loop='epoch' (lax.scan)")]
+    for loop, name in rows:
+        ours_s = statistics.median(times[loop])
+        ratio = f"{ours_s / torch_s:.2f}x" if torch_s else ""
+        print(
+            f"{name:<44} {ours_s:>9.2f} {ratio:>8} {statistics.median(compile_seconds[loop]):>10.2f} {accs[loop]:>8.4f}"
+        )
     if theirs is None:
         print(f"{'peer: PyTorch':<44} {'not installed':>9}")
     else:

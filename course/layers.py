@@ -1,7 +1,7 @@
 """Fast CNN layers for the CPU: the same values and gradients as XLA's, written for speed.
 
 Lab 08 wrote convolution and pooling from scratch; lab 10 trains the lecture's CNN with them for real,
-and on a laptop CPU two details decide whether an epoch takes one minute or four:
+and on a laptop CPU these details decide whether an epoch takes one minute or four:
 
 * **Which library runs the convolutions.** XLA:CPU hands convolutions to its YNNPACK library, whose
   *weight gradient* of a 3×3 convolution over (128, 26, 26, 32) is several times slower than Eigen's
@@ -16,6 +16,10 @@ and on a laptop CPU two details decide whether an epoch takes one minute or four
   four strided slices, whose gradient is four cheap selects (:func:`max_pool`). The two agree in value,
   and in gradient wherever the window's maximum is unique; after a ReLU, windows of zeros tie, so the
   lab pools *before* the ReLU (the two commute: ``relu(max(a, b)) == max(relu(a), relu(b))``).
+* **Gradients inside a loop.** Within a ``lax.scan`` body XLA:CPU leaves the gradient convolutions'
+  dimensions in the order JAX wrote them, which Eigen cannot take, and runs a generic convolution
+  tens of times slower; :func:`canonical_backward` writes them out in Eigen's layout
+  (``fit(loop="epoch")`` uses it on a CPU).
 
 ``conv2d`` and ``Conv2D`` are XLA's own convolution (``lax.conv_general_dilated``, 'valid', NHWC), with
 Keras' defaults (Glorot-uniform kernels, zero biases): the speed comes from the compile option, not from
@@ -25,8 +29,10 @@ On a GPU, XLA's cuDNN convolutions are used as they are and the option is not ap
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -64,12 +70,69 @@ def jit(fun: Callable, **kwargs) -> Callable:
     return jax.jit(fun, **kwargs)
 
 
+_NHWC = ("NHWC", "HWIO", "NHWC")  # the one layout XLA:CPU hands to Eigen as it is
+_CANONICAL = contextvars.ContextVar("course_layers_canonical_backward", default=False)
+
+
 def conv2d(x: Array, w: Array, b: Array) -> Array:
-    """'valid' cross-correlation, stride 1: x (N, H, W, C), w (KH, KW, C, F), b (F,) -> (N, H-KH+1, W-KW+1, F)."""
-    y = jax.lax.conv_general_dilated(
-        x, w, window_strides=(1, 1), padding="VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    return y + b
+    """'valid' cross-correlation, stride 1: x (N, H, W, C), w (KH, KW, C, F), b (F,) -> (N, H-KH+1, W-KW+1, F).
+
+    Traced inside :func:`canonical_backward`, its gradient is written out in the layout Eigen takes.
+    """
+    if _CANONICAL.get():
+        return _conv2d_canonical(x, w, b)
+    return _conv(x, w) + b
+
+
+def _conv(x: Array, w: Array) -> Array:
+    return jax.lax.conv_general_dilated(x, w, window_strides=(1, 1), padding="VALID", dimension_numbers=_NHWC)
+
+
+@contextlib.contextmanager
+def canonical_backward(enabled: bool = True) -> Iterator[None]:
+    """While a function is traced inside this, :func:`conv2d`'s gradients are NHWC/HWIO convolutions.
+
+    Why: JAX differentiates a convolution into two more, for the input and for the kernel, with their
+    dimensions in another order (``b01f_01oi->b01f`` and ``f01b_i01o->01bf`` in XLA's notation). In an
+    ordinary compiled function XLA:CPU adds transposes that turn them into the one layout Eigen takes;
+    inside a loop (``lax.scan``, ``fori_loop``) it does not, and runs its generic convolution instead:
+    lab 10's step in a ``lax.scan`` took 1686 ms instead of 47. Here the two are written out as Eigen
+    takes them (a flipped kernel over the padded gradient; the inputs, channels first, against the
+    gradient), and in a scan the step takes 45-47 ms. The values are the same (tests). The cost: a
+    ``custom_vjp``, so forward-mode differentiation (``jax.jvp``, ``jax.hessian``) of what is traced
+    inside is refused; ``fit(loop="epoch")`` uses it on a CPU, where only ``jax.grad`` is taken.
+    """
+    token = _CANONICAL.set(enabled)
+    try:
+        yield
+    finally:
+        _CANONICAL.reset(token)
+
+
+@jax.custom_vjp
+def _conv2d_canonical(x: Array, w: Array, b: Array) -> Array:
+    return _conv(x, w) + b
+
+
+def _conv2d_canonical_fwd(x: Array, w: Array, b: Array):
+    return _conv(x, w) + b, (x, w)
+
+
+def _conv2d_canonical_bwd(residuals, g: Array):
+    x, w = residuals  # (N, H, W, C), (KH, KW, C, F); g (N, H', W', F)
+    kh, kw = w.shape[:2]
+    flipped = w[::-1, ::-1].transpose(0, 1, 3, 2)  # (KH, KW, F, C)
+    pad = [(kh - 1, kh - 1), (kw - 1, kw - 1)]
+    dx = jax.lax.conv_general_dilated(g, flipped, (1, 1), pad, dimension_numbers=_NHWC)  # (N, H, W, C)
+    # dW[u, v, c, f] = sum over n, i, j of x[n, i + u, j + v, c] g[n, i, j, f]: channels as the batch,
+    # images as the features, the gradient as the kernel.
+    dw = jax.lax.conv_general_dilated(
+        x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1), "VALID", dimension_numbers=_NHWC
+    )  # (C, KH, KW, F)
+    return dx, dw.transpose(1, 2, 0, 3), jnp.sum(g, axis=(0, 1, 2))
+
+
+_conv2d_canonical.defvjp(_conv2d_canonical_fwd, _conv2d_canonical_bwd)
 
 
 def max_pool(x: Array, window: int = 2) -> Array:
@@ -104,4 +167,4 @@ class Conv2D(nnx.Module):
         return conv2d(x, self.kernel[...], self.bias[...])
 
 
-__all__ = ["Conv2D", "conv2d", "cpu_compiler_options", "jit", "max_pool"]
+__all__ = ["Conv2D", "canonical_backward", "conv2d", "cpu_compiler_options", "jit", "max_pool"]

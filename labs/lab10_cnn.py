@@ -205,8 +205,13 @@ def train(
     key: Array,
     workdir: str | Path | None = None,
     progress: bool | None = None,
+    loop: str = "epoch",
 ) -> tuple[CNN, dict[str, list[float]]]:
-    """The lecture's recipe on ``data.train``, validating on ``data.test``; returns (model, history)."""
+    """The lecture's recipe on ``data.train``, validating on ``data.test``; returns (model, history).
+
+    ``loop="epoch"``: each epoch one compiled program (the bar moves once per epoch), measured faster
+    than a call per step (``"steps"``) on a 2-core CPU: 22.6 against 24.7 s per epoch.
+    """
     k_init, k_fit = jax.random.split(key)
     model = CNN(rngs=nnx.Rngs(k_init), in_shape=data.train.images.shape[1:])
     return training.fit(
@@ -225,6 +230,7 @@ def train(
         resume=False,
         class_names=data.class_names,
         progress=progress,
+        loop=loop,
     )
 
 

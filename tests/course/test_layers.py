@@ -56,6 +56,58 @@ def test_conv2d_gradients_with_the_cpu_option_equal_xla_defaults(conv_case):
         np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+@pytest.mark.parametrize("kernel", [(3, 3), (2, 4)])
+def test_conv2d_canonical_backward_equals_xla_gradients(kernel):
+    """The gradients written out for Eigen (course.layers.canonical_backward) are XLA's own."""
+    kx, kw, kb, ky = jax.random.split(jax.random.key(1), 4)
+    x = jax.random.normal(kx, (3, 10, 8, 4))
+    w = jax.random.normal(kw, (*kernel, 4, 6))
+    b = jax.random.normal(kb, (6,))
+    dy = jax.random.normal(ky, (3, 10 - kernel[0] + 1, 8 - kernel[1] + 1, 6))
+
+    def grads(x, w, b):
+        with layers.canonical_backward():
+            y, vjp = jax.vjp(layers.conv2d, x, w, b)
+        return y, vjp(dy)
+
+    want_y, want = jax.vjp(xla_conv, x, w, b)[0], jax.vjp(xla_conv, x, w, b)[1](dy)
+    for jitted in (grads, layers.jit(grads)):
+        y, got = jitted(x, w, b)
+        np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)
+        for g, h, name in zip(got, want, ("dx", "dw", "db")):
+            np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_conv2d_gradients_inside_a_scan_stay_in_eigens_layout():
+    """In a loop body XLA:CPU does not reorder a convolution's dimensions for Eigen; written out, they are."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the layout question is XLA:CPU's")
+    x = jnp.ones((5, 4, 10, 10, 3))  # 5 steps of a batch of 4
+    w, b = jnp.ones((3, 3, 3, 8)), jnp.zeros((8,))
+
+    def loop(w, b, x):
+        def body(carry, xi):
+            w, b = carry
+            dw, db = jax.grad(lambda w, b: jnp.sum(layers.conv2d(xi, w, b) ** 2), argnums=(0, 1))(w, b)
+            return (w - 0.01 * dw, b - 0.01 * db), None
+
+        with layers.canonical_backward():
+            return jax.lax.scan(body, (w, b), x)[0]
+
+    hlo = layers.jit(loop).lower(w, b, x).compile().as_text()
+    labels = [line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines() if " convolution(" in line]
+    assert len(labels) == 2, labels  # the forward convolution and the kernel's gradient (x is not differentiated)
+    assert set(labels) == {"b01f_01io->b01f"}, labels
+
+
+def test_conv2d_outside_canonical_backward_keeps_forward_mode():
+    x, w, b = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 4)), jnp.ones((4,))
+    _, tangent = jax.jvp(layers.conv2d, (x, w, b), (x, w, b))  # forward mode: an ordinary convolution
+    np.testing.assert_allclose(tangent, 2 * xla_conv(x, w, b) - b, rtol=1e-6)
+    with layers.canonical_backward(), pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(layers.conv2d, (x, w, b), (x, w, b))
+
+
 def test_conv2d_module_equals_nnx_conv_with_keras_init():
     ours = layers.Conv2D(3, 8, (3, 3), rngs=nnx.Rngs(0))
     theirs = nnx.Conv(3, 8, (3, 3), padding="VALID", rngs=nnx.Rngs(1))
