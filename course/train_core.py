@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -254,6 +255,16 @@ def epoch_at_once(train_step, *, preprocess: Callable[[Array], Array] = lambda x
             return jax.lax.scan(body, (state, totals), steps)[0]
 
     return layers.jit(run_epoch, donate_argnums=(0, 1))
+
+
+EIGEN_CONVOLUTION = "[b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f]"  # NHWC x HWIO -> NHWC, in StableHLO's notation
+
+
+def generic_convolutions(lowered_text: str) -> list[str]:
+    """The dimension numbers of each convolution in a lowered program (``jit(f).lower(...).as_text()``)
+    that is not in Eigen's layout: inside a loop XLA:CPU runs such a one with its generic, slow code."""
+    found = re.findall(r"stablehlo\.convolution\(.*?dim_numbers = (\[[^\]]*\]x\[[^\]]*\]->\[[^\]]*\])", lowered_text)
+    return [numbers for numbers in found if numbers != EIGEN_CONVOLUTION]
 
 
 def check_split(name: str, split) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,6 +55,7 @@ from course.train_core import (
     epoch_at_once,
     epoch_batches,
     evaluate,
+    generic_convolutions,
     make_eval_step,
     make_train_step,
     means,
@@ -231,7 +233,9 @@ def fit(
       loop: ``"steps"``, one compiled call per step from Python (the bar moves each step), or ``"epoch"``,
         each epoch one compiled ``lax.scan`` over its steps (the bar moves once per epoch; no Python
         between steps: lab 10 on a 2-core CPU 6 % faster, and on accelerators, where dispatching a step
-        can cost more than computing it, the usual choice). Both train alike.
+        can cost more than computing it, the usual choice). Both train alike. On a CPU, a step whose
+        convolutions are not ``course.layers.conv2d`` falls back to ``"steps"`` with a warning (in a
+        loop their gradients would run XLA's generic convolution, tens of times slower).
       wandb_project: also log metrics and images to Weights & Biases (``WANDB_MODE=offline`` works offline).
 
     Returns:
@@ -295,12 +299,19 @@ def fit(
             batches = epoch_batches(len(train_y), batch_size, key=jax.random.fold_in(k_data, epoch))
             compile_seconds = 0.0
             if epoch == first_epoch:  # compile ahead of time, to report how long compiling takes
-                args = (
-                    (state, zeros, train_x, train_y, batches)
-                    + ((np.int32(0),) if loop == "steps" else ())
-                    + (k_dropout,)
-                )
-                step_at = step_at.lower(*args).compile()
+                lowered = step_at.lower(state, zeros, train_x, train_y, batches, k_dropout) if loop == "epoch" else None
+                if lowered is not None and jax.default_backend() == "cpu" and generic_convolutions(lowered.as_text()):
+                    warnings.warn(  # e.g. nnx.Conv or lax.conv in the model: tens of times slower in a loop
+                        "fit(loop='epoch') on a CPU: this step has convolutions (not course.layers.conv2d) whose "
+                        "gradients XLA:CPU would run with its slow generic code inside the epoch's loop; "
+                        "training with a compiled call per step instead (loop='steps')",
+                        stacklevel=2,
+                    )
+                    loop, lowered = "steps", None
+                    step_at = step_at_index(train_step, preprocess=preprocess, devices=devices)
+                if lowered is None:
+                    lowered = step_at.lower(state, zeros, train_x, train_y, batches, np.int32(0), k_dropout)
+                step_at = lowered.compile()
                 if val_x is not None:
                     first = take(val_x, val_y, batched(jnp.arange(len(val_y)), eval_batch_size), jnp.int32(0))
                     eval_step = eval_step.lower(state.params, state.rest, first).compile()

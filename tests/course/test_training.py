@@ -1,6 +1,7 @@
 """The shared training loop: batching, masking, compiling once, resuming, logging."""
 
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from course import layers, training
+from course import layers, train_core, training
 from course.labs import CourseError
 
 
@@ -53,6 +54,14 @@ class TinyConv(nnx.Module):
 
     def __call__(self, x, *, train=False, key=None):
         return self.head(jax.nn.relu(self.conv(x)).reshape(x.shape[0], -1))
+
+
+class TinyNnxConv(TinyConv):
+    """The same with nnx.Conv: XLA's own convolution, whose gradients a CPU runs slowly inside a loop."""
+
+    def __init__(self, *, rngs):
+        self.conv = nnx.Conv(1, 6, (2, 2), padding="VALID", rngs=rngs)
+        self.head = nnx.Linear(6, 3, rngs=rngs)
 
 
 def data(n, key):
@@ -376,7 +385,37 @@ def test_an_epoch_as_one_program_trains_like_a_loop_of_steps():
 def test_an_epoch_as_one_program_trains_a_cnn_like_a_loop_of_steps():
     sgd = optax.sgd(0.1)  # not Adam, which would hide a gradient off by a constant factor
     by_step, h_step = run(epochs=2, n=100, batch_size=32, model_class=TinyConv, optimizer=sgd)
-    by_epoch, h_epoch = run(epochs=2, n=100, batch_size=32, model_class=TinyConv, optimizer=sgd, loop="epoch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # course.layers.conv2d: no fallback to a call per step
+        by_epoch, h_epoch = run(epochs=2, n=100, batch_size=32, model_class=TinyConv, optimizer=sgd, loop="epoch")
     for a, b in zip(jax.tree.leaves(nnx.state(by_step)), jax.tree.leaves(nnx.state(by_epoch))):
         np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(h_step["loss"], h_epoch["loss"], rtol=1e-5)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the fallback is for XLA:CPU")
+def test_an_epoch_loop_with_other_convolutions_falls_back_to_steps_on_a_cpu():
+    """nnx.Conv's gradients in a scan would run XLA:CPU's generic convolution: fit says so and trains by steps."""
+    by_step, h_step = run(epochs=2, n=100, batch_size=32, model_class=TinyNnxConv)
+    with pytest.warns(UserWarning, match=r"loop='epoch'.*not course\.layers\.conv2d.*loop='steps'"):
+        by_epoch, h_epoch = run(epochs=2, n=100, batch_size=32, model_class=TinyNnxConv, loop="epoch")
+    for a, b in zip(jax.tree.leaves(nnx.state(by_step)), jax.tree.leaves(nnx.state(by_epoch))):
+        np.testing.assert_array_equal(a, b)
+    assert h_step["loss"] == h_epoch["loss"]
+
+
+def test_generic_convolutions_names_those_not_in_eigens_layout():
+    def grad_in_scan(w, x):
+        def body(w, xi):
+            g = jax.grad(lambda w: jnp.sum(jax.lax.conv_general_dilated(xi, w, (1, 1), "VALID", dimension_numbers=dn)))
+            return w - g(w), None
+
+        return jax.lax.scan(body, w, x)[0]
+
+    dn = ("NHWC", "HWIO", "NHWC")
+    w, x = jnp.ones((2, 2, 1, 3)), jnp.ones((2, 4, 5, 5, 1))
+    found = train_core.generic_convolutions(jax.jit(grad_in_scan).lower(w, x).as_text())
+    assert found and all(numbers != train_core.EIGEN_CONVOLUTION for numbers in found)
+    assert (
+        train_core.generic_convolutions(jax.jit(lambda x, w: layers.conv2d(x, w, 0.0)).lower(x[0], w).as_text()) == []
+    )
