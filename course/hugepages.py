@@ -28,6 +28,7 @@ from pathlib import Path
 TUNABLE = "glibc.malloc.hugetlb"
 SETTING = f"{TUNABLE}=1"
 OPT_OUT = "COURSE_HUGEPAGES"  # "0": never restart with the tunable
+RESTARTED = "COURSE_HUGEPAGES_RESTARTED"  # set in the restarted process: never restart twice
 THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
@@ -76,12 +77,13 @@ def wanted(
     platform = sys.platform if platform is None else platform
     glibc = glibc_version() if glibc is True else glibc
     thp = thp_mode() if thp is True else thp
-    if environ.get(OPT_OUT, "1") == "0" or active(environ):
+    if environ.get(OPT_OUT, "1") == "0" or active(environ) or RESTARTED in environ:
         return None
     if not platform.startswith("linux") or glibc is None or glibc < (2, 35) or thp != "madvise":
         return None
     env = dict(environ)
     env["GLIBC_TUNABLES"] = ":".join(p for p in (environ.get("GLIBC_TUNABLES", ""), SETTING) if p)
+    env[RESTARTED] = "1"  # if the tunable does not survive the exec (a setuid Python), no second restart
     return env
 
 
@@ -94,20 +96,26 @@ def restart_with_hugepages(argv: Sequence[str] | None = None) -> None:
     env = wanted(os.environ)
     if env is None:
         return
-    argv = list(sys.orig_argv if argv is None else argv)
+    if argv is None:
+        argv = list(sys.orig_argv)
+        # Only a command line that is this very command: not a Jupyter kernel running it (`%run -m`),
+        # not a script read from stdin (which would be gone), not an embedded interpreter.
+        tail = sys.argv[1:]
+        if not argv or sys.argv[0] == "-" or "ipykernel" in sys.modules or (tail and argv[-len(tail) :] != tail):
+            return
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execve(sys.executable, argv, env)
-    except OSError:  # cannot start again (no such executable, a sandbox): carry on as we are
+        os.execve(sys.executable, list(argv), env)
+    except (OSError, ValueError):  # cannot start again (no such executable, a sandbox): carry on as we are
         return
 
 
 def describe() -> str:
     """One line for a run's header: whether malloc gets huge pages in this process, and if not, why."""
     glibc, mode = glibc_version(), thp_mode()
-    if active():
-        return f"malloc: huge pages ({SETTING}, THP {mode or 'unknown'})"
+    if active() and glibc is not None and glibc >= (2, 35) and mode in ("madvise", "always"):
+        return f"malloc: huge pages ({SETTING}, THP {mode})"
     if not sys.platform.startswith("linux") or glibc is None:
         return "malloc: the system's own"
     if mode == "always":

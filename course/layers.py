@@ -80,7 +80,7 @@ def conv2d(x: Array, w: Array, b: Array) -> Array:
     Traced inside :func:`canonical_backward`, its gradient is written out in the layout Eigen takes.
     """
     if _CANONICAL.get():
-        return _conv2d_canonical(x, w, b)
+        return _conv_canonical(x, w) + b
     return _conv(x, w) + b
 
 
@@ -101,6 +101,7 @@ def canonical_backward(enabled: bool = True) -> Iterator[None]:
     gradient), and in a scan the step takes 45-47 ms. The values are the same (tests). The cost: a
     ``custom_vjp``, so forward-mode differentiation (``jax.jvp``, ``jax.hessian``) of what is traced
     inside is refused; ``fit(loop="epoch")`` uses it on a CPU, where only ``jax.grad`` is taken.
+    It acts while tracing: a function jitted and traced before keeps the gradients it was traced with.
     """
     token = _CANONICAL.set(enabled)
     try:
@@ -110,16 +111,17 @@ def canonical_backward(enabled: bool = True) -> Iterator[None]:
 
 
 @jax.custom_vjp
-def _conv2d_canonical(x: Array, w: Array, b: Array) -> Array:
-    return _conv(x, w) + b
+def _conv_canonical(x: Array, w: Array) -> Array:
+    return _conv(x, w)
 
 
-def _conv2d_canonical_fwd(x: Array, w: Array, b: Array):
-    return _conv(x, w) + b, (x, w)
+def _conv_canonical_fwd(x: Array, w: Array):
+    return _conv(x, w), (x, w)
 
 
-def _conv2d_canonical_bwd(residuals, g: Array):
+def _conv_canonical_bwd(residuals, g: Array):
     x, w = residuals  # (N, H, W, C), (KH, KW, C, F); g (N, H', W', F)
+    g = g.astype(x.dtype)
     kh, kw = w.shape[:2]
     flipped = w[::-1, ::-1].transpose(0, 1, 3, 2)  # (KH, KW, F, C)
     pad = [(kh - 1, kh - 1), (kw - 1, kw - 1)]
@@ -129,10 +131,10 @@ def _conv2d_canonical_bwd(residuals, g: Array):
     dw = jax.lax.conv_general_dilated(
         x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1), "VALID", dimension_numbers=_NHWC
     )  # (C, KH, KW, F)
-    return dx, dw.transpose(1, 2, 0, 3), jnp.sum(g, axis=(0, 1, 2))
+    return dx.astype(x.dtype), dw.transpose(1, 2, 0, 3).astype(w.dtype)
 
 
-_conv2d_canonical.defvjp(_conv2d_canonical_fwd, _conv2d_canonical_bwd)
+_conv_canonical.defvjp(_conv_canonical_fwd, _conv_canonical_bwd)
 
 
 def max_pool(x: Array, window: int = 2) -> Array:

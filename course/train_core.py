@@ -262,7 +262,10 @@ EIGEN_CONVOLUTION = "[b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f]"  # NHWC x HWIO -> 
 
 def generic_convolutions(lowered_text: str) -> list[str]:
     """The dimension numbers of each convolution in a lowered program (``jit(f).lower(...).as_text()``)
-    that is not in Eigen's layout: inside a loop XLA:CPU runs such a one with its generic, slow code."""
+    that is not in Eigen's layout: inside a loop XLA:CPU runs such a one with its generic, slow code.
+
+    Only the layout is read: a 1-D or 3-D convolution counts as not Eigen's, a grouped or bfloat16
+    one in this layout passes (Eigen may still not take it)."""
     found = re.findall(r"stablehlo\.convolution\(.*?dim_numbers = (\[[^\]]*\]x\[[^\]]*\]->\[[^\]]*\])", lowered_text)
     return [numbers for numbers in found if numbers != EIGEN_CONVOLUTION]
 

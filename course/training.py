@@ -302,9 +302,9 @@ def fit(
                 lowered = step_at.lower(state, zeros, train_x, train_y, batches, k_dropout) if loop == "epoch" else None
                 if lowered is not None and jax.default_backend() == "cpu" and generic_convolutions(lowered.as_text()):
                     warnings.warn(  # e.g. nnx.Conv or lax.conv in the model: tens of times slower in a loop
-                        "fit(loop='epoch') on a CPU: this step has convolutions (not course.layers.conv2d) whose "
-                        "gradients XLA:CPU would run with its slow generic code inside the epoch's loop; "
-                        "training with a compiled call per step instead (loop='steps')",
+                        "fit(loop='epoch') on a CPU: this step has convolutions (not course.layers.conv2d, or a "
+                        "function jitted before) whose gradients XLA:CPU would run with its slow generic code "
+                        "inside the epoch's loop; training with a compiled call per step instead (loop='steps')",
                         stacklevel=2,
                     )
                     loop, lowered = "steps", None

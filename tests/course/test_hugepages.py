@@ -16,7 +16,7 @@ LINUX = {"platform": "linux", "glibc": (2, 36), "thp": "madvise"}
 
 def test_wanted_adds_the_tunable_where_it_helps_keeping_other_tunables():
     env = hugepages.wanted({"PATH": "/bin"}, **LINUX)
-    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "COURSE_HUGEPAGES_RESTARTED": "1"}
     env = hugepages.wanted({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, **LINUX)
     assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
 
@@ -27,6 +27,7 @@ def test_wanted_adds_the_tunable_where_it_helps_keeping_other_tunables():
         ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, LINUX),  # already set: no loop
         ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, LINUX),  # the user chose otherwise
         ({"COURSE_HUGEPAGES": "0"}, LINUX),  # opted out
+        ({"COURSE_HUGEPAGES_RESTARTED": "1"}, LINUX),  # restarted once already (the tunable was dropped)
         ({}, {**LINUX, "platform": "darwin"}),
         ({}, {**LINUX, "platform": "win32"}),
         ({}, {**LINUX, "glibc": None}),  # musl
@@ -51,11 +52,35 @@ def test_thp_mode_reads_the_bracketed_choice(tmp_path):
 
 def test_restart_execs_the_same_command_with_the_tunable(monkeypatch):
     calls = []
+    monkeypatch.setattr(sys, "argv", ["/x/course/__main__.py", "run", "lab10"])
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "course", "run", "lab10"])
     monkeypatch.setattr(hugepages, "wanted", lambda environ: {**environ, "GLIBC_TUNABLES": hugepages.SETTING})
     monkeypatch.setattr(hugepages.os, "execve", lambda *args: calls.append(args))
     hugepages.restart_with_hugepages()
     ((path, argv, env),) = calls
     assert path == sys.executable and argv == list(sys.orig_argv) and env["GLIBC_TUNABLES"] == hugepages.SETTING
+
+
+@pytest.mark.parametrize(
+    "situation",
+    ["script from stdin", "inside a Jupyter kernel", "not this command line", "embedded: no orig_argv"],
+)
+def test_restart_only_reruns_a_command_line_that_is_this_command(monkeypatch, situation):
+    calls = []
+    monkeypatch.setattr(hugepages, "wanted", lambda environ: dict(environ))
+    monkeypatch.setattr(hugepages.os, "execve", lambda *args: calls.append(args))
+    monkeypatch.setattr(sys, "argv", ["/x/course/__main__.py", "run", "lab10"])
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "course", "run", "lab10"])
+    if situation == "script from stdin":
+        monkeypatch.setattr(sys, "argv", ["-", "run", "lab10"])
+    elif situation == "inside a Jupyter kernel":
+        monkeypatch.setitem(sys.modules, "ipykernel", object())
+    elif situation == "not this command line":
+        monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "ipykernel_launcher", "-f", "kernel.json"])
+    else:
+        monkeypatch.setattr(sys, "orig_argv", [])
+    hugepages.restart_with_hugepages()
+    assert calls == []
 
 
 def test_restart_carries_on_when_exec_fails(monkeypatch):

@@ -80,8 +80,8 @@ def test_conv2d_canonical_backward_equals_xla_gradients(kernel):
 
 def test_conv2d_gradients_inside_a_scan_stay_in_eigens_layout():
     """In a loop body XLA:CPU does not reorder a convolution's dimensions for Eigen; written out, they are."""
-    if jax.default_backend() != "cpu":
-        pytest.skip("the layout question is XLA:CPU's")
+    if jax.default_backend() != "cpu" or layers.cpu_compiler_options() is None:
+        pytest.skip("the layout question is XLA:CPU's, with convolutions sent to Eigen")
     x = jnp.ones((5, 4, 10, 10, 3))  # 5 steps of a batch of 4
     w, b = jnp.ones((3, 3, 3, 8)), jnp.zeros((8,))
 
@@ -98,6 +98,23 @@ def test_conv2d_gradients_inside_a_scan_stay_in_eigens_layout():
     labels = [line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines() if " convolution(" in line]
     assert len(labels) == 2, labels  # the forward convolution and the kernel's gradient (x is not differentiated)
     assert set(labels) == {"b01f_01io->b01f"}, labels
+
+
+def test_conv2d_canonical_backward_takes_what_the_plain_one_takes():
+    """A scalar bias, a bfloat16 convolution with a float32 bias: the same gradients either way."""
+    x = jax.random.normal(jax.random.key(2), (2, 6, 6, 3))
+    w = jax.random.normal(jax.random.key(3), (3, 3, 3, 4))
+    for x, w, b in [(x, w, 0.5), (x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), jnp.ones((4,)))]:
+
+        def loss(x, w, b):
+            return jnp.sum(layers.conv2d(x, w, b).astype(jnp.float32) ** 2)
+
+        want = jax.grad(loss, argnums=(0, 1, 2))(x, w, b)
+        with layers.canonical_backward():
+            got = jax.grad(loss, argnums=(0, 1, 2))(x, w, b)
+        for g, h in zip(got, want):
+            assert g.dtype == h.dtype and g.shape == h.shape
+            np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(h, np.float32), rtol=2e-2, atol=2e-2)
 
 
 def test_conv2d_outside_canonical_backward_keeps_forward_mode():
