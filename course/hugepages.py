@@ -30,6 +30,7 @@ SETTING = f"{TUNABLE}=1"
 OPT_OUT = "COURSE_HUGEPAGES"  # "0": never restart with the tunable
 RESTARTED = "COURSE_HUGEPAGES_RESTARTED"  # set in the restarted process: never restart twice
 THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+GLIBC_WITH_TUNABLE = (2, 35)  # the first glibc that knows glibc.malloc.hugetlb
 
 
 def glibc_version() -> tuple[int, int] | None:
@@ -79,7 +80,7 @@ def wanted(
     thp = thp_mode() if thp is True else thp
     if environ.get(OPT_OUT, "1") == "0" or active(environ) or RESTARTED in environ:
         return None
-    if not platform.startswith("linux") or glibc is None or glibc < (2, 35) or thp != "madvise":
+    if not platform.startswith("linux") or glibc is None or glibc < GLIBC_WITH_TUNABLE or thp != "madvise":
         return None
     env = dict(environ)
     env["GLIBC_TUNABLES"] = ":".join(p for p in (environ.get("GLIBC_TUNABLES", ""), SETTING) if p)
@@ -114,13 +115,13 @@ def restart_with_hugepages(argv: Sequence[str] | None = None) -> None:
 def describe() -> str:
     """One line for a run's header: whether malloc gets huge pages in this process, and if not, why."""
     glibc, mode = glibc_version(), thp_mode()
-    if active() and glibc is not None and glibc >= (2, 35) and mode in ("madvise", "always"):
+    if active() and glibc is not None and glibc >= GLIBC_WITH_TUNABLE and mode in ("madvise", "always"):
         return f"malloc: huge pages ({SETTING}, THP {mode})"
     if not sys.platform.startswith("linux") or glibc is None:
         return "malloc: the system's own"
     if mode == "always":
         return "malloc: huge pages (THP always)"
-    if mode != "madvise" or glibc < (2, 35):
+    if mode != "madvise" or glibc < GLIBC_WITH_TUNABLE:
         return f"malloc: 4 KiB pages (THP {mode or 'unknown'}, glibc {glibc[0]}.{glibc[1]})"
     if os.environ.get(OPT_OUT) == "0":
         return f"malloc: 4 KiB pages ({OPT_OUT}=0)"

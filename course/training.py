@@ -299,17 +299,16 @@ def fit(
             batches = epoch_batches(len(train_y), batch_size, key=jax.random.fold_in(k_data, epoch))
             compile_seconds = 0.0
             if epoch == first_epoch:  # compile ahead of time, to report how long compiling takes
-                lowered = step_at.lower(state, zeros, train_x, train_y, batches, k_dropout) if loop == "epoch" else None
-                if lowered is not None and jax.default_backend() == "cpu" and generic_convolutions(lowered.as_text()):
+                index = (np.int32(0),) if loop == "steps" else ()  # a call per step takes the step's index
+                lowered = step_at.lower(state, zeros, train_x, train_y, batches, *index, k_dropout)
+                if loop == "epoch" and jax.default_backend() == "cpu" and generic_convolutions(lowered.as_text()):
                     warnings.warn(  # e.g. nnx.Conv or lax.conv in the model: tens of times slower in a loop
                         "fit(loop='epoch') on a CPU: this step has convolutions (not course.layers.conv2d, or a "
                         "function jitted before) whose gradients XLA:CPU would run with its slow generic code "
                         "inside the epoch's loop; training with a compiled call per step instead (loop='steps')",
                         stacklevel=2,
                     )
-                    loop, lowered = "steps", None
-                    step_at = step_at_index(train_step, preprocess=preprocess, devices=devices)
-                if lowered is None:
+                    loop, step_at = "steps", step_at_index(train_step, preprocess=preprocess, devices=devices)
                     lowered = step_at.lower(state, zeros, train_x, train_y, batches, np.int32(0), k_dropout)
                 step_at = lowered.compile()
                 if val_x is not None:

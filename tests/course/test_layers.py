@@ -70,7 +70,8 @@ def test_conv2d_canonical_backward_equals_xla_gradients(kernel):
             y, vjp = jax.vjp(layers.conv2d, x, w, b)
         return y, vjp(dy)
 
-    want_y, want = jax.vjp(xla_conv, x, w, b)[0], jax.vjp(xla_conv, x, w, b)[1](dy)
+    want_y, want_vjp = jax.vjp(xla_conv, x, w, b)
+    want = want_vjp(dy)
     for jitted in (grads, layers.jit(grads)):
         y, got = jitted(x, w, b)
         np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)

@@ -95,6 +95,11 @@ def run(tmp=None, *, epochs=3, key=0, n=100, batch_size=32, model_class=None, **
     )
 
 
+def assert_same_weights(a: nnx.Module, b: nnx.Module, **tolerance):
+    for x, y in zip(jax.tree.leaves(nnx.state(a)), jax.tree.leaves(nnx.state(b))):
+        np.testing.assert_allclose(x, y, **tolerance)
+
+
 @pytest.mark.parametrize("n,batch_size", [(10, 4), (12, 4), (1, 8), (100, 32)])
 def test_epoch_batches_cover_every_example_once(n, batch_size):
     b = training.epoch_batches(n, batch_size, key=jax.random.key(0))
@@ -187,8 +192,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     run(tmp_path / "resumed", epochs=2)  # "interrupted" after epoch 2
     resumed, h_resumed = run(tmp_path / "resumed", epochs=4)
     assert h_resumed["epoch"] == [1, 2, 3, 4]
-    for a, b in zip(jax.tree.leaves(nnx.state(straight)), jax.tree.leaves(nnx.state(resumed))):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(straight, resumed, rtol=0, atol=0)  # bit for bit
     for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert h_straight[k] == h_resumed[k], k
     # A different key in the same workdir is a different run: refuse, do not mix them.
@@ -214,8 +218,7 @@ def test_interrupted_epoch_resumes_from_the_last_checkpoint(tmp_path, monkeypatc
     monkeypatch.setattr(training._Checkpoints, "save", real_save)
     resumed, history = run(tmp_path / "b", epochs=3)
     assert history["epoch"] == [1, 2, 3]
-    for a, b in zip(jax.tree.leaves(nnx.state(straight)), jax.tree.leaves(nnx.state(resumed))):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(straight, resumed, rtol=0, atol=0)  # bit for bit
 
 
 def test_prediction_grids_are_written_each_epoch(tmp_path):
@@ -382,8 +385,7 @@ def test_two_devices_train_like_one(tmp_path):
 def test_an_epoch_as_one_program_trains_like_a_loop_of_steps():
     by_step, h_step = run(epochs=2, n=100, batch_size=32)
     by_epoch, h_epoch = run(epochs=2, n=100, batch_size=32, loop="epoch")
-    for a, b in zip(jax.tree.leaves(nnx.state(by_step)), jax.tree.leaves(nnx.state(by_epoch))):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert_same_weights(by_step, by_epoch, atol=1e-6)
     np.testing.assert_allclose(h_step["loss"], h_epoch["loss"], rtol=1e-6)
     with pytest.raises(CourseError, match="loop must be"):
         run(epochs=1, loop="scan")
@@ -395,8 +397,7 @@ def test_an_epoch_as_one_program_trains_a_cnn_like_a_loop_of_steps():
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=r"fit\(loop='epoch'\)")  # course.layers.conv2d: no fallback
         by_epoch, h_epoch = run(epochs=2, n=100, batch_size=32, model_class=TinyConv, optimizer=sgd, loop="epoch")
-    for a, b in zip(jax.tree.leaves(nnx.state(by_step)), jax.tree.leaves(nnx.state(by_epoch))):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert_same_weights(by_step, by_epoch, atol=1e-5)
     np.testing.assert_allclose(h_step["loss"], h_epoch["loss"], rtol=1e-5)
 
 
@@ -406,8 +407,7 @@ def test_an_epoch_loop_with_other_convolutions_falls_back_to_steps_on_a_cpu():
     by_step, h_step = run(epochs=2, n=100, batch_size=32, model_class=TinyNnxConv)
     with pytest.warns(UserWarning, match=r"loop='epoch'.*not course\.layers\.conv2d.*loop='steps'"):
         by_epoch, h_epoch = run(epochs=2, n=100, batch_size=32, model_class=TinyNnxConv, loop="epoch")
-    for a, b in zip(jax.tree.leaves(nnx.state(by_step)), jax.tree.leaves(nnx.state(by_epoch))):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(by_step, by_epoch, rtol=0, atol=0)  # bit for bit
     assert h_step["loss"] == h_epoch["loss"]
 
 
