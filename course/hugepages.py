@@ -57,10 +57,19 @@ def thp_mode(path: Path = THP_ENABLED) -> str | None:
     return text[start + 1 : end] if 0 <= start < end else None
 
 
-def active(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether this process's environment sets the tunable (a process started with it has it in force)."""
+def setting(environ: Mapping[str, str] | None = None) -> str | None:
+    """The tunable's value in this process's environment (``"1"``, ``"0"``, ...), ``None`` when unset.
+
+    A process started with ``GLIBC_TUNABLES`` has it in force; when it is given twice glibc takes the last.
+    """
     tunables = (os.environ if environ is None else environ).get("GLIBC_TUNABLES", "")
-    return any(part.split("=", 1)[0] == TUNABLE for part in tunables.split(":") if part)
+    values = [value for name, _, value in (part.partition("=") for part in tunables.split(":")) if name == TUNABLE]
+    return values[-1] if values else None
+
+
+def active(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process's environment sets the tunable, to any value: a choice a restart must not override."""
+    return setting(environ) is not None
 
 
 def wanted(
@@ -114,11 +123,15 @@ def restart_with_hugepages(argv: Sequence[str] | None = None) -> None:
 
 def describe() -> str:
     """One line for a run's header: whether malloc gets huge pages in this process, and if not, why."""
-    glibc, mode = glibc_version(), thp_mode()
-    if active() and glibc is not None and glibc >= GLIBC_WITH_TUNABLE and mode in ("madvise", "always"):
-        return f"malloc: huge pages ({SETTING}, THP {mode})"
+    glibc, mode, value = glibc_version(), thp_mode(), setting()
     if not sys.platform.startswith("linux") or glibc is None:
         return "malloc: the system's own"
+    if value is not None and value != "1" and glibc >= GLIBC_WITH_TUNABLE:
+        # 0: transparent huge pages off for malloc; > 1: pre-reserved hugetlbfs pages of that size.
+        pages = "4 KiB pages" if value == "0" else "hugetlbfs pages"
+        return f"malloc: {pages} (GLIBC_TUNABLES sets {TUNABLE}={value})"
+    if value == "1" and glibc >= GLIBC_WITH_TUNABLE and mode in ("madvise", "always"):
+        return f"malloc: huge pages ({SETTING}, THP {mode})"
     if mode == "always":
         return "malloc: huge pages (THP always)"
     if mode != "madvise" or glibc < GLIBC_WITH_TUNABLE:
@@ -128,4 +141,4 @@ def describe() -> str:
     return f"malloc: 4 KiB pages (start the process with GLIBC_TUNABLES={SETTING} for faster CPU steps)"
 
 
-__all__ = ["active", "describe", "glibc_version", "restart_with_hugepages", "thp_mode", "wanted"]
+__all__ = ["active", "describe", "glibc_version", "restart_with_hugepages", "setting", "thp_mode", "wanted"]

@@ -41,6 +41,39 @@ def test_wanted_is_none_where_a_restart_would_change_nothing(environ, system):
     assert hugepages.wanted(environ, **system) is None
 
 
+@pytest.mark.parametrize(
+    "tunables, value",
+    [
+        (None, None),
+        ("glibc.malloc.arena_max=2", None),
+        ("glibc.malloc.hugetlb=1", "1"),
+        ("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0", "0"),
+        ("glibc.malloc.hugetlb=1:glibc.malloc.hugetlb=0", "0"),  # glibc takes the last
+        ("glibc.malloc.hugetlbx=1", None),  # another name
+    ],
+)
+def test_setting_reads_the_tunables_value(tunables, value):
+    environ = {} if tunables is None else {"GLIBC_TUNABLES": tunables}
+    assert hugepages.setting(environ) == value
+    assert hugepages.active(environ) is (value is not None)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("1", "malloc: huge pages (glibc.malloc.hugetlb=1, THP madvise)"),
+        ("0", "malloc: 4 KiB pages (GLIBC_TUNABLES sets glibc.malloc.hugetlb=0)"),
+        ("2097152", "malloc: hugetlbfs pages (GLIBC_TUNABLES sets glibc.malloc.hugetlb=2097152)"),
+    ],
+)
+def test_describe_reports_the_tunables_value_not_only_its_name(monkeypatch, value, expected):
+    monkeypatch.setattr(hugepages.sys, "platform", "linux")
+    monkeypatch.setattr(hugepages, "glibc_version", lambda: (2, 36))
+    monkeypatch.setattr(hugepages, "thp_mode", lambda: "madvise")
+    monkeypatch.setenv("GLIBC_TUNABLES", f"glibc.malloc.arena_max=2:glibc.malloc.hugetlb={value}")
+    assert hugepages.describe() == expected
+
+
 def test_thp_mode_reads_the_bracketed_choice(tmp_path):
     path = tmp_path / "enabled"
     path.write_text("always [madvise] never\n")
