@@ -5,11 +5,13 @@ and on a laptop CPU these details decide whether an epoch takes one minute or fo
 
 * **Which library runs the convolutions.** XLA:CPU hands convolutions to its YNNPACK library, whose
   *weight gradient* of a 3×3 convolution over (128, 26, 26, 32) is several times slower than Eigen's
-  (measured here: ~730 ms vs ~55 ms). The compile option
-  ``xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT`` keeps YNNPACK for matrix
-  products only, so convolutions go to Eigen. It is experimental: :func:`cpu_compiler_options` checks
-  once that the installed jaxlib accepts it and returns ``None`` otherwise, and :func:`jit` applies it to
-  the course's compiled CPU functions only (never to the whole process through ``XLA_FLAGS``, where a
+  (measured here: ~730 ms vs ~55 ms). The compile option ``xla_cpu_experimental_ynn_fusion_type``
+  chooses what YNNPACK gets: ``LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE``, matrix
+  products and reductions, so convolutions go to Eigen. (With products alone, XLA's own code sums each
+  bias gradient, a (128, 24, 24, 64) reduction, in a few milliseconds: lab 10's step took 51.7 ms
+  against 46.6.) It is experimental: :func:`cpu_compiler_options` checks once which value the installed
+  jaxlib accepts (products and reductions, else products alone, else nothing) and :func:`jit` applies it
+  to the course's compiled CPU functions only (never to the whole process through ``XLA_FLAGS``, where a
   value a jaxlib does not know stops XLA at start-up).
 * **How max-pooling is differentiated.** ``lax.reduce_window`` max-pooling differentiates into
   ``select_and_scatter``, slow on the CPU. A non-overlapping 2×2 pool is also the elementwise maximum of
@@ -41,25 +43,32 @@ from jax import Array
 
 YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
 YNN_DOTS_ONLY = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+YNN_DOTS_AND_REDUCTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
 
 
-@functools.cache
-def _ynn_option_accepted() -> bool:
+def _accepted(value: str) -> bool:
     """Whether this jaxlib's CPU compiler knows the option and the value (compiling a tiny function)."""
     try:
         cpu = jax.devices("cpu")[0]
         x = jax.device_put(jnp.ones((2,), jnp.float32), cpu)
-        jax.jit(lambda v: v + 1, compiler_options={YNN_OPTION: YNN_DOTS_ONLY}).lower(x).compile()
+        jax.jit(lambda v: v + 1, compiler_options={YNN_OPTION: value}).lower(x).compile()
         return True
     except Exception:  # an older or newer jaxlib: unknown option or value (JaxRuntimeError), no CPU backend
         return False
+
+
+@functools.cache
+def _ynn_value() -> str | None:
+    """The first value this jaxlib accepts: products and reductions to YNNPACK, else products alone."""
+    return next((value for value in (YNN_DOTS_AND_REDUCTIONS, YNN_DOTS_ONLY) if _accepted(value)), None)
 
 
 def cpu_compiler_options(backend: str | None = None) -> dict[str, str] | None:
     """The compile options that make CPU convolutions fast, or ``None`` (not the CPU, or not supported)."""
     if (backend or jax.default_backend()) != "cpu":
         return None
-    return {YNN_OPTION: YNN_DOTS_ONLY} if _ynn_option_accepted() else None
+    value = _ynn_value()
+    return {YNN_OPTION: value} if value is not None else None
 
 
 def jit(fun: Callable, **kwargs) -> Callable:

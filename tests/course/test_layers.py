@@ -1,5 +1,7 @@
 """course.layers: the fast CPU layers equal XLA's own in value and gradient; the compile option is optional."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -177,13 +179,35 @@ def test_cpu_option_only_on_the_cpu_and_only_where_accepted(monkeypatch):
     assert layers.cpu_compiler_options("gpu") is None
     assert layers.cpu_compiler_options("tpu") is None
     accepted = layers.cpu_compiler_options("cpu")
-    assert accepted in (None, {layers.YNN_OPTION: layers.YNN_DOTS_ONLY})
-    # A jaxlib that does not know the value: detected at compile time, and the course falls back cleanly.
-    monkeypatch.setattr(layers, "YNN_DOTS_ONLY", "NO_SUCH_FUSION_TYPE")
-    layers._ynn_option_accepted.cache_clear()
+    assert accepted in (
+        None,
+        {layers.YNN_OPTION: layers.YNN_DOTS_AND_REDUCTIONS},
+        {layers.YNN_OPTION: layers.YNN_DOTS_ONLY},
+    )
+    # A jaxlib that does not know a value: detected at compile time, and the course falls back cleanly,
+    # first to products alone, then to no option at all.
     try:
+        monkeypatch.setattr(layers, "YNN_DOTS_AND_REDUCTIONS", "NO_SUCH_FUSION_TYPE")
+        layers._ynn_value.cache_clear()
+        assert layers.cpu_compiler_options("cpu") in (None, {layers.YNN_OPTION: layers.YNN_DOTS_ONLY})
+        monkeypatch.setattr(layers, "YNN_DOTS_ONLY", "NO_SUCH_FUSION_TYPE_EITHER")
+        layers._ynn_value.cache_clear()
         assert layers.cpu_compiler_options("cpu") is None
         np.testing.assert_allclose(layers.jit(lambda v: v * 2)(jnp.arange(3.0)), [0.0, 2.0, 4.0])
     finally:
         monkeypatch.undo()
-        layers._ynn_option_accepted.cache_clear()
+        layers._ynn_value.cache_clear()
+
+
+def test_cpu_option_sends_convolutions_to_eigen_and_reductions_to_ynnpack():
+    """What the option is for, read from the compiled program: a convolution stays XLA's (Eigen), a bias
+    gradient's reduction goes to YNNPACK (XLA's own reduction of it was a few milliseconds slower)."""
+    if layers.cpu_compiler_options() != {layers.YNN_OPTION: layers.YNN_DOTS_AND_REDUCTIONS}:
+        pytest.skip(f"this jaxlib takes {layers.cpu_compiler_options()}, not products and reductions")
+    x, w = jnp.ones((4, 26, 26, 32)), jnp.ones((3, 3, 32, 8))  # XLA keeps reductions of a few values
+    compiled = layers.jit(lambda x, w: (layers.conv2d(x, w, jnp.zeros(8)), x.sum((0, 1, 2)))).lower(x, w).compile()
+    hlo = compiled.as_text()
+    fusions = re.findall(r"^\s*(?:ROOT )?%\S+ = \S+ fusion\(.*$", hlo, flags=re.M)
+    ynn = [line for line in fusions if "__ynn_fusion" in line]
+    assert re.search(r"= f32\[4,24,24,8\]\S* convolution\(", hlo), "the convolution should be XLA's (Eigen's) own"
+    assert any("= f32[32]" in line for line in ynn), "the reduction should be a YNNPACK fusion"
