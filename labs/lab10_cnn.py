@@ -44,7 +44,8 @@ from course.training import TrainState
 # model.fit(x_train, y_train, batch_size=128, epochs=12, validation_data=(x_test, y_test))
 # ```
 #
-# It reaches about 99.25 % test accuracy. You build it in Flax `nnx`, write the **training step**
+# The Keras example reports 99.25 % test accuracy; over seeds, this recipe averages about 99.2 % (the same
+# in PyTorch). You build it in Flax `nnx`, write the **training step**
 # yourself (the pure function that `course.training.fit` calls 469 times an epoch), and train it for
 # real: `python -m course run lab10 --impl labs` (add `--quick` for a one-minute smoke run).
 #
