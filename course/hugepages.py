@@ -57,18 +57,36 @@ def thp_mode(path: Path = THP_ENABLED) -> str | None:
     return text[start + 1 : end] if 0 <= start < end else None
 
 
-def setting(environ: Mapping[str, str] | None = None) -> str | None:
-    """The tunable's value in this process's environment (``"1"``, ``"0"``, ...), ``None`` when unset.
+def _number(text: str) -> int | None:
+    """A tunable's number as glibc reads it (``strtoul`` in base 0: ``0x1f``, ``017``, ``2``); ``None`` if not one."""
+    text = text.strip().lower()
+    try:
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        if len(text) > 1 and text.startswith("0"):
+            return int(text[1:], 8)
+        return int(text, 10)
+    except ValueError:
+        return None
 
-    A process started with ``GLIBC_TUNABLES`` has it in force; when it is given twice glibc takes the last.
+
+def setting(environ: Mapping[str, str] | None = None) -> int | None:
+    """The tunable's value in this process's environment (1, 0, ...), ``None`` when it is not set.
+
+    A process started with ``GLIBC_TUNABLES`` has it in force. As glibc does, a name without ``=`` or with
+    a value that is not a number is skipped, and when the tunable is given twice the last valid value counts.
     """
     tunables = (os.environ if environ is None else environ).get("GLIBC_TUNABLES", "")
-    values = [value for name, _, value in (part.partition("=") for part in tunables.split(":")) if name == TUNABLE]
+    values = [
+        _number(value)
+        for name, sep, value in (part.partition("=") for part in tunables.split(":"))
+        if name == TUNABLE and sep and _number(value) is not None
+    ]
     return values[-1] if values else None
 
 
 def active(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether this process's environment sets the tunable, to any value: a choice a restart must not override."""
+    """Whether this process's environment sets the tunable (to any number): a choice a restart must not override."""
     return setting(environ) is not None
 
 
@@ -126,14 +144,15 @@ def describe() -> str:
     glibc, mode, value = glibc_version(), thp_mode(), setting()
     if not sys.platform.startswith("linux") or glibc is None:
         return "malloc: the system's own"
-    if value is not None and value != "1" and glibc >= GLIBC_WITH_TUNABLE:
-        # 0: transparent huge pages off for malloc; > 1: pre-reserved hugetlbfs pages of that size.
-        pages = "4 KiB pages" if value == "0" else "hugetlbfs pages"
-        return f"malloc: {pages} (GLIBC_TUNABLES sets {TUNABLE}={value})"
-    if value == "1" and glibc >= GLIBC_WITH_TUNABLE and mode in ("madvise", "always"):
-        return f"malloc: huge pages ({SETTING}, THP {mode})"
-    if mode == "always":
+    if mode == "always":  # the kernel gives huge pages whatever malloc asks
         return "malloc: huge pages (THP always)"
+    if value is not None and glibc >= GLIBC_WITH_TUNABLE:
+        if value == 1 and mode == "madvise":
+            return f"malloc: huge pages ({SETTING}, THP {mode})"
+        if value == 0:
+            return f"malloc: 4 KiB pages (GLIBC_TUNABLES sets {TUNABLE}=0)"
+        if value > 1:  # pages from a hugetlbfs pool (2: the system's default size); none reserved: 4 KiB
+            return f"malloc: hugetlbfs pages requested (GLIBC_TUNABLES sets {TUNABLE}={value})"
     if mode != "madvise" or glibc < GLIBC_WITH_TUNABLE:
         return f"malloc: 4 KiB pages (THP {mode or 'unknown'}, glibc {glibc[0]}.{glibc[1]})"
     if os.environ.get(OPT_OUT) == "0":

@@ -1,4 +1,4 @@
-"""The benchmarks run: a seconds-long smoke run of each table, on a real MNIST subset."""
+"""The benchmarks run: a seconds-long smoke run of bench_cnn's accuracy table, on a real MNIST subset."""
 
 from __future__ import annotations
 
@@ -29,6 +29,6 @@ def test_bench_cnn_accuracy_prints_each_seed_and_the_spread(mnist_data_dir, caps
     mean, sd = float(row.split()[-8]), float(row.split()[-6].rstrip(","))
     accuracies = [float(line.split("ours ")[1].split()[0]) for line in seeds]
     assert mean == pytest.approx(sum(accuracies) / 2, abs=1e-4)
-    assert sd == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2**0.5, abs=1e-4)
+    assert sd == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2**0.5, abs=2e-4)  # from rounded lines
     assert 0.1 < mean <= 1.0
     assert "peer: PyTorch" in out

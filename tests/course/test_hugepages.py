@@ -46,10 +46,14 @@ def test_wanted_is_none_where_a_restart_would_change_nothing(environ, system):
     [
         (None, None),
         ("glibc.malloc.arena_max=2", None),
-        ("glibc.malloc.hugetlb=1", "1"),
-        ("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0", "0"),
-        ("glibc.malloc.hugetlb=1:glibc.malloc.hugetlb=0", "0"),  # glibc takes the last
+        ("glibc.malloc.hugetlb=1", 1),
+        ("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0", 0),
+        ("glibc.malloc.hugetlb=1:glibc.malloc.hugetlb=0", 0),  # glibc takes the last
         ("glibc.malloc.hugetlbx=1", None),  # another name
+        ("glibc.malloc.hugetlb", None),  # no value: glibc skips it
+        ("glibc.malloc.hugetlb=1:glibc.malloc.hugetlb=x", 1),  # not a number: skipped, the 1 stands
+        ("glibc.malloc.hugetlb=01", 1),  # read as strtoul does
+        ("glibc.malloc.hugetlb=0x200000", 2097152),
     ],
 )
 def test_setting_reads_the_tunables_value(tunables, value):
@@ -59,17 +63,24 @@ def test_setting_reads_the_tunables_value(tunables, value):
 
 
 @pytest.mark.parametrize(
-    "value, expected",
+    "value, thp, expected",
     [
-        ("1", "malloc: huge pages (glibc.malloc.hugetlb=1, THP madvise)"),
-        ("0", "malloc: 4 KiB pages (GLIBC_TUNABLES sets glibc.malloc.hugetlb=0)"),
-        ("2097152", "malloc: hugetlbfs pages (GLIBC_TUNABLES sets glibc.malloc.hugetlb=2097152)"),
+        ("1", "madvise", "malloc: huge pages (glibc.malloc.hugetlb=1, THP madvise)"),
+        ("0", "madvise", "malloc: 4 KiB pages (GLIBC_TUNABLES sets glibc.malloc.hugetlb=0)"),
+        ("0", "always", "malloc: huge pages (THP always)"),  # the kernel's choice wins
+        ("2097152", "madvise", "malloc: hugetlbfs pages requested (GLIBC_TUNABLES sets glibc.malloc.hugetlb=2097152)"),
+        (
+            "x",
+            "madvise",
+            "malloc: 4 KiB pages (start the process with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 for faster CPU steps)",
+        ),
     ],
 )
-def test_describe_reports_the_tunables_value_not_only_its_name(monkeypatch, value, expected):
+def test_describe_reports_the_tunables_value_not_only_its_name(monkeypatch, value, thp, expected):
     monkeypatch.setattr(hugepages.sys, "platform", "linux")
     monkeypatch.setattr(hugepages, "glibc_version", lambda: (2, 36))
-    monkeypatch.setattr(hugepages, "thp_mode", lambda: "madvise")
+    monkeypatch.setattr(hugepages, "thp_mode", lambda: thp)
+    monkeypatch.delenv("COURSE_HUGEPAGES", raising=False)
     monkeypatch.setenv("GLIBC_TUNABLES", f"glibc.malloc.arena_max=2:glibc.malloc.hugetlb={value}")
     assert hugepages.describe() == expected
 
