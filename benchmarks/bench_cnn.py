@@ -143,11 +143,16 @@ class OurRun:
         return history["seconds"][-1] - history["compile_seconds"][-1], history["val_accuracy"][-1]
 
 
+def mnist_subset(args) -> mnist.Dataset:
+    """MNIST's first ``--train`` training and ``--test`` test examples (by default all of them)."""
+    data = mnist.load("mnist")
+    return data._replace(train=data.train.head(args.train), test=data.test.head(args.test))
+
+
 def bench_epochs(args, torch) -> None:
     import tempfile
 
-    data = mnist.load("mnist")
-    data = data._replace(train=data.train.head(args.train), test=data.test.head(args.test))
+    data = mnist_subset(args)
     with tempfile.TemporaryDirectory() as workdir:
         runs = {loop: OurRun(data, Path(workdir) / loop, loop=loop) for loop in ("steps", "epoch")}
         theirs = TorchRun(torch, data) if torch else None
@@ -199,8 +204,7 @@ def bench_epochs(args, torch) -> None:
 def bench_accuracy(args, torch) -> None:
     """The lecture's whole recipe (12 epochs, all of MNIST) per seed in both frameworks: is 99.25 % the
     recipe's, or one run's? Ours is lab 10's ``train``, as ``course run lab10 --full --seed S`` runs it."""
-    data = mnist.load("mnist")
-    data = data._replace(train=data.train.head(args.train), test=data.test.head(args.test))
+    data = mnist_subset(args)
     ours, theirs = [], []
     for seed in args.seeds:
         start = time.perf_counter()

@@ -77,12 +77,11 @@ def setting(environ: Mapping[str, str] | None = None) -> int | None:
     a value that is not a number is skipped, and when the tunable is given twice the last valid value counts.
     """
     tunables = (os.environ if environ is None else environ).get("GLIBC_TUNABLES", "")
-    values = [
-        _number(value)
-        for name, sep, value in (part.partition("=") for part in tunables.split(":"))
-        if name == TUNABLE and sep and _number(value) is not None
-    ]
-    return values[-1] if values else None
+    found = None
+    for name, sep, value in (part.partition("=") for part in tunables.split(":")):
+        if name == TUNABLE and sep and (number := _number(value)) is not None:
+            found = number
+    return found
 
 
 def active(environ: Mapping[str, str] | None = None) -> bool:

@@ -9,10 +9,10 @@ and on a laptop CPU these details decide whether an epoch takes one minute or fo
   chooses what YNNPACK gets: ``LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE``, matrix
   products and reductions, so convolutions go to Eigen. (With products alone, XLA's own code sums each
   bias gradient, a (128, 24, 24, 64) reduction, in a few milliseconds: in an A/B probe lab 10's bare
-  step took 51.7 ms against 46.6.) It is experimental: :func:`cpu_compiler_options` checks once which value the installed
-  jaxlib accepts (products and reductions, else products alone, else nothing) and :func:`jit` applies it
-  to the course's compiled CPU functions only (never to the whole process through ``XLA_FLAGS``, where a
-  value a jaxlib does not know stops XLA at start-up).
+  step took 51.7 ms against 46.6.) It is experimental: :func:`cpu_compiler_options` checks once which
+  value the installed jaxlib accepts (products and reductions, else products alone, else nothing) and
+  :func:`jit` applies it to the course's compiled CPU functions only (never to the whole process through
+  ``XLA_FLAGS``, where a value a jaxlib does not know stops XLA at start-up).
 * **How max-pooling is differentiated.** ``lax.reduce_window`` max-pooling differentiates into
   ``select_and_scatter``, slow on the CPU. A non-overlapping 2×2 pool is also the elementwise maximum of
   four strided slices, whose gradient is four cheap selects (:func:`max_pool`). The two agree in value,
