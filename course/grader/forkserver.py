@@ -27,29 +27,43 @@ from course.grader.privacy import set_dumpable
 MAX_FDS = 3
 
 
-def main(fd: int) -> None:
+# What labs import at the top: imported once here, shared by every fork (a failure shows up in the sandbox).
+LAB_LIBRARIES = (
+    "jax.numpy",
+    "flax.nnx",
+    "optax",
+    "matplotlib.pyplot",
+    "course.datasets",
+    "course.plotting",
+    "course.images",
+)
+
+
+def become_server() -> None:
+    """What a fork server is before it serves: the child subreaper of what sandboxes start, not dumpable."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     set_dumpable(False)  # see course.grader.privacy; the sandboxes inherit it, which does them no harm
-    from course.grader import sandbox  # JAX, Flax, Optax: imported once, shared by every fork
 
-    for name in (
-        "jax.numpy",
-        "flax.nnx",
-        "optax",
-        "matplotlib.pyplot",
-        "course.datasets",
-        "course.plotting",
-        "course.images",
-    ):
-        try:  # what labs import at the top; a failure shows up in the sandbox instead
+
+def main(fd: int) -> None:
+    become_server()
+    import course.grader.sandbox  # noqa: F401 - JAX and the wire format, before any fork
+
+    for name in LAB_LIBRARIES:
+        try:
             __import__(name)
         except Exception:  # noqa: BLE001
             pass
+    serve(socket.socket(fileno=fd))
 
-    control = socket.socket(fileno=fd)
+
+def serve(control: socket.socket) -> None:
+    """Fork one sandbox per request on ``control`` until the trusted side closes it; then kill them all."""
+    from course.grader import sandbox
+
     sandboxes: set[int] = set()
 
     def send(**message) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course import labs as _labs
-from course.grader import privacy, remote
+from course.grader import privacy, remote, zygote
 
 STATUSES = ("passed", "failed", "not attempted", "error", "timed out", "crashed", "skipped")
 QUIET_LIMIT_S = 600.0  # a grading process silent for longer than this (plus the test timeout) is stuck
@@ -272,27 +272,20 @@ def run(
     """Run every group's trusted pytest process at once; return their events as they came."""
     events: list[dict] = []
     selector = selectors.DefaultSelector()
-    procs = []
-    servers = []
+    procs: list[_Process] = []
+    needed = needed_modules(snapshot)
+    warm = zygote.shared(_course_path(), preload=needed)
     for n, files in enumerate(groups(snapshot.plan, jobs)):
         read_fd, write_fd = os.pipe()
-        # The group's fork server starts now, importing JAX while its test process starts up too.
-        server_sock, server = remote.start_fork_server(log)
-        servers.append(server)
         env = {
             **os.environ,
             "PYTHONPATH": _course_path(),
-            "COURSE_GRADER_FD": str(write_fd),
-            "COURSE_FORKSERVER_FD": str(server_sock.fileno()),
             "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONPYCACHEPREFIX": str(snapshot.root / f"pycache-{n}"),
         }
         args = [
-            sys.executable,
-            "-m",
-            "pytest",
             *map(str, files),
             "-p",
             "course.testing.plugin",
@@ -313,23 +306,11 @@ def run(
             f"--sandbox-user={sandbox_user}",
             f"--seed={seed}",
             *(["-k", keyword] if keyword else []),
+            *([f"--sandbox-cache={sandbox_cache}"] if sandbox_cache is not None else []),
         ]
-        if sandbox_cache is not None:
-            args.append(f"--sandbox-cache={sandbox_cache}")
-        proc = subprocess.Popen(
-            args,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            pass_fds=(write_fd, server_sock.fileno()),
-            cwd=snapshot.root,
-        )
+        procs += _start(warm, needed, args, env=env, cwd=snapshot.root, events_fd=write_fd, log=log)
         os.close(write_fd)
-        server_sock.close()  # the test process holds the only end now: when it exits, its server ends
-        stream = os.fdopen(read_fd, "rb")
-        selector.register(stream, selectors.EVENT_READ, proc)
-        procs.append(proc)
+        selector.register(os.fdopen(read_fd, "rb"), selectors.EVENT_READ)
     quiet_limit = QUIET_LIMIT_S + timeout
     last = time.monotonic()
     buffers: dict = {}
@@ -352,12 +333,80 @@ def run(
             for key in list(selector.get_map().values()):
                 selector.unregister(key.fileobj)
                 key.fileobj.close()
-    for proc in [*procs, *servers]:
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    for proc in procs:
+        proc.wait(60)
     return events
+
+
+class _Process:
+    """A grading process, started from scratch (``subprocess``) or forked by the zygote (a pid)."""
+
+    def __init__(self, popen: subprocess.Popen | None = None, pid: int | None = None) -> None:
+        self.popen, self.pid = popen, pid
+
+    def kill(self) -> None:
+        if self.popen is not None:
+            self.popen.kill()
+        else:
+            try:
+                os.kill(self.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def wait(self, seconds: float) -> None:
+        """Wait for a process we started; the zygote reaps its own (the results channel closed already)."""
+        if self.popen is not None:
+            try:
+                self.popen.wait(seconds)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+
+
+def _start(warm, needed: list[str], args: list[str], *, env: dict, cwd: Path, events_fd: int, log) -> list[_Process]:
+    """A group's trusted test process and its sandboxes' fork server: forked by the zygote ``warm``, or
+    (no zygote, or it failed) started from scratch, the fork server importing JAX while pytest starts."""
+    if warm is not None:
+        try:
+            pids = warm.launch(args, env=env, cwd=str(cwd), events_fd=events_fd, log_fd=log.fileno(), preload=needed)
+            return [_Process(pid=pid) for pid in pids]
+        except zygote.ZygoteError as exc:
+            print(f"course: starting the grading processes from scratch ({exc})", file=log, flush=True)
+    server_sock, server = remote.start_fork_server(log)
+    env = {**env, "COURSE_GRADER_FD": str(events_fd), "COURSE_FORKSERVER_FD": str(server_sock.fileno())}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        pass_fds=(events_fd, server_sock.fileno()),
+        cwd=cwd,
+    )
+    server_sock.close()  # the test process holds the only end now: when it exits, its server ends
+    return [_Process(proc), _Process(server)]
+
+
+def needed_modules(snapshot: "Snapshot") -> list[str]:
+    """What the labs and graded tests of ``snapshot`` import at the top (for the zygote to preload).
+
+    Read from their source, never run; the zygote keeps only installed libraries' and the course's.
+    """
+    import ast
+
+    names: dict[str, None] = {}
+    files = [*snapshot.impl.glob("lab*.py"), *(p for fs in snapshot.plan.values() for p in fs)]
+    for path in files:
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (SyntaxError, ValueError, OSError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names.update(dict.fromkeys(a.name for a in node.names))
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names[node.module] = None
+                names.update(dict.fromkeys(f"{node.module}.{a.name}" for a in node.names))
+    return [n for n in names if zygote.preloadable(n)]
 
 
 def _course_path() -> str:
