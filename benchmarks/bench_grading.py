@@ -1,6 +1,17 @@
-"""Grading speed: one lab, every lab, and a class of synthetic submissions (a table).
+"""Grading speed: the student's loop (check, course grade, nox -s grade) warm and cold, the new way beside
+the old, then one lab, every lab, and a class of synthetic submissions (tables).
 
-    python benchmarks/bench_grading.py [--class-size 50] [--class-labs lab01 lab02] [--jobs 2]
+    python benchmarks/bench_grading.py [--lab lab01] [--function step] [--repeat 5]
+                                       [--class-size 50] [--class-labs lab01 lab02] [--jobs 2]
+
+The loop's table times each way a student checks, with the grader's processes forked from a warm
+zygote (now) and started from scratch (``COURSE_WARM=0``: the old path), interleaved, median of
+``--repeat`` runs, on the solution so that every test runs to its end:
+
+  * ``check(lab, function)`` and ``check(lab)`` in one long-lived process, as a notebook's kernel
+    calls them (a saved solution notebook, ``notebook=``);
+  * ``python -m course grade lab`` and ``python -m nox -s grade -- lab`` from a shell;
+  * a lab's first grade: ``course grade`` with an empty compilation cache.
 
 Everything is graded against copies made here: the solutions, the generated stubs, and "broken"
 files (a solution with one function that loops, one that crashes the process, and a syntax error).
@@ -10,16 +21,22 @@ Compilation caches are warmed by a first run that is not timed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import platform
 import random
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from course import assign, labs  # noqa: E402
+from course import assign, labs, notebooks  # noqa: E402
 from course.grader import grade  # noqa: E402
 from course.grader.batch import grade_class  # noqa: E402
 from course.testing.plugin import cache_root  # noqa: E402
@@ -55,14 +72,107 @@ def make_class(folder: Path, size: int, lab_ids: list[str], seed: int = 0) -> di
     return kinds
 
 
+@contextlib.contextmanager
+def old_path(old: bool):
+    """``COURSE_WARM=0`` inside the block when ``old``: every grading process started from scratch."""
+    from course.grader import zygote
+
+    before = os.environ.get("COURSE_WARM")
+    if old:
+        os.environ["COURSE_WARM"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("COURSE_WARM", None)
+        else:
+            os.environ["COURSE_WARM"] = before
+        if old:
+            zygote.shut_down()  # so that the next "now" row starts its own, as a fresh kernel would
+
+
+def shell(args: list[str], env: dict | None = None) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(args, env={**os.environ, **(env or {})}, capture_output=True, text=True, cwd=labs.root())
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return seconds
+
+
+def loop_table(lab: str, function: str, repeat: int) -> None:
+    """The student's loop, now (warm zygote) and the old path (processes from scratch), as a table."""
+    lid = labs.lab_id(lab)
+    with tempfile.TemporaryDirectory() as tmp:
+        notebook = Path(tmp) / f"{labs.lab_files('solutions')[lid].stem}.ipynb"
+        notebook.write_text(notebooks.dumps(notebooks.build(labs.lab_files("solutions")[lid], checks=False)))
+        course = [sys.executable, "-m", "course", "grade", lid, "--impl", "solutions"]
+        rows = {
+            f"check({lid!r}, {function!r}), warm kernel": lambda: notebooks.check(lid, function, notebook=notebook),
+            f"check({lid!r}), warm kernel": lambda: notebooks.check(lid, notebook=notebook),
+            f"python -m course grade {lid}": lambda: shell(course),
+        }
+        if shutil.which("nox") or _has("nox"):
+            nox = [sys.executable, "-m", "nox", "-s", "grade", "--", lid, "--impl", "solutions"]
+            rows[f"python -m nox -s grade -- {lid}"] = lambda: shell(nox)
+        times: dict[tuple[str, bool], list[float]] = {}
+        for old in (False, True):  # warm both ways first: compilation caches, the kernel's zygote
+            with old_path(old):
+                for fn in rows.values():
+                    fn()
+        for _ in range(repeat):
+            for old in (False, True):
+                with old_path(old):
+                    for what, fn in rows.items():
+                        start = time.perf_counter()
+                        result = fn()
+                        took = result if isinstance(result, float) else time.perf_counter() - start
+                        times.setdefault((what, old), []).append(took)
+        for old in (False, True):  # a lab's first grade: no compilation cache at all
+            for _ in range(max(1, repeat // 2)):
+                with tempfile.TemporaryDirectory() as cache:
+                    took = shell(course, {"COURSE_CACHE_DIR": cache, **({"COURSE_WARM": "0"} if old else {})})
+                times.setdefault((f"{lid}'s first grade (empty compilation cache)", old), []).append(took)
+    whats = list(dict.fromkeys(w for w, _ in times))
+    width = max(map(len, whats))
+    print(f"\nThe student's loop: {lid}, solutions, median of {repeat} (s); old = COURSE_WARM=0, processes from scratch")
+    print(f"{'what':<{width}}  {'now':>6}  {'old':>6}  {'now/old':>7}  runs now")
+    for what in whats:
+        now, old = statistics.median(times[(what, False)]), statistics.median(times[(what, True)])
+        runs = " ".join(f"{t:.2f}" for t in times[(what, False)])
+        print(f"{what:<{width}}  {now:6.2f}  {old:6.2f}  {now / old:6.2f}x  {runs}")
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def header() -> None:
+    versions = ", ".join(f"{d} {metadata.version(d)}" for d in ("jax", "jaxlib", "pytest"))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"== {time.strftime('%Y-%m-%d %H:%M')}; {platform.machine()}, {os.cpu_count()} cores; Python")
+    print(f"   {platform.python_version()}, {versions}; load average {load}; user {os.geteuid()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lab", default="lab01", help="the lab of the loop's table")
+    parser.add_argument("--function", default="step", help="the function of check(lab, function)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--loop-only", action="store_true", help="only the loop's table")
     parser.add_argument("--class-size", type=int, default=50)
     parser.add_argument("--class-labs", nargs="+", default=["lab01", "lab02"])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--skip-all", action="store_true", help="skip grading every lab (the slow row)")
     args = parser.parse_args()
 
+    header()
+    loop_table(args.lab, args.function, args.repeat)
+    print(f"   load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.loop_only:
+        return
     rows = []
     grade(["lab01"], impl="solutions")  # warm the compilation caches
     seconds, report = timed(lambda: grade(["lab01"], impl="solutions"))

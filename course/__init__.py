@@ -15,3 +15,13 @@ def check(lab: str, *functions: str, **options):
     from course.notebooks import check as _check
 
     return _check(lab, *functions, **options)
+
+
+def warm_up(lab: str | None = None) -> None:
+    """Start the grader's processes in the background, so that the first ``check`` answers fast.
+
+    A notebook's setup cell calls it: see :func:`course.notebooks.warm_up`.
+    """
+    from course.notebooks import warm_up as _warm_up
+
+    _warm_up(lab)

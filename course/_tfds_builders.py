@@ -67,6 +67,16 @@ class CourseFashionMnist(_IdxBuilder):
 BUILDERS = {"mnist": "course_mnist", "fashion_mnist": "course_fashion_mnist"}
 
 
+def _not_prepared_yet(record: logging.LogRecord) -> bool:
+    """False for the warning TFDS logs when it checks whether a folder it has yet to prepare is prepared.
+
+    ``tfds.data_source`` asks ``builder.is_prepared()`` first, which logs "Variant folder ... has no
+    dataset_info.json" for the folder it is about to fill: on a first load that is the expected state.
+    """
+    message = record.getMessage()
+    return not (message.startswith("Variant folder ") and message.endswith("has no dataset_info.json"))
+
+
 @contextlib.contextmanager
 def _quiet():
     """TFDS's progress bars and INFO logs are noise in a course; our caller prints one line instead."""
@@ -74,10 +84,12 @@ def _quiet():
     logger = logging.getLogger("absl")
     level = logger.level
     logger.setLevel(logging.WARNING)
+    logger.addFilter(_not_prepared_yet)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints "Downloading and preparing ..."
             yield
     finally:
+        logger.removeFilter(_not_prepared_yet)
         logger.setLevel(level)
 
 

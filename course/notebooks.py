@@ -85,11 +85,18 @@ if importlib.util.find_spec("course") is None:
     import jax
 
     print(f"course installed from {{src}}; JAX {{jax.__version__}} sees {{jax.devices()}}")"""
+WARM_UP = """
+# The grader starts in the background, so that the check cells answer in about a second.
+import course
+
+course.warm_up({lab})"""
 
 
-def setup_source(conf: dict[str, str] | None = None) -> str:
+def setup_source(conf: dict[str, str] | None = None, lab: str | None = None) -> str:
+    """The setup cell: install the course where it is missing; then (for a lab's notebook) warm the grader."""
     conf = conf or settings()
-    return SETUP.format(marker=SETUP_MARKER, name=conf["repository"].split("/")[-1], **conf)
+    source = SETUP.format(marker=SETUP_MARKER, name=conf["repository"].split("/")[-1], **conf)
+    return source + (WARM_UP.format(lab=json.dumps(lab)) if lab else "")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -118,7 +125,7 @@ def build(path: Path, *, conf: dict[str, str] | None = None, checks: bool = True
     lab = _labs.lab_id(path.stem)
     nb = jupytext.read(path)
     work = _student_work(path)  # {1-based line: function}
-    cells, pending = [nbformat.v4.new_code_cell(setup_source(conf))], []
+    cells, pending = [nbformat.v4.new_code_cell(setup_source(conf, lab))], []
     positions = _cell_lines(path.read_text(encoding="utf-8"), len(nb.cells))
     for i, cell in enumerate(nb.cells):
         start, end = positions[i]
@@ -296,10 +303,12 @@ class Converted:
     name: str  # file name for the module: labNN_topic.py
     source: str
     notes: list[str] = field(default_factory=list)
+    cells: list = field(default_factory=list)  # course.grader.locations.Cell for each cell kept
 
 
 def _drop_magics(source: str, where: str, notes: list[str]) -> str | None:
-    """``source`` with IPython shell/magic lines made ``pass``; None for a cell that is not Python."""
+    """``source`` with IPython shell/magic lines made comments or ``pass`` (its lines stay where they were);
+    None for a cell that is not Python."""
     lines = source.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
         magic = lines[0].lstrip()[2:].split()[0] if lines[0].lstrip()[2:].split() else ""
@@ -307,7 +316,7 @@ def _drop_magics(source: str, where: str, notes: list[str]) -> str | None:
             notes.append(f"{where}: dropped the whole cell (a %%{magic} cell is not Python)")
             return None
         notes.append(f"{where}: dropped the line {lines[0].strip()!r}")
-        lines = lines[1:]
+        lines[0] = f"# (dropped for grading) {lines[0].strip()}"
     out = []
     for line in lines:
         stripped = line.lstrip()
@@ -319,69 +328,59 @@ def _drop_magics(source: str, where: str, notes: list[str]) -> str | None:
     return "\n".join(out)
 
 
-def _is_check_call(node: ast.stmt) -> bool:
-    value = getattr(node, "value", None)
-    if not isinstance(node, (ast.Expr, ast.Assign, ast.AnnAssign)) or not isinstance(value, ast.Call):
-        return False
-    func = value.func
-    return (isinstance(func, ast.Name) and func.id == "check") or (
-        isinstance(func, ast.Attribute) and func.attr == "check"
-    )
-
-
-def _drop_checks(source: str) -> str:
-    """``source`` without its top-level ``check(...)`` calls (they would grade inside the grader)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return source
-    lines = source.splitlines()
-    for node in reversed(tree.body):
-        if _is_check_call(node):
-            lines[node.lineno - 1 : node.end_lineno] = []
-    return "\n".join(lines)
-
-
 def module_source(
-    cells: list[str], *, origin: str = "the notebook", skip_unparsable: bool = False
-) -> tuple[str, list[str]]:
-    """A lab module from code cells, as jupytext writes them; and notes on what was dropped.
+    cells: list[str] | list[tuple[str, str]], *, origin: str = "the notebook", skip_unparsable: bool = False
+) -> tuple[str, list[str], list]:
+    """A lab module from code cells, each under a ``# %%`` line; notes on what was dropped; where each cell is.
 
-    Dropped: the setup cell, shell and magic lines (``!pip``, ``%matplotlib``) and top-level ``check()``
-    calls. ``from __future__`` imports move to the top (a module allows them nowhere else). With
+    ``cells`` are sources, or ``(label, source)`` pairs naming each cell as the student knows it
+    (``"Cell In[14]"``); the third result is a :class:`course.grader.locations.Cell` per cell kept,
+    so that a line of the module can be shown as a line of its cell: every cell keeps its lines where
+    they were. Dropped: the setup cell, shell and magic lines (``!pip``, ``%matplotlib``), each left as
+    ``pass`` or a comment. ``from __future__`` imports move to the top (a module allows them nowhere
+    else). Calls of :func:`check` stay: while the module is graded, ``check`` does nothing. With
     ``skip_unparsable`` (the kernel's history, where a cell with a syntax error changed nothing),
     cells that are not valid Python are left out.
     """
-    import jupytext
-    import nbformat
+    from course.grader.locations import Cell
 
     notes: list[str] = []
-    kept, future = [], []
-    for n, source in enumerate(cells, 1):
-        if source.lstrip().startswith(SETUP_MARKER):
+    kept, future, where = [], [], []
+    for n, cell in enumerate(cells, 1):
+        label, source = cell if isinstance(cell, tuple) else (f"cell {n}", cell)
+        if source.lstrip().startswith(SETUP_MARKER) or not source.strip():
             continue
-        source = _drop_magics(source, f"{origin}, code cell {n}", notes)
+        source = _drop_magics(source, f"{origin}, {label}", notes)
         if source is None:
             continue
-        source = _drop_checks(source)
         body = []
         for line in source.splitlines():
-            (future if line.startswith("from __future__ import") else body).append(line)
+            if line.startswith("from __future__ import"):
+                future.append(line)
+                line = f"pass  # {line} (moved to the top of the module)"
+            body.append(line)
         source = "\n".join(body)
         if skip_unparsable:
             try:
                 ast.parse(source)
             except SyntaxError as exc:
-                notes.append(
-                    f"{origin}, code cell {n}: left out, it is not valid Python ({exc.msg}, line {exc.lineno})"
-                )
+                notes.append(f"{origin}, {label}: left out, it is not valid Python ({exc.msg}, line {exc.lineno})")
                 continue
-        kept.append(source)
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in kept]
-    text = jupytext.writes(nb, fmt="py:percent")
-    head = "".join(f"{line}\n" for line in dict.fromkeys(future))
-    return head + text, notes
+        kept.append((label, source))
+    lines = list(dict.fromkeys(future))
+    for label, source in kept:
+        lines += ["", "# %%"]
+        where.append(Cell(len(lines) + 1, label))
+        lines += source.splitlines()
+    return "\n".join(lines).lstrip("\n") + "\n", notes, _shifted(where, lines)
+
+
+def _shifted(cells: list, lines: list[str]) -> list:
+    """The cells' start lines once the leading blank lines that ``module_source`` strips are gone."""
+    from course.grader.locations import Cell
+
+    blank = next((i for i, line in enumerate(lines) if line), 0)
+    return [Cell(c.start - blank, c.label) for c in cells]
 
 
 def notebook_lab(path: Path, nb=None) -> str | None:
@@ -405,10 +404,17 @@ def convert(path: Path) -> Converted:
         raise _labs.CourseError(
             f"{path.name}: which lab is this? Name the file labNN_….ipynb (e.g. lab01_perceptron.ipynb)"
         )
-    source, notes = module_source([c.source for c in nb.cells if c.cell_type == "code"], origin=path.name)
+    cells = [(_label(c, n), c.source) for n, c in enumerate(nb.cells, 1) if c.cell_type == "code"]
+    source, notes, where = module_source(cells, origin=path.name)
     stem = Path(nb.metadata.get("course", {}).get("source", "")).stem
     name = f"{stem}.py" if _labs.is_lab_file(f"{stem}.py") and stem.startswith(lab) else f"{lab}_notebook.py"
-    return Converted(lab, name, source, notes)
+    return Converted(lab, name, source, notes, where)
+
+
+def _label(cell, position: int) -> str:
+    """A saved notebook's cell as Jupyter shows it: ``Cell In[14]`` if it ran, else its position."""
+    count = cell.get("execution_count")
+    return f"cell {position} (In [{count}])" if isinstance(count, int) else f"cell {position}"
 
 
 def has_notebooks(impl: str | os.PathLike) -> bool:
@@ -416,19 +422,24 @@ def has_notebooks(impl: str | os.PathLike) -> bool:
     return path.suffix == ".ipynb" or (path.is_dir() and any(path.glob("*.ipynb")))
 
 
-def convert_for_grading(source: Path, dest: Path, wanted: list[str] | None = None) -> tuple[list[str], list[str]]:
+def convert_for_grading(
+    source: Path, dest: Path, wanted: list[str] | None = None
+) -> tuple[list[str], list[str], dict[str, object]]:
     """Write the lab module of each notebook in ``source`` (a folder, or one ``.ipynb``) into ``dest``.
 
     Only the labs ``wanted`` (all when None). A lab that also has a ``labNN_*.py`` in the folder is
-    graded from that file. Returns (the labs converted, notes for the report).
+    graded from that file. Returns the labs converted, notes for the report, and for each module
+    written (by file name) how messages name its lines (:class:`course.grader.locations.Source`).
     """
+    from course.grader.locations import Source
+
     wanted = {_labs.lab_id(x) for x in wanted} if wanted else None
     source = Path(source)
     files = [source] if source.is_file() else sorted(source.glob("*.ipynb"))
     present = (
         {_labs.lab_id(p.stem) for p in source.glob("lab*.py") if _labs.is_lab_file(p)} if source.is_dir() else set()
     )
-    labs, notes = [], []
+    labs, notes, shown = [], [], {}
     for path in files:
         conv = convert(path)
         if wanted is not None and conv.lab not in wanted:
@@ -440,10 +451,11 @@ def convert_for_grading(source: Path, dest: Path, wanted: list[str] | None = Non
             notes.append(f"{path.name}: not graded; another notebook in the folder is {conv.lab}")
             continue
         (dest / conv.name).write_text(conv.source, encoding="utf-8")
+        shown[conv.name] = Source(path.name, conv.cells)
         labs.append(conv.lab)
         notes += conv.notes
         notes.append(f"{path.name}: graded as {conv.lab} (its code cells, in order; the demo does not run)")
-    return labs, notes
+    return labs, notes, shown
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -495,26 +507,101 @@ def tests_for(test_file: Path, functions: list[str]) -> list[str]:
     ]
 
 
-class CheckResult:
-    """What :func:`check` returns: shown as the grader's lines; ``.report`` holds the outcomes."""
+_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "ERROR": "#cf222e", "CRASH": "#cf222e", "TIMEOUT": "#bf8700"}
 
-    def __init__(self, report, text: str):
-        self.report, self.text = report, text
+
+class CheckResult:
+    """What :func:`check` returns: the grader's lines (plain text), a table in Jupyter; ``.report`` holds the outcomes."""
+
+    def __init__(self, report, text: str, title: str = ""):
+        self.report, self.text, self.title = report, text, title
 
     @property
     def score(self) -> float:
-        return self.report.score
+        return self.report.score if self.report is not None else 0.0
 
     @property
     def max_score(self) -> float:
-        return self.report.max_score
+        return self.report.max_score if self.report is not None else 0.0
 
     def __repr__(self) -> str:
         return self.text
 
+    def _repr_html_(self) -> str:
+        """One row a test (test, status, points, message), as Jupyter shows a cell's result."""
+        from html import escape
 
-def kernel_cells() -> list[str]:
-    """The code this IPython kernel has run, cell by cell, in the order it ran (``In``, as typed)."""
+        from course.grader.report import MARKS
+
+        if self.report is None:
+            return f"<pre>{escape(self.text)}</pre>"
+        cell = 'style="text-align:left;vertical-align:top;padding:2px 8px"'
+        rows = []
+        for lab, outcomes in self.report.by_lab().items():
+            earned, possible = sum(o.earned for o in outcomes), sum(o.points for o in outcomes)
+            head = escape(f"{lab} {self.title}".strip())
+            rows.append(f'<tr><th {cell} colspan="4">{head} — {earned:g}/{possible:g} points</th></tr>')
+            for o in outcomes:
+                mark = MARKS[o.status]
+                colour = _COLOURS.get(mark, "#57606a")
+                message = "" if o.status == "passed" else escape(o.message)
+                rows.append(
+                    f"<tr><td {cell}><code>{escape(o.name)}</code></td>"
+                    f'<td {cell}><b style="color:{colour}">{mark}</b></td>'
+                    f"<td {cell}>{o.earned:g}/{o.points:g}</td>"
+                    f'<td {cell}><pre style="margin:0;white-space:pre-wrap">{message}</pre></td></tr>'
+                )
+        extra = [f"NOTE: {n}" for n in self.report.notes] + [f"PROBLEM: {p}" for p in self.report.problems]
+        foot = "".join(f"<div>{escape(line)}</div>" for line in [*extra, self.text.splitlines()[-1]])
+        header = "".join(f"<th {cell}>{h}</th>" for h in ("test", "status", "points", "message"))
+        return f'<div class="course-check"><table><tr>{header}</tr>{"".join(rows)}</table>{foot}</div>'
+
+
+class NotChecked:
+    """What :func:`check` gives while a notebook is being graded: nothing is checked, and every use of it
+    (``res.score``, ``print(res)``, ``assert check(...).score == 17``) is harmless."""
+
+    def __repr__(self) -> str:
+        return "(check() does nothing while this notebook is being graded)"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __getattr__(self, name: str) -> "NotChecked":
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+    def __call__(self, *args, **kwargs) -> "NotChecked":
+        return self
+
+    def __getitem__(self, key) -> "NotChecked":
+        return self
+
+    def __iter__(self):
+        return iter(())
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __float__(self) -> float:
+        return 0.0
+
+    def __int__(self) -> int:
+        return 0
+
+    def _same(self, *args) -> "NotChecked":
+        return self
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _same
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _same
+    __hash__ = object.__hash__
+
+
+def kernel_cells() -> list[tuple[str, str]]:
+    """The code this IPython kernel has run, cell by cell, in the order it ran, as ``("Cell In[n]", source)``."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -525,34 +612,40 @@ def kernel_cells() -> list[str]:
             "check() reads the cells this notebook has run; outside a notebook, pass notebook=PATH "
             "or run `course grade`"
         )
-    return [s for s in shell.history_manager.input_hist_raw[1:] if s.strip()]
+    history = shell.history_manager.input_hist_raw
+    return [(f"Cell In[{n}]", src) for n, src in enumerate(history) if n and src.strip()]
 
 
 def check(
     lab: str, *functions: str, notebook: str | os.PathLike | None = None, timeout: float | None = None
-) -> CheckResult:
+) -> CheckResult | NotChecked:
     """Grade this notebook's current code for ``lab`` (or only the tests of ``functions``) and show it.
 
     The code is what the kernel has run (``notebook=`` reads a saved ``.ipynb`` instead), made into a
-    lab module as ``course grade`` makes a submitted notebook, and graded by the same grader. Set
-    ``COURSE_CHECK=0`` to skip checks (e.g. to run every cell quickly). ``timeout``: seconds per test
-    (default ``$COURSE_TIMEOUT``, else 10, as ``course grade``).
+    lab module as ``course grade`` makes a submitted notebook, and graded by the same grader; messages
+    name the cell and line (``Cell In[14], line 3``). Set ``COURSE_CHECK=0`` to skip checks (e.g. to
+    run every cell quickly). ``timeout``: seconds per test (default ``$COURSE_TIMEOUT``, else 10, as
+    ``course grade``). While the notebook itself is graded (in the sandbox), it does nothing.
     """
     import tempfile
 
     from course.grader import grade
+    from course.grader.locations import Source
     from course.grader.report import render
 
+    if os.environ.get("COURSE_SANDBOX") == "1":
+        return NotChecked()
     lid = _labs.lab_id(lab)
     timeout = float(os.environ.get("COURSE_TIMEOUT", 10)) if timeout is None else timeout
     if os.environ.get("COURSE_CHECK") == "0":
         return CheckResult(None, f"(check of {lid} skipped: COURSE_CHECK=0)")
     if notebook is not None:
         conv = convert(Path(notebook))
-        source, notes = conv.source, conv.notes
+        source, notes, shown = conv.source, conv.notes, Source(Path(notebook).name, conv.cells)
     else:
-        source, notes = module_source(kernel_cells(), origin="this kernel's history", skip_unparsable=True)
+        source, notes, cells = module_source(kernel_cells(), origin="this kernel's history", skip_unparsable=True)
         notes = [n for n in notes if "left out" in n]  # dropped magics in the history are expected; say nothing
+        shown = Source("", cells)
     tests_dir = _labs.graded_tests_dir()
     if not any(tests_dir.glob(f"test_{lid}*.py")):
         raise _labs.CourseError(
@@ -573,8 +666,37 @@ def check(
             )
         keyword = " or ".join(dict.fromkeys(names))
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
-        (Path(tmp) / f"{lid}_notebook.py").write_text(source, encoding="utf-8")
-        report = grade([lid], impl=tmp, timeout=timeout, jobs=1, keyword=keyword, tests_dir=tests_dir)
+        module = Path(tmp).resolve() / f"{lid}_notebook.py"
+        module.write_text(source, encoding="utf-8")
+        report = grade(
+            [lid],
+            impl=module.parent,
+            timeout=timeout,
+            jobs=1,
+            keyword=keyword,
+            tests_dir=tests_dir,
+            shown={str(module): shown},
+        )
     report.notes += notes
     title = f"{' '.join(functions)}" if functions else ""
-    return CheckResult(report, render(report, titles={lid: title}))
+    return CheckResult(report, render(report, titles={lid: title}), title)
+
+
+def warm_up(lab: str | None = None) -> None:
+    """Start the grader's processes now (in the background), so that the first :func:`check` answers fast.
+
+    The notebooks' setup cell calls this. It imports what grading ``lab`` needs in a process of its own,
+    which the kernel keeps until it stops; nothing is graded, and the kernel does not wait.
+    """
+    if os.environ.get("COURSE_CHECK") == "0" or os.environ.get("COURSE_SANDBOX") == "1":
+        return
+    from course.grader import forkserver, runner, zygote
+
+    if lab is None:
+        preload = list(forkserver.LAB_LIBRARIES)
+    else:
+        lid = _labs.lab_id(lab)
+        files = sorted(_labs.graded_tests_dir().glob(f"test_{lid}*.py"))
+        files += [p for p in [_labs.root() / "labs"] if p.is_dir() for p in p.glob(f"{lid}_*.py")]
+        preload = runner.imports_of(files)
+    zygote.shared(runner.course_path(), preload=preload)

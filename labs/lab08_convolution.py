@@ -48,10 +48,12 @@ from course import images, plotting
 # * Every filter spans **all** input channels: on a 26×26×6 input, `Conv2D(4, (3, 3))` has 4 filters
 #   of 3×3×6, plus 4 biases: $4 (3 \cdot 3 \cdot 6 + 1) = 220$ parameters, and gives 24×24×4.
 # * **'valid'** padding keeps only positions where the filter fits: $\lfloor (n - k)/s \rfloor + 1$.
-#   **'same'** pads with zeros so that the output is $\lceil n / s \rceil$ (the extra pixel, if the
-#   padding is odd, goes after: the TensorFlow/XLA convention).
-# * **Pooling** summarises each window by its max or its mean; **stride** $s$ moves the window $s$
-#   pixels at a time.
+#   **'same'** pads with zeros so that the output is $\lceil n / s \rceil$: in all
+#   $\max((\lceil n/s \rceil - 1)\, s + k - n,\ 0)$ zeros, half before and half after, the extra one
+#   (if the total is odd) after: the TensorFlow/XLA convention. `same_padding(n, k, stride)` below
+#   gives the pair; with a stride this can be fewer than the $k - 1$ zeros of stride 1.
+# * **Pooling** summarises each window by its max (`kind="max"`) or its mean (`kind="avg"`);
+#   **stride** $s$ moves the window $s$ pixels at a time.
 #
 # Write it with `jax.numpy` only: loop over the *filter's* KH×KW offsets (a handful), never over the
 # image's pixels, and let one `einsum` do the sums. The tests check that your functions do not call
@@ -63,7 +65,7 @@ from course import images, plotting
 
 # %%
 def output_size(n: int, k: int, *, stride: int = 1, padding: str = "valid") -> int:
-    """Output length along one axis for input length n, window k, stride and padding."""
+    """Output length along one axis for input length n, window k, stride and padding ("valid" or "same")."""
     # YOUR CODE HERE (lab08: output_size)
     raise NotImplementedError("lab08: output_size")
 
@@ -86,7 +88,10 @@ def same_padding(n: int, k: int, stride: int) -> tuple[int, int]:
 
 # %%
 def conv2d(x: Array, w: Array, b: Array, *, stride: int = 1, padding: str = "valid") -> Array:
-    """Cross-correlate x (N, H, W, C) with filters w (KH, KW, C, F), add b (F,): -> (N, H', W', F)."""
+    """Cross-correlate x (N, H, W, C) with filters w (KH, KW, C, F), add b (F,): -> (N, H', W', F).
+
+    padding: "valid" (no zeros) or "same" (pad H and W with the zeros `same_padding` gives, then as "valid").
+    """
     # YOUR CODE HERE (lab08: conv2d)
     raise NotImplementedError("lab08: conv2d")
 
@@ -94,7 +99,8 @@ def conv2d(x: Array, w: Array, b: Array, *, stride: int = 1, padding: str = "val
 def pool2d(x: Array, *, window: int, stride: int | None = None, kind: str = "max") -> Array:
     """Max or average pooling of x (N, H, W, C) over window×window, 'valid': -> (N, H', W', C).
 
-    The stride defaults to the window (non-overlapping windows, as in Keras).
+    kind: "max" (the largest value of each window) or "avg" (their mean). The stride defaults to the
+    window (non-overlapping windows, as in Keras).
     """
     # YOUR CODE HERE (lab08: pool2d)
     raise NotImplementedError("lab08: pool2d")

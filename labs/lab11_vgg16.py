@@ -135,8 +135,9 @@ def filter_activation(features: Features, params, image: Array, f: int | Array, 
     """Mean activation of filter f over one image (H, W, 3), leaving out `border` pixels on each side.
 
     Runs `features(params, image[None])` -> (1, h, w, F) and averages channel f over
-    rows and columns border..h-border-1, border..w-border-1. Returns a scalar. `f` may be a traced
-    integer (under `vmap`).
+    rows and columns border..h-border-1, border..w-border-1 (`border` may be 0: the whole map).
+    Returns a 0-d JAX array (no `float(...)`: `jax.grad` and `vmap` go through it). `f` may be a
+    traced integer (under `vmap`).
     """
     # YOUR CODE HERE (lab11: filter_activation)
     raise NotImplementedError("lab11: filter_activation")
@@ -191,7 +192,8 @@ def visualize_filters(
 
     Result k is exactly `gradient_ascent(features, params, images[k], filters[k], ...)`, computed for all
     k in one jitted program with `jax.vmap` (no Python loop over filters). With `chunk`, at most
-    `chunk` filters are in flight at a time (`jax.lax.map(fn, xs, batch_size=chunk)`).
+    `chunk` filters are in flight at a time (`jax.lax.map(fn, xs, batch_size=chunk)`); K need not be
+    a multiple of `chunk`.
     """
 
     # YOUR CODE HERE (lab11: visualize_filters)
@@ -211,7 +213,7 @@ def deprocess(image: Array) -> Array:
     """A caffe-space image (H, W, 3, BGR) -> a displayable float image (H, W, 3, RGB) in [0, 1].
 
     x - mean(x), divided by (std(x) + 1e-5), times 0.15, plus 0.5, clipped to [0, 1], channels reversed.
-    Mean and standard deviation are over all pixels and channels.
+    Mean and standard deviation (`jnp.std`, i.e. ddof 0) are over all pixels and channels.
     """
     # YOUR CODE HERE (lab11: deprocess)
     raise NotImplementedError("lab11: deprocess")

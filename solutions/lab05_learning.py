@@ -39,7 +39,7 @@ from course import datasets, plotting
 #
 # `jax.grad` does this for any function, `jax.jit` compiles the whole step for the CPU or GPU,
 # `jax.vmap` maps a function over a batch axis (per-example gradients), and the same network of
-# any depth is a *recursion* $z_n = s(W_n z_{n-1} + b_n)$: a fold over stacked layer weights,
+# any depth is a *recursion* $z_n = s(z_{n-1} W_n + b_n)$: a fold over stacked layer weights,
 # which is what `jax.lax.scan` computes.
 
 # %% [markdown]
@@ -80,6 +80,8 @@ def autodiff(params: dict[str, Array], x: Array, y: Array) -> dict[str, Array]:
 def finite_differences(f, params: dict[str, Array], *, eps: float = 1e-6) -> dict[str, Array]:
     """Central differences (f(θ + εe_i) − f(θ − εe_i)) / 2ε for every entry of every array in params.
 
+    f maps a dict shaped like params to a scalar; the result is the gradient of f as a dict shaped
+    like params (same keys, each array the shape of its parameter, a 0-d one included).
     Slow (two evaluations per parameter) but needs no calculus: the referee for the other two.
     Use it in float64 (`with jax.enable_x64(True):`), where ε = 1e-6 is accurate.
     """
@@ -135,7 +137,10 @@ def deep_loop(ws: Array, bs: Array, z: Array) -> Array:
 
 
 def deep_scan(ws: Array, bs: Array, z: Array) -> Array:
-    """The same recursion with `jax.lax.scan` over the stacked layers."""
+    """The same recursion, z_n = tanh(z_{n-1} @ ws[n] + bs[n]), with `jax.lax.scan` over the stacked layers.
+
+    ws (L, m, m), bs (L, m), z (N, m) -> (N, m).
+    """
 
     # BEGIN SOLUTION
     def layer(z, wb):

@@ -45,12 +45,18 @@ from course import datasets, images, plotting
 # %% [markdown]
 # ## 1. Layouts
 # Use `images.check_channels_last(x, what)` / `images.check_channels_first(x, what)` first: they raise
-# a `ValueError` naming the axes when the layout is wrong.
+# a `ValueError` naming the axes when the layout is wrong. (The tests pass a wrong layout and read the
+# message: it must be a `ValueError` that says which layout the input looks like, "channels-first" or
+# "channels-last", and which axis is which, as the helpers' messages do.)
 
 
 # %%
 def to_channels_first(x: Array) -> Array:
-    """(H, W, C) -> (C, H, W), or (N, H, W, C) -> (N, C, H, W); checks the input is channels-last."""
+    """(H, W, C) -> (C, H, W), or (N, H, W, C) -> (N, C, H, W); checks the input is channels-last.
+
+    A channels-first input raises the ValueError of `images.check_channels_last`, which says that it
+    looks channels-first and names the axes.
+    """
     # BEGIN SOLUTION
     images.check_channels_last(x, "to_channels_first's input")
     return jnp.moveaxis(x, -1, -3)
@@ -58,7 +64,11 @@ def to_channels_first(x: Array) -> Array:
 
 
 def to_channels_last(x: Array) -> Array:
-    """(C, H, W) -> (H, W, C), or (N, C, H, W) -> (N, H, W, C); checks the input is channels-first."""
+    """(C, H, W) -> (H, W, C), or (N, C, H, W) -> (N, H, W, C); checks the input is channels-first.
+
+    A channels-last input raises the ValueError of `images.check_channels_first`, which says that it
+    looks channels-last and names the axes.
+    """
     # BEGIN SOLUTION
     images.check_channels_first(x, "to_channels_last's input")
     return jnp.moveaxis(x, -3, -1)

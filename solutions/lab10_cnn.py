@@ -104,8 +104,10 @@ def dropout(x: Array, *, rate: float, key: Array | None, train: bool) -> Array:
 # its input shape, so that the tests can use small images; for MNIST it is (28, 28, 1). The whole model
 # has 1 199 882 parameters — the figure Keras prints for it.
 #
-# `__call__` gets `train` and `key`: split `key` in two, one for each dropout. Flatten with
-# `x.reshape(x.shape[0], -1)` (row-major over (H, W, C), as Keras' Flatten).
+# `__call__` gets `train` and `key`: split `key` in two, one for each dropout — only when training:
+# with `train=False` there is no dropout and `key` may be None, as in `model(images)`, which is how the
+# tests and the demo call it. Flatten with `x.reshape(x.shape[0], -1)` (row-major over (H, W, C), as
+# Keras' Flatten). The last layer gives logits: no softmax (the loss applies it).
 
 
 # %%
@@ -132,6 +134,7 @@ class CNN(nnx.Module):
         # END SOLUTION
 
     def __call__(self, images: Array, *, train: bool = False, key: Array | None = None) -> Array:
+        """images (B, H, W, C) -> logits (B, classes); ``key`` is needed only when ``train`` (else it may be None)."""
         # BEGIN SOLUTION
         k1, k2 = jax.random.split(key) if train else (None, None)
         x = jax.nn.relu(self.conv1(images))  # (B, H-2, W-2, 32)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course import labs as _labs
-from course.grader import remote
+from course.grader import privacy
 from course.grader.report import write_gradescope
 from course.grader.runner import Report, grade
 
@@ -94,7 +94,7 @@ def grade_class(
         "tests": hashlib.sha256(b"".join(p.read_bytes() for p in sorted(tests.glob("test_lab*.py")))).hexdigest(),
     }
     students = discover(submissions)
-    if remote.sandbox_user(sandbox_user) is None:
+    if privacy.sandbox_user(sandbox_user) is None:
         log(
             "warning: the submissions' code runs as this user, who can write the course, the tests and the "
             "grades: only grading as root (the sandbox then runs as nobody) keeps students from each other"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import pwd
 import select
 import shutil
 import signal
@@ -118,24 +117,6 @@ class TestClock:
     def reset(self, timeout: float | None = None) -> None:
         self.timeout = self.timeout if timeout is None else timeout
         self.left, self.hints, self.output = self.timeout, [], ""
-
-
-def sandbox_user(setting: str | None) -> tuple[int, int] | None:
-    """The (uid, gid) that sandboxes run as, or None to keep ours.
-
-    ``"auto"``: an unprivileged user (``nobody``) when we run as root, as on Gradescope; nobody
-    else can switch users. ``"none"``: keep ours. A user name: that user (root only).
-    """
-    if setting in (None, "", "none"):
-        return None
-    if setting == "auto":
-        if os.geteuid() != 0:
-            return None
-        setting = "nobody"
-    if os.geteuid() != 0:
-        raise PermissionError(f"only root can run the sandboxes as user {setting!r}")
-    entry = pwd.getpwnam(setting)
-    return entry.pw_uid, entry.pw_gid
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -246,10 +227,8 @@ class Sandbox:
         user: tuple[int, int] | None = None,
         jax_cache: Path | None = None,
         limits: Limits = Limits(),
-        display: dict[str, str] | None = None,
     ) -> None:
         self.lab_path, self.user, self.jax_cache, self.limits = Path(lab_path).resolve(), user, jax_cache, limits
-        self.display = display or {}  # sandbox path -> the path to show the student
         self.pid: int | None = None
         self.sticky: SandboxFailure | None = None  # the lab cannot even be imported in time: don't retry
 
@@ -342,15 +321,10 @@ class Sandbox:
         return answer["value"]
 
     def _shown(self, info: dict) -> dict:
-        """Paths in the sandbox's report, as the student knows them."""
+        """The sandbox's report with the paths in its message as the student knows them (a file, a cell)."""
+        from course.grader import locations
 
-        def fix(text):
-            for inside, shown in self.display.items():
-                text = text.replace(inside, shown) if isinstance(text, str) else text
-            return text
-
-        frames = [[fix(f[0]), *f[1:]] for f in info.get("frames", []) if isinstance(f, list) and len(f) == 4]
-        return {**info, "message": fix(info.get("message", "")), "frames": frames}
+        return {**info, "message": locations.current().text(info.get("message", ""))}
 
     def _exchange(self, payload: bytes | None, deadline: float, clock: TestClock) -> Any:
         """Write ``payload`` (if any), then read one answer, watching the clock, the output and the process."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from course.grader.runner import Report
 
-_MARK = {
+MARKS = {  # each status as the student reads it
     "passed": "PASS",
     "failed": "FAIL",
     "not attempted": "TODO",
@@ -31,7 +31,7 @@ def render(report: Report, *, titles: dict[str, str] | None = None, verbose: boo
         lines.append(f"{lab}  {titles.get(lab, '')}".rstrip() + f"  —  {_pts(earned)}/{_pts(possible)} points")
         for o in outcomes:
             pts = f"{_pts(o.earned)}/{_pts(o.points)}"
-            lines.append(f"  {_MARK[o.status]:<7} {pts:>5}  {o.name}")
+            lines.append(f"  {MARKS[o.status]:<7} {pts:>5}  {o.name}")
             if o.status != "passed" and o.message:
                 rows = o.message.splitlines()
                 lines += [f"                 {row}" for row in (rows if verbose else rows[:6])]

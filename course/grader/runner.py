@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course import labs as _labs
-from course.grader import privacy, remote, zygote
+from course.grader import locations, privacy, zygote
 
 STATUSES = ("passed", "failed", "not attempted", "error", "timed out", "crashed", "skipped")
 QUIET_LIMIT_S = 600.0  # a grading process silent for longer than this (plus the test timeout) is stuck
@@ -95,6 +95,7 @@ def grade(
     sandbox_cache: Path | None = None,
     log_path: Path | None = None,
     keyword: str | None = None,
+    shown: dict[str, locations.Source] | None = None,
 ) -> Report:
     """Run the graded tests of ``labs`` (all when None) against ``impl`` and score them.
 
@@ -109,6 +110,8 @@ def grade(
       sandbox_cache: the sandboxes' JAX compilation cache (default: one per user under ``.cache``).
       log_path: where the grading processes' own output goes (default: a temporary file).
       keyword: only the tests pytest's ``-k`` expression selects (``course.check`` of a few functions).
+      shown: how messages name lab files of ``impl`` (by path) other than as the files they are
+        (:mod:`course.grader.locations`): ``course.check`` names a kernel's cells.
 
     ``impl`` may also hold Jupyter notebooks, or be one (``labNN_*.ipynb``): their code cells are graded
     as the lab module (:func:`course.notebooks.convert_for_grading`), and ``labs=None`` means their labs.
@@ -122,14 +125,16 @@ def grade(
     report = Report(impl=str(impl), seed=seed)
     with privacy.closed_to_same_user(), tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         converted = Path(tmp) / "notebooks"
+        shown = dict(shown or {})
         if notebook:
             converted.mkdir()
-            found, report.notes = _notebooks.convert_for_grading(impl_dir, converted, labs)
+            found, report.notes, cells = _notebooks.convert_for_grading(impl_dir, converted, labs)
+            shown.update({str(converted / name): source for name, source in cells.items()})
             labs = labs or found + [_labs.lab_id(p.stem) for p in impl_dir.glob("lab*.py") if _labs.is_lab_file(p)]
         plan = collect(tests_dir, labs)
         if not plan:
             return report
-        snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp), converted=converted)
+        snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp), converted=converted, shown=shown)
         sandbox_user = sandbox_setting(sandbox_user, snapshot, report)
         log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
         with log:
@@ -182,13 +187,19 @@ class Snapshot:
     plan: dict[str, list[Path]]  # lab -> test files in the copy
     tests: Path
     impl: Path
-    shown_impl: Path  # the student's own folder, named in messages
+    locations: Path  # how messages name the copies (course.grader.locations)
     manifest: Path
     root: Path
 
     @classmethod
     def take(
-        cls, plan: dict[str, list[Path]], tests_dir: Path, impl_dir: Path, root: Path, converted: Path | None = None
+        cls,
+        plan: dict[str, list[Path]],
+        tests_dir: Path,
+        impl_dir: Path,
+        root: Path,
+        converted: Path | None = None,
+        shown: dict[str, locations.Source] | None = None,  # a source file's path -> how to name it
     ) -> "Snapshot":
         root.chmod(0o755)
         tests, impl = root / "tests" / tests_dir.name, root / "impl"
@@ -203,8 +214,12 @@ class Snapshot:
             for p in sorted(folder.rglob("lab*.py"), key=lambda p: -len(p.parts))
             if _labs.is_lab_file(p)
         ]
+        places = locations.Locations(folders={str(tests): locations.shown_path(tests_dir)})
         for path in sources:  # later copies win: the submission's own shallowest .py files come last
             shutil.copyfile(path, impl / path.name)
+            own = locations.Source(locations.shown_path(path))
+            places.sources[str(impl / path.name)] = (shown or {}).get(str(path), own)
+        places.write(root / "locations.json")
         for path in [root, *root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         copied = {lid: [tests / p.name for p in files] for lid, files in plan.items()}
@@ -212,7 +227,7 @@ class Snapshot:
         manifest = root / "manifest.json"
         manifest.write_text(json.dumps(hashes))
         manifest.chmod(0o644)
-        return cls(copied, tests, impl, impl_dir if impl_dir.is_dir() else impl_dir.parent, manifest, root)
+        return cls(copied, tests, impl, root / "locations.json", manifest, root)
 
 
 def sandbox_setting(setting: str, snapshot: Snapshot, report: Report) -> str:
@@ -222,7 +237,7 @@ def sandbox_setting(setting: str, snapshot: Snapshot, report: Report) -> str:
     /root, say), the code runs as root instead and the report says that it was not contained. A user
     named explicitly (Gradescope's ``run_autograder`` names nobody) must work, or nothing is graded.
     """
-    user = remote.sandbox_user(setting)
+    user = privacy.sandbox_user(setting)
     if user is None:
         return "none"
     name = "nobody" if setting == "auto" else setting
@@ -274,12 +289,12 @@ def run(
     selector = selectors.DefaultSelector()
     procs: list[_Process] = []
     needed = needed_modules(snapshot)
-    warm = zygote.shared(_course_path(), preload=needed)
+    warm = zygote.shared(course_path(), preload=needed)
     for n, files in enumerate(groups(snapshot.plan, jobs)):
         read_fd, write_fd = os.pipe()
         env = {
             **os.environ,
-            "PYTHONPATH": _course_path(),
+            "PYTHONPATH": course_path(),
             "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -301,7 +316,7 @@ def run(
             "--tb=no",
             f"--rootdir={snapshot.tests.parent}",
             f"--impl={snapshot.impl}",
-            f"--impl-shown={snapshot.shown_impl}",
+            f"--locations={snapshot.locations}",
             f"--lab-timeout={timeout:g}",
             f"--sandbox-user={sandbox_user}",
             f"--seed={seed}",
@@ -371,6 +386,8 @@ def _start(warm, needed: list[str], args: list[str], *, env: dict, cwd: Path, ev
             return [_Process(pid=pid) for pid in pids]
         except zygote.ZygoteError as exc:
             print(f"course: starting the grading processes from scratch ({exc})", file=log, flush=True)
+    from course.grader import remote
+
     server_sock, server = remote.start_fork_server(log)
     env = {**env, "COURSE_GRADER_FD": str(events_fd), "COURSE_FORKSERVER_FD": str(server_sock.fileno())}
     proc = subprocess.Popen(
@@ -387,14 +404,18 @@ def _start(warm, needed: list[str], args: list[str], *, env: dict, cwd: Path, ev
 
 
 def needed_modules(snapshot: "Snapshot") -> list[str]:
-    """What the labs and graded tests of ``snapshot`` import at the top (for the zygote to preload).
+    """What the labs and graded tests of ``snapshot`` import at the top (for the zygote to preload)."""
+    return imports_of([*snapshot.impl.glob("lab*.py"), *(p for fs in snapshot.plan.values() for p in fs)])
 
-    Read from their source, never run; the zygote keeps only installed libraries' and the course's.
+
+def imports_of(files: list[Path]) -> list[str]:
+    """The modules ``files`` import at the top that the zygote may preload (:func:`zygote.preloadable`).
+
+    Read from their source, never run: installed libraries' modules and the course's are kept.
     """
     import ast
 
     names: dict[str, None] = {}
-    files = [*snapshot.impl.glob("lab*.py"), *(p for fs in snapshot.plan.values() for p in fs)]
     for path in files:
         try:
             tree = ast.parse(path.read_bytes())
@@ -409,7 +430,7 @@ def needed_modules(snapshot: "Snapshot") -> list[str]:
     return [n for n in names if zygote.preloadable(n)]
 
 
-def _course_path() -> str:
+def course_path() -> str:
     """PYTHONPATH under which child processes import this very ``course`` package (not another install)."""
     here = str(Path(_labs.__file__).resolve().parent.parent)
     return os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])

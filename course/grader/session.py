@@ -18,6 +18,7 @@ import pytest
 
 from course import labs as _labs
 from course.assign import STUB_MESSAGE
+from course.grader import locations
 from course.grader.privacy import set_dumpable
 from course.grader.remote import SandboxFailure, StudentError
 from course.testing import plugin as _testing
@@ -106,10 +107,11 @@ def pytest_runtest_logstart(nodeid: str, location) -> None:
 
 
 def _where(frames: list) -> str:
-    """The innermost frame in the student's lab file, as ``file:line in function: code``."""
+    """The innermost frame in the student's code, as ``file:line in function: code`` (a notebook: its cell)."""
+    places = locations.current()
     for filename, lineno, name, line in reversed(frames):
-        if _labs.is_lab_file(filename):
-            return f"{filename}:{lineno} in {name}: {line}".rstrip(": ")
+        if isinstance(filename, str) and places.is_student(filename):
+            return f"{places.place(filename, lineno)} in {name}: {line}".rstrip(": ")
     return "(not in your lab file)"
 
 
@@ -142,7 +144,7 @@ def rank_hints(hints: list) -> list[str]:
         where = _where([f for f in frames if isinstance(f, list) and len(f) == 4])
         shapes = (
             str(h.get("message", "")).split(" Set the ")[0].replace("Following NumPy automatic rank promotion for ", "")
-        )
+        ).rstrip(".")
         line = "hint: " + RANK_HINT.format(where=where, shapes=shapes)
         if line not in out:
             out.append(line)

@@ -61,8 +61,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="the sandboxes' JAX compilation cache (default: .cache/jax-sandbox[-UID])",
     )
-    # The grader's: the student's own folder, named in messages instead of the copy that --impl names.
-    group.addoption("--impl-shown", default=None, help=argparse.SUPPRESS)
+    # The grader's: how messages name the copies it runs (course.grader.locations), as the student knows them.
+    group.addoption("--locations", default=None, help=argparse.SUPPRESS)
 
 
 def cache_root() -> Path:
@@ -100,6 +100,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from course import testing
 
     testing.SEED = config.getoption("--seed")
+    if config.getoption("--locations"):
+        from course.grader import locations
+
+        locations.use(locations.Locations.read(Path(config.getoption("--locations"))))
 
 
 _IMPL = pytest.StashKey[Path]()
@@ -158,7 +162,7 @@ def lab(request: pytest.FixtureRequest):
     config = request.config
     folder = impl_dir(config)
     setting = config.getoption("--sandbox-user")
-    user = remote.sandbox_user(setting)
+    user = privacy.sandbox_user(setting)
     path = _labs.lab_path(lid, folder)
     unreadable = user and privacy.unreadable_as(*user, [str(path), *privacy.needed_by_sandboxes()])
     if unreadable:  # e.g. a pyenv under /root, which the unprivileged user cannot even read
@@ -170,8 +174,7 @@ def lab(request: pytest.FixtureRequest):
         config.getoption("--sandbox-cache")
         or cache_root() / ("jax-sandbox" if user is None else f"jax-sandbox-{user[0]}")
     )
-    shown = config.getoption("--impl-shown")
-    sandbox = remote.Sandbox(path, user=user, jax_cache=cache, display={str(folder): str(shown)} if shown else None)
+    sandbox = remote.Sandbox(path, user=user, jax_cache=cache)
     yield remote.RemoteLab(sandbox, _clock)
     sandbox.stop()
 

@@ -164,7 +164,9 @@ def test_a_syntax_error_in_the_lab_is_an_error_per_test_not_a_lost_run(tmp_path)
     )
     report = grade(impl=tmp_path / "labs", tests_dir=tmp_path / "tests" / "labs", timeout=10.0)
     assert [o.status for o in report.outcomes] == ["error", "error"]
-    assert "SyntaxError" in report.outcomes[0].message and "lab42_fake.py:1" in report.outcomes[0].message
+    own = str(tmp_path / "labs" / "lab42_fake.py")
+    assert "SyntaxError" in report.outcomes[0].message and f"{own}:1" in report.outcomes[0].message
+    assert "course-grade-" not in report.outcomes[0].message, "the student's own file, not the grader's copy"
 
 
 def test_cli_writes_results_and_fail_under_sets_the_exit_status(tmp_path):
@@ -247,13 +249,14 @@ def hints(tmp_path_factory):
     (root / "labs" / "lab42_hints.py").write_text(HINT_LAB)
     (root / "tests" / "labs" / "test_lab42_hints.py").write_text(HINT_TESTS)
     report = grade(impl=root / "labs", tests_dir=root / "tests" / "labs", timeout=30.0)
-    return {o.name: o for o in report.outcomes}
+    return {o.name: o for o in report.outcomes} | {"own": str(root / "labs" / "lab42_hints.py")}
 
 
 def test_the_rank_promotion_hint_names_the_students_line(hints):
     o = hints["test_mse"]
     assert o.status == "failed"
-    assert "hint: implicit rank promotion at" in o.message and "lab42_hints.py:7 in mse" in o.message, o.message
+    assert "hint: implicit rank promotion at" in o.message and f"{hints['own']}:7 in mse" in o.message, o.message
+    assert "course-grade-" not in o.message, "the student's own file, not the grader's copy"
     assert "(3, 1) (3,)" in o.message
 
 

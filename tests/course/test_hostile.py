@@ -302,9 +302,9 @@ def test_no_process_started_by_the_student_outlives_grading(hostile):
 
 
 def test_as_root_the_sandbox_cannot_write_the_tests_the_course_or_the_manifest(hostile):
-    from course.grader import remote
+    from course.grader import privacy
 
-    user = remote.sandbox_user("auto")
+    user = privacy.sandbox_user("auto")
     if user is None:
         pytest.skip("users are switched only when grading as root")
     if _uncontained(hostile[0]):

@@ -56,9 +56,27 @@ def test_checksums_are_tfds_registered_ones(name):
 
 
 @pytest.fixture(scope="module")
-def prepared(mnist_data_dir, tmp_path_factory):
+def first_load(mnist_data_dir, tmp_path_factory):
+    """A fresh process's first load into an empty cache, as a student's is: the cache, and all it printed."""
     cache = tmp_path_factory.mktemp("cache")
+    code = f"from course import mnist; mnist.load(data_dir={str(mnist_data_dir)!r}, cache={str(cache)!r})"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return cache, run.stdout + run.stderr
+
+
+@pytest.fixture(scope="module")
+def prepared(first_load, mnist_data_dir):
+    cache, _ = first_load
     return cache, mnist.load("mnist", data_dir=mnist_data_dir, cache=cache)
+
+
+def test_the_first_load_prints_only_the_course_line(first_load):
+    # TFDS's own logging (e.g. absl's "Variant folder ... has no dataset_info.json" before it
+    # prepares) is noise to a student: the course says what is happening in one line of its own.
+    _, output = first_load
+    lines = output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Preparing MNIST with TFDS in "), output
 
 
 def test_load_gives_the_official_arrays(prepared, mnist_data_dir):

@@ -161,31 +161,53 @@ def test_setup_cell_installs_the_course_in_a_fresh_environment_as_on_colab(tmp_p
 # notebooks back into modules
 
 
-def test_magics_shell_lines_setup_and_checks_are_dropped_with_a_note():
+def test_magics_shell_lines_and_setup_are_dropped_with_a_note_and_checks_do_nothing(monkeypatch):
     cells = [
-        notebooks.setup_source(),
+        notebooks.setup_source(lab="lab01"),
         '"""Doc."""\nfrom __future__ import annotations\n!pip install foo\n%matplotlib inline\nimport math',
         "def f(x):\n    if x:\n        !echo hi\n    return 2 * x",
         "%%bash\necho not python",
         "from course import check\ncheck('lab01', 'f')\nresult = check('lab01')",
         "def f(x):\n    return 3 * x",
     ]
-    source, notes = notebooks.module_source(cells, origin="nb.ipynb")
+    source, notes, cells_at = notebooks.module_source(cells, origin="nb.ipynb")
     assert source.startswith("from __future__ import annotations\n")
+    monkeypatch.setenv("COURSE_SANDBOX", "1")  # as in the sandbox that imports the module
     ns = {}
     exec(compile(source, "m", "exec"), ns)
-    assert ns["f"](2) == 6 and "check" in ns and "result" not in ns
-    assert "course setup" not in source and "echo not python" not in source
+    assert ns["f"](2) == 6 and isinstance(ns["result"], notebooks.NotChecked)
+    assert "course setup" not in source and "echo not python" not in source and "warm_up" not in source
     assert notes == [
-        "nb.ipynb, code cell 2: dropped the line '!pip install foo'",
-        "nb.ipynb, code cell 2: dropped the line '%matplotlib inline'",
-        "nb.ipynb, code cell 3: dropped the line '!echo hi'",
-        "nb.ipynb, code cell 4: dropped the whole cell (a %%bash cell is not Python)",
+        "nb.ipynb, cell 2: dropped the line '!pip install foo'",
+        "nb.ipynb, cell 2: dropped the line '%matplotlib inline'",
+        "nb.ipynb, cell 3: dropped the line '!echo hi'",
+        "nb.ipynb, cell 4: dropped the whole cell (a %%bash cell is not Python)",
     ]
+    # Every kept cell keeps its lines where they were: line k of a cell is line start + k - 1.
+    lines = source.splitlines()
+    assert [c.label for c in cells_at] == ["cell 2", "cell 3", "cell 5", "cell 6"]
+    assert lines[cells_at[1].start - 1 + 3] == "    return 2 * x"  # cell 3's fourth line
+    assert lines[cells_at[3].start - 1] == "def f(x):"
+
+
+def test_a_modules_line_is_shown_as_its_cell_and_line():
+    from course.grader.locations import Locations, Source
+
+    source, _, cells = notebooks.module_source(
+        [("Cell In[3]", "import math"), ("Cell In[7]", "def f(x):\n    y = x\n    return y / 0")]
+    )
+    line = source.splitlines().index("    return y / 0") + 1
+    places = Locations({"/tmp/course-grade-x/impl/lab01_notebook.py": Source("", cells)})
+    assert places.place("/tmp/course-grade-x/impl/lab01_notebook.py", line) == "Cell In[7], line 3"
+    saved = Locations({"/tmp/g/impl/lab01.py": Source("lab01.ipynb", cells)})
+    message = f'File "/tmp/g/impl/lab01.py", line {line}, in f; at /tmp/g/impl/lab01.py:{line}; (lab01.py, line {line})'
+    assert saved.text(message) == (
+        "File lab01.ipynb, Cell In[7], line 3, in f; at lab01.ipynb, Cell In[7], line 3; (lab01.ipynb, Cell In[7], line 3)"
+    )
 
 
 def test_history_cells_that_do_not_parse_are_left_out():
-    source, notes = notebooks.module_source(
+    source, notes, _ = notebooks.module_source(
         ["def f(:\n  pass", "def f():\n    return 1"], origin="h", skip_unparsable=True
     )
     compile(source, "m", "exec")
@@ -221,6 +243,68 @@ def test_a_solution_notebook_as_colab_downloads_it_gets_full_marks(tmp_path):
     assert report.score == report.max_score > 0, [(o.name, o.status, o.message) for o in report.outcomes]
     assert any("dropped the line '!pip install -q something'" in n for n in report.notes)
     assert any("the demo does not run" in n for n in report.notes)
+
+
+# Every way a student may use check()'s result: in the graded module each is inert, and the module imports.
+CHECK_FORMS = [
+    'from course import check\n\nres = check("lab01")',
+    "res",
+    'print(check("lab01"))',
+    'assert check("lab01").score == 17',
+    "print(f\"score: {check('lab01').score}\")",
+    'for name in ["step", "sigmoid"]:\n    check("lab01", name)',
+    'def mine():\n    return check("lab01").score\n\nmine()',
+    'import course\ncourse.check("lab01", "step"); res = check("lab01", "step"); print(res.score)',
+]
+
+
+def _lab01_with(cells: list[str], code_cells=None):
+    nb = notebooks.build(labs.lab_files("solutions")["lab01"], checks=False)
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    return nb
+
+
+@pytest.mark.solutions_only
+def test_a_saved_notebook_that_uses_checks_result_grades_as_the_code_it_holds(tmp_path):
+    path = tmp_path / "lab01_perceptron.ipynb"
+    path.write_text(notebooks.dumps(_lab01_with(CHECK_FORMS)))
+    report = grade(impl=path, timeout=120)
+    assert report.score == report.max_score > 0, [(o.name, o.status, o.message) for o in report.outcomes]
+
+
+@pytest.mark.solutions_only
+def test_an_error_in_a_notebook_names_its_cell_and_line_never_a_temporary_path(tmp_path):
+    nb = _lab01_with(["def sigmoid(z):\n    scale = 1.0\n    return undefined_name * z"])
+    path = tmp_path / "lab01_perceptron.ipynb"
+    path.write_text(notebooks.dumps(nb))
+    position = len(nb.cells)  # the last cell, 1-based
+    report = grade(["lab01"], impl=path, timeout=120)
+    [o] = [o for o in report.outcomes if o.name == "test_sigmoid_matches_the_formula"]
+    assert o.status == "error", o.message
+    assert f"lab01_perceptron.ipynb, cell {position}, line 3 in sigmoid: return undefined_name * z" in o.message
+    text = "\n".join([o.message for o in report.outcomes] + report.notes + report.problems)
+    assert "/tmp/course-" not in text and "_notebook.py" not in text, text
+
+
+def test_checks_html_table_shows_each_test_with_the_shells_statuses():
+    from course.grader.runner import Outcome, Report
+
+    report = Report(
+        impl="x",
+        outcomes=[
+            Outcome("t.py::test_a", "lab01", 1.0, status="passed"),
+            Outcome("t.py::test_b", "lab01", 2.0, status="failed", message="expected <1>, got 2"),
+            Outcome("t.py::test_c", "lab01", 1.0, status="not attempted", message="lab01: c is still a stub"),
+        ],
+    )
+    result = notebooks.CheckResult(report, "lab01 — 1/4 points\nTotal: 1/4 points", "a b")
+    html = result._repr_html_()
+    assert html.count("<tr>") == 1 + 1 + 3  # header, the lab's line, one row a test
+    assert "lab01 a b — 1/4 points" in html
+    for name, mark, points in [("test_a", "PASS", "1/1"), ("test_b", "FAIL", "0/2"), ("test_c", "TODO", "0/1")]:
+        assert re.search(rf"<code>{name}</code>.*?{mark}</b>.*?{points}</td>", html), name
+    assert "expected &lt;1&gt;, got 2" in html and "Total: 1/4 points" in html
+    assert repr(result) == result.text  # plain text outside Jupyter
 
 
 def test_the_student_notebooks_grade_as_not_attempted(tmp_path):
@@ -288,6 +372,25 @@ def test_student_notebook_stops_at_its_first_stub(lab, tmp_path, request):
         assert texts and all("TODO" in t and "PASS" not in t and "FAIL" not in t and "ERROR" not in t for t in texts), (
             texts
         )
+
+
+@pytest.mark.solutions_only
+def test_check_in_a_live_kernel_grades_the_code_in_every_form_of_use(tmp_path):
+    """check() in a real Jupyter kernel, its result used as students do: each check sees full marks, answers
+    warm (the setup cell starts the grader), names the cell and line of a mistake, and shows a table."""
+    wrong = "def step(z):\n    import jax.numpy as jnp\n    return (z[:, None] - z) >= 0"
+    nb = _lab01_with([*CHECK_FORMS, wrong, 'check("lab01", "step")'])
+    notebooks.execute(nb, cwd=tmp_path, env={**KERNEL_ENV, "COURSE_CHECK": "1"}, timeout=900)
+    outputs = [o for c in nb.cells[-len(CHECK_FORMS) - 2 : -2] for o in c.outputs]
+    texts = [o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs]
+    assert not [o for o in outputs if o.output_type == "error"], texts
+    assert "Total: 17/17 points" in texts[0] and texts[-1].strip() == "5.0", texts  # `res`; the last print(res.score)
+    totals = [t.split("Total: ")[1].split()[0] for t in texts if "Total: " in t]
+    assert totals and all(a == b for a, b in (t.split("/") for t in totals)), texts  # full marks every time
+    last = nb.cells[-1].outputs[0]["data"]
+    assert "<table>" in last["text/html"] and "FAIL" in last["text/html"]
+    assert re.search(r"Cell In\[\d+\], line 3 in step: return \(z\[:, None\] - z\) >= 0", last["text/plain"]), last
+    assert "/tmp/course-" not in last["text/plain"]
 
 
 @pytest.mark.solutions_only

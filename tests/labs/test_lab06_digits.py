@@ -139,6 +139,11 @@ def test_train_learns_digits(lab, rendered_digits):
     logits = _numpy_mlp(params, rendered_digits.test.images / 255.0)
     acc = float(np.mean(np.argmax(logits, -1) == rendered_digits.test.labels))
     expect(acc >= 0.8, f"held-out accuracy after 3 epochs should be at least 80% (chance is 10%), got {acc:.1%}")
+    # float32 in the sandbox, float64 here: a digit whose top two logits nearly tie may go either way.
+    one_digit = 1.0 / len(rendered_digits.test.labels)
     expect_close(
-        acc, history["val_accuracy"][-1], "the returned model's accuracy vs history's last val_accuracy", atol=1e-6
+        acc,
+        history["val_accuracy"][-1],
+        "the returned model's accuracy vs history's last val_accuracy",
+        atol=one_digit + 1e-6,
     )
