@@ -84,7 +84,11 @@ def perceptron(theta: Array, x: Array, activation=sigmoid) -> Array:
 
 # %%
 def logistic_loss(theta: Array, x: Array, y: Array) -> Array:
-    """Mean binary cross-entropy of sigmoid(z) against labels y in {0, 1}; a scalar."""
+    """Mean binary cross-entropy of sigmoid(z) against labels y in {0, 1}; a scalar.
+
+    Exact even for confident predictions (z = ±100 costs 0 when right, 100 when wrong): write it with
+    softplus of z as above, not log(sigmoid(z)) and not a clipped probability.
+    """
     # YOUR CODE HERE (lab01: logistic_loss)
     raise NotImplementedError("lab01: logistic_loss")
 
@@ -129,6 +133,10 @@ def accuracy(theta: Array, x: Array, y: Array) -> Array:
 # On linearly separable data the perceptron reaches 100 % training accuracy. On XOR it cannot:
 # no line puts (0, 1) and (1, 0) on one side and (0, 0) and (1, 1) on the other, so at best
 # 3 of the 4 points are right. That is the limit lab 02 removes.
+#
+# Started from $\theta = 0$ it does not even get that far. There every $\sigma(z_i) = 0.5$, and the four
+# points' pulls $(\sigma(z_i) - y_i)(x_i, 1)$ cancel exactly: the gradient is zero, $\theta$ never moves,
+# and step(0) = 1 calls every point class 1, so the training accuracy stays at 0.50.
 
 
 # %%
@@ -149,13 +157,17 @@ def demo(out: Path) -> list[Path]:
 
     xo, yo = datasets.xor()
     theta_x, losses_x = train(jnp.zeros(3), xo, yo, learning_rate=1.0, steps=500)
-    print(f"XOR: training accuracy {float(accuracy(theta_x, xo, yo)):.2f} (no line can do better than 0.75)")
+    acc_x = float(accuracy(theta_x, xo, yo))
+    print(
+        f"XOR from θ = 0: training accuracy {acc_x:.2f}; the gradient there is exactly zero, so training "
+        "never moves (the best any line can do is 0.75)"
+    )
     xx, yy, pts = plotting.grid(-0.5, 1.5)
     fig, (ax,) = plotting.figure(1)
     prob = np.asarray(perceptron(theta_x, jnp.asarray(pts))).reshape(xx.shape)
     plotting.decision_regions(ax, xx, yy, prob, xo, yo, alpha=0.35)
     ax.set(
-        title=f"XOR: the best one perceptron can do gets {float(accuracy(theta_x, xo, yo)):.0%}",
+        title=f"XOR from θ = 0: the gradient is zero,\naccuracy stays {acc_x:.0%} (the best line: 75%)",
         xlabel="$x_1$",
         ylabel="$x_2$",
     )

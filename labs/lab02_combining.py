@@ -155,7 +155,11 @@ def predict(params, x: Array, activation=relu) -> Array:
 
 
 def solve_xor(*, key: Array, hidden: int = 8, steps: int = 500) -> list[dict[str, Array]]:
-    """Train a 2 → hidden → 1 ReLU network on XOR; returns its parameters."""
+    """Train a 2 → hidden → 1 ReLU network on XOR (`init_mlp`, then `fit`); returns its parameters.
+
+    The parameters are the list of {"w", "b"} layers that `init_mlp` makes; the tests recompute the
+    network's predictions from them (ReLU hidden layer, linear output, class 1 where the logit > 0).
+    """
     # YOUR CODE HERE (lab02: solve_xor)
     raise NotImplementedError("lab02: solve_xor")
 

@@ -63,7 +63,7 @@ def init_network(width: int, depth: int, *, key: Array) -> list[dict[str, Array]
 
 
 def forward(params: list[dict[str, Array]], x: Array, activation=jax.nn.relu) -> Array:
-    """The network's output (N, 1) for inputs x (N, 1)."""
+    """The network's output (N, 1) for inputs x (N, 1): `activation` after every hidden layer, a linear output."""
     # YOUR CODE HERE (lab03: forward)
     raise NotImplementedError("lab03: forward")
 

@@ -58,7 +58,7 @@ def init_classifier(hidden: list[int], *, key: Array) -> list[dict[str, Array]]:
 
 
 def logits(params: list[dict[str, Array]], x: Array) -> Array:
-    """The classifier's logit for each point: x (N, 2) -> (N,)."""
+    """The classifier's logit for each point: x (N, 2) -> (N,); ReLU after every hidden layer, a linear output."""
     # YOUR CODE HERE (lab04: logits)
     raise NotImplementedError("lab04: logits")
 
@@ -94,7 +94,11 @@ def train(params, x: Array, y: Array, *, steps: int = 2000, learning_rate: float
 
 # %%
 def probability_grid(params, *, lo: tuple[float, float], hi: tuple[float, float], n: int):
-    """P(class 1) on an n×n grid over [lo, hi]: returns (xx (n, n), yy (n, n), prob (n, n))."""
+    """P(class 1) on an n×n grid over [lo, hi]: returns (xx (n, n), yy (n, n), prob (n, n)).
+
+    The grid is linspace(lo[0], hi[0], n) along x by linspace(lo[1], hi[1], n) along y, laid out as
+    `jnp.meshgrid` makes it (either `indexing`); prob[i, j] is P(class 1) at the point (xx[i, j], yy[i, j]).
+    """
     # YOUR CODE HERE (lab04: probability_grid)
     raise NotImplementedError("lab04: probability_grid")
 

@@ -69,7 +69,7 @@ def init_network(width: int, depth: int, *, key: Array) -> list[dict[str, Array]
 
 
 def forward(params: list[dict[str, Array]], x: Array, activation=jax.nn.relu) -> Array:
-    """The network's output (N, 1) for inputs x (N, 1)."""
+    """The network's output (N, 1) for inputs x (N, 1): `activation` after every hidden layer, a linear output."""
     # BEGIN SOLUTION
     for layer in params[:-1]:
         x = activation(x @ layer["w"] + layer["b"])

@@ -87,7 +87,9 @@ def test_linear_stack_collapses_to_one_map(lab, key, sizes):
 @pytest.mark.points(3)
 def test_one_hidden_layer_solves_xor(lab, key):
     x, y = datasets.xor()
-    params = lab.solve_xor(key=key)
+    # 32 hidden units, not the default 8: with 8, about 2 % of keys end in a dead-ReLU local minimum, which
+    # would mark correct code wrong under some grading seeds (32: none in 8000 keys, two ways of splitting them).
+    params = lab.solve_xor(key=key, hidden=32)
     logits = numpy_mlp(params, x)  # recomputed here from the returned weights
     expect_shape(logits, (4, 1), "the XOR network's output")
     got = (logits[:, 0] > 0).astype(np.float32)

@@ -41,8 +41,8 @@ def test_mse(lab, key):
     params = lab.init_network(3, 1, key=key)
     x = jnp.linspace(-1, 1, 7)[:, None]
     y = jnp.cos(x)
-    pred = np.asarray(lab.forward(params, x), np.float64)
-    expect_close(lab.mse(params, x, y), np.mean((pred - np.cos(np.asarray(x, np.float64))) ** 2), "mse", atol=1e-6)
+    want = np.mean((numpy_mlp(params, x) - np.cos(np.asarray(x, np.float64))) ** 2)  # an independent forward pass
+    expect_close(lab.mse(params, x, y), want, "mse", atol=1e-6)
 
 
 @pytest.mark.points(2)
@@ -81,10 +81,12 @@ def test_a_wide_net_fits_the_bump_that_one_neuron_cannot(lab, key):
     k_train, k_test, k_init = jax.random.split(key, 3)
     x, y = datasets.regression_1d("bump", 100, key=k_train)
     x_test, y_test = datasets.regression_1d("bump", 200, key=k_test)
-    params, losses = lab.fit(lab.init_network(16, 1, key=k_init), x, y, optimizer=optax.adam(0.01), steps=2000)
+    # 64 wide: a 16-wide net misses the bump's flank from about a third of the keys (held-out MSE up to 0.02);
+    # 64 reached at most 0.014 over 6000 keys, and the noise alone costs 0.0025.
+    params, losses = lab.fit(lab.init_network(64, 1, key=k_init), x, y, optimizer=optax.adam(0.01), steps=2000)
     expect_shape(losses, (2000,), "losses from fit(steps=2000)")
     held_out = float(np.mean((numpy_mlp(params, x_test) - np.asarray(y_test, np.float64)) ** 2))  # recomputed here
-    expect(held_out < 0.01, f"a 16-wide ReLU net should reach held-out MSE < 0.01 on the bump; got {held_out:.4f}")
+    expect(held_out < 0.02, f"a 64-wide ReLU net should reach held-out MSE < 0.02 on the bump; got {held_out:.4f}")
     # Any 1-neuron ReLU net is monotone, so it can do no better than the best monotone function.
     bound = _best_monotone_mse(np.asarray(y_test, np.float64)[:, 0])
     expect(bound > 0.05, f"(test sanity) the best monotone fit should be poor, got MSE {bound:.4f}")

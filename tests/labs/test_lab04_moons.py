@@ -39,9 +39,16 @@ def test_probability_grid_works_for_any_size(lab, n):
     xx, yy, prob = lab.probability_grid(HAND, lo=(-1.0, -2.0), hi=(1.0, 2.0), n=n)
     for arr, name in [(xx, "xx"), (yy, "yy"), (prob, "prob")]:
         expect_shape(arr, (n, n), f"{name} for an {n}×{n} grid")
-    if n > 1:
-        expect_close(xx[0, [0, -1]], [-1.0, 1.0], "xx spans lo[0]..hi[0] along a row", atol=1e-6)
-        expect_close(yy[[0, -1], 0], [-2.0, 2.0], "yy spans lo[1]..hi[1] down a column", atol=1e-6)
+    if n > 1:  # every layout of the same grid plots the same: meshgrid's "xy" or "ij", either axis reversed
+        xs, ys = np.linspace(-1.0, 1.0, n), np.linspace(-2.0, 2.0, n)
+        grids = [np.meshgrid(a, b, indexing=i) for a in (xs, xs[::-1]) for b in (ys, ys[::-1]) for i in ("xy", "ij")]
+        same = [np.allclose(xx, gx, rtol=0, atol=1e-6) and np.allclose(yy, gy, rtol=0, atol=1e-6) for gx, gy in grids]
+        expect(
+            any(same),
+            f"xx, yy should be the grid linspace(lo[0], hi[0], n) by linspace(lo[1], hi[1], n), laid out as "
+            f"jnp.meshgrid makes it; got xx over [{np.min(xx):.3g}, {np.max(xx):.3g}], yy over "
+            f"[{np.min(yy):.3g}, {np.max(yy):.3g}], xx[0, :3] = {np.round(np.asarray(xx)[0, :3], 3)}",
+        )
     z = np.maximum(np.asarray(xx) - np.asarray(yy), 0) - 0.5
     expect_close(prob, 1 / (1 + np.exp(-z)), "prob = sigmoid(logit) at each grid point", atol=1e-5)
 
@@ -56,8 +63,9 @@ def test_two_layers_of_20_beat_one_layer_of_2(lab, key):
         params, losses = lab.train(lab.init_classifier(hidden, key=k_init), x, y, steps=1000)
         expect_shape(losses, (1000,), "losses from train(steps=1000)")
         acc[len(hidden)] = np_accuracy(params, x_test, y_test)
+    # 96 %, not 97 %: the lowest of 3000 keys was 97.2 %, too near 97 % to grade under other seeds.
     expect(
-        acc[2] >= 0.97, f"2 layers of 20 should reach ≥ 97 % test accuracy at noise 0.1 in 1000 steps; got {acc[2]:.3f}"
+        acc[2] >= 0.96, f"2 layers of 20 should reach ≥ 96 % test accuracy at noise 0.1 in 1000 steps; got {acc[2]:.3f}"
     )
     # Two ReLU units make one bent line, which cannot follow both moons.
     expect(
