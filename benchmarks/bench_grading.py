@@ -74,9 +74,8 @@ def make_class(folder: Path, size: int, lab_ids: list[str], seed: int = 0) -> di
 
 @contextlib.contextmanager
 def old_path(old: bool):
-    """``COURSE_WARM=0`` inside the block when ``old``: every grading process started from scratch."""
-    from course.grader import zygote
-
+    """``COURSE_WARM=0`` inside the block when ``old``: every grading process started from scratch (the
+    kernel's zygote stays, unused, as a notebook's does between checks)."""
     before = os.environ.get("COURSE_WARM")
     if old:
         os.environ["COURSE_WARM"] = "0"
@@ -87,8 +86,6 @@ def old_path(old: bool):
             os.environ.pop("COURSE_WARM", None)
         else:
             os.environ["COURSE_WARM"] = before
-        if old:
-            zygote.shut_down()  # so that the next "now" row starts its own, as a fresh kernel would
 
 
 def shell(args: list[str], env: dict | None = None) -> float:
@@ -135,7 +132,9 @@ def loop_table(lab: str, function: str, repeat: int) -> None:
                 times.setdefault((f"{lid}'s first grade (empty compilation cache)", old), []).append(took)
     whats = list(dict.fromkeys(w for w, _ in times))
     width = max(map(len, whats))
-    print(f"\nThe student's loop: {lid}, solutions, median of {repeat} (s); old = COURSE_WARM=0, processes from scratch")
+    print(
+        f"\nThe student's loop: {lid}, solutions, median of {repeat} (s); old = COURSE_WARM=0, processes from scratch"
+    )
     print(f"{'what':<{width}}  {'now':>6}  {'old':>6}  {'now/old':>7}  runs now")
     for what in whats:
         now, old = statistics.median(times[(what, False)]), statistics.median(times[(what, True)])

@@ -59,6 +59,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         sandbox_user=args.sandbox_user,
         seed=args.seed,
+        daemon=args.command_line,  # successive commands share a warm grader (course.grader.zygote)
     )
     print(render(report, titles=titles, verbose=args.verbose))
     print(f"(graded {impl} in {time.perf_counter() - start:.1f} s)")
@@ -260,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = argv is None  # the real command line, not a call from Python (a test, a notebook)
     if argv is None and args.command == "run":  # the real command line: train with huge pages where that helps
         from course.hugepages import restart_with_hugepages
 

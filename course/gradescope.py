@@ -37,6 +37,8 @@ ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 PYTHON="${{COURSE_PYTHON:-$ROOT/venv/bin/python}}"
 cd "$ROOT/source"
 mkdir -p "$ROOT/results"
+# One submission per container: a warm grader for this run only, no daemon left behind.
+export COURSE_WARM="${{COURSE_WARM:-1}}"
 exec "$PYTHON" -m course grade {labs}--impl "$ROOT/submission" --results "$ROOT/results/results.json" \\
     --seed "${{COURSE_SEED:-{seed}}}" --timeout "${{COURSE_TIMEOUT:-{timeout:g}}}" \\
     --sandbox-user "${{COURSE_SANDBOX_USER:-nobody}}"

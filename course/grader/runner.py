@@ -96,6 +96,7 @@ def grade(
     log_path: Path | None = None,
     keyword: str | None = None,
     shown: dict[str, locations.Source] | None = None,
+    daemon: bool = False,
 ) -> Report:
     """Run the graded tests of ``labs`` (all when None) against ``impl`` and score them.
 
@@ -112,6 +113,8 @@ def grade(
       keyword: only the tests pytest's ``-k`` expression selects (``course.check`` of a few functions).
       shown: how messages name lab files of ``impl`` (by path) other than as the files they are
         (:mod:`course.grader.locations`): ``course.check`` names a kernel's cells.
+      daemon: fork the grading processes from this user's daemon zygote, which outlives this call (the
+        ``course grade`` command line), not from one of this process (:func:`course.grader.zygote.shared`).
 
     ``impl`` may also hold Jupyter notebooks, or be one (``labNN_*.ipynb``): their code cells are graded
     as the lab module (:func:`course.notebooks.convert_for_grading`), and ``labs=None`` means their labs.
@@ -147,6 +150,7 @@ def grade(
                 sandbox_cache=sandbox_cache,
                 log=log,
                 keyword=keyword,
+                daemon=daemon,
             )
             report = decide(events, report, log)
     report.duration = time.monotonic() - start
@@ -283,13 +287,14 @@ def run(
     sandbox_cache: Path | None,
     log,
     keyword: str | None = None,
+    daemon: bool = False,
 ) -> list[dict]:
     """Run every group's trusted pytest process at once; return their events as they came."""
     events: list[dict] = []
     selector = selectors.DefaultSelector()
     procs: list[_Process] = []
     needed = needed_modules(snapshot)
-    warm = zygote.shared(course_path(), preload=needed)
+    warm = zygote.shared(course_path(), preload=needed, daemon=daemon)
     for n, files in enumerate(groups(snapshot.plan, jobs)):
         read_fd, write_fd = os.pipe()
         env = {
@@ -405,7 +410,8 @@ def _start(warm, needed: list[str], args: list[str], *, env: dict, cwd: Path, ev
 
 def needed_modules(snapshot: "Snapshot") -> list[str]:
     """What the labs and graded tests of ``snapshot`` import at the top (for the zygote to preload)."""
-    return imports_of([*snapshot.impl.glob("lab*.py"), *(p for fs in snapshot.plan.values() for p in fs)])
+    labs = [p for p in snapshot.impl.glob("lab*.py") if p.name[:5] in snapshot.plan]  # labNN_…
+    return imports_of([*labs, *(p for fs in snapshot.plan.values() for p in fs)])
 
 
 def imports_of(files: list[Path]) -> list[str]:

@@ -79,14 +79,18 @@ def _backend_started() -> bool:
         return True
 
 
-def _launch(control: socket.socket, request: dict, fds: list[int]) -> list[int]:
+_sockets: list[socket.socket] = []  # the zygote's own (its clients', its listener): closed in every fork
+
+
+def _launch(request: dict, fds: list[int]) -> list[int]:
     """Fork the job's fork server and test process; return their pids."""
     events_fd, log_fd = fds
     ours, theirs = socket.socketpair()
     server = os.fork()
     if server == 0:
         try:
-            control.close()
+            for own in _sockets:
+                own.close()
             ours.close()
             os.close(events_fd)
             os.dup2(log_fd, 1)
@@ -102,7 +106,8 @@ def _launch(control: socket.socket, request: dict, fds: list[int]) -> list[int]:
     if test == 0:
         code = 70
         try:
-            control.close()
+            for own in _sockets:
+                own.close()
             theirs.close()
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
@@ -132,19 +137,20 @@ def _launch(control: socket.socket, request: dict, fds: list[int]) -> list[int]:
     return [test, server]
 
 
-def main(fd: int, preload: list[str]) -> None:
+def main(control: socket.socket | None, preload: list[str], *, listener: socket.socket | None = None, idle=600.0):
+    """Serve jobs on ``control`` (one client: exit when it leaves), or on connections to ``listener`` (a
+    daemon: exit once no client has come for ``idle`` seconds)."""
+    import time
+
     from course.grader.privacy import set_dumpable
 
     set_dumpable(False)  # as every grading process (course.grader.privacy); the forks inherit it
-    control = socket.socket(fileno=fd)
     _preload([*BASE, *preload])
-
-    def send(**message) -> None:
-        control.sendall((json.dumps(message) + "\n").encode())
-
-    buffer = b""
+    clients = {control: b""} if control is not None else {}
+    _sockets[:] = [*clients, *([listener] if listener else [])]
+    last = time.monotonic()
     while True:
-        ready, _, _ = select.select([control], [], [], 1.0)
+        ready, _, _ = select.select([*clients, *([listener] if listener else [])], [], [], 1.0)
         while True:  # reap the jobs' processes that have ended
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -152,33 +158,85 @@ def main(fd: int, preload: list[str]) -> None:
                 break
             if pid == 0:
                 break
-        if not ready:
-            continue
-        try:
-            data, fds, _, _ = socket.recv_fds(control, 1 << 20, 2)
-        except OSError:
-            data, fds = b"", []
-        if not data:
-            return  # whoever started us has gone
-        buffer += data
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            request = json.loads(line)
-            if request["op"] == "preload":
-                send(preloaded=_preload(request["modules"]))
-            elif request["op"] == "grade":
-                _preload(request.get("preload", ()))
-                if _backend_started() or len(fds) != 2:
-                    for f in fds:
-                        os.close(f)
-                    send(error="this zygote cannot fork grading processes safely")
-                else:
-                    send(started=_launch(control, request, fds))
+        if listener is not None and not clients and time.monotonic() - last > idle:
+            return
+        for sock in ready:
+            if sock is listener:
+                conn = listener.accept()[0]
+                clients[conn] = b""
+                _sockets.append(conn)
+                continue
+            try:
+                data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                del clients[sock]
+                _sockets.remove(sock)
+                sock.close()
+                last = time.monotonic()
+                if listener is None:
+                    return  # whoever started us has gone
+                continue
+            *lines, clients[sock] = (clients[sock] + data).split(b"\n")
+            for line in lines:
+                _handle(sock, json.loads(line), fds)
                 fds = []
 
 
-if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2:])
+def _handle(sock: socket.socket, request: dict, fds: list[int]) -> None:
+    def send(**message) -> None:
+        try:
+            sock.sendall((json.dumps(message) + "\n").encode())
+        except OSError:  # that client has gone
+            pass
+
+    if request["op"] == "preload":
+        send(preloaded=_preload(request["modules"]))
+    elif request["op"] == "grade":
+        _preload(request.get("preload", ()))
+        if _backend_started() or len(fds) != 2:
+            for f in fds:
+                os.close(f)
+            send(error="this zygote cannot fork grading processes safely")
+        else:
+            send(started=_launch(request, fds))
+
+
+def _listen(path: str) -> socket.socket | None:
+    """A listening socket at ``path``, or None when another daemon already answers there."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+    except OSError:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+            return None  # it is alive: leave it be
+        except OSError:
+            os.unlink(path)  # a dead daemon's socket
+            listener.bind(path)
+        finally:
+            probe.close()
+    listener.listen(16)
+    return listener
+
+
+def _command_line(argv: list[str]) -> None:
+    if argv[:1] == ["--listen"]:  # a daemon: --listen PATH --idle SECONDS [MODULE ...]
+        os.chdir("/")
+        listener = _listen(argv[1])
+        if listener is None:
+            return
+        try:
+            main(None, argv[4:], listener=listener, idle=float(argv[3]))
+        finally:
+            try:
+                os.unlink(argv[1])
+            except OSError:
+                pass
+    else:
+        main(socket.socket(fileno=int(argv[0])), argv[1:])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -190,27 +248,71 @@ class ZygoteError(Exception):
 
 
 class Zygote:
-    """A zygote process of ours (see the module's docstring) and our end of its socket."""
+    """A zygote (see the module's docstring) and our end of its socket: a child of ours, or a daemon's."""
 
-    def __init__(self, preload: list[str] | tuple[str, ...] = (), *, path: str, log=None) -> None:
+    def __init__(self, sock: socket.socket, proc=None) -> None:
+        self.sock, self.proc, self.buffer = sock, proc, b""
+
+    @classmethod
+    def start(cls, preload: list[str] | tuple[str, ...] = (), *, path: str) -> "Zygote":
+        """A zygote of this process's own, which ends when we do."""
         import subprocess
 
         ours, theirs = socket.socketpair()
-        env = {**os.environ, "PYTHONPATH": path, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu"}
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        self.proc = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-P", "-m", "course.grader.zygote", str(theirs.fileno()), *preload],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
-            stdout=log if log is not None else subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=_environment(path),
         )
         theirs.close()
-        self.sock, self.buffer = ours, b""
+        return cls(ours, proc)
+
+    @classmethod
+    def daemon(cls, preload: list[str] | tuple[str, ...] = (), *, path: str, idle: float) -> "Zygote":
+        """The daemon zygote of this user, Python and course code, started (detached) if none answers.
+
+        Its socket is in a folder only this user can open, named by a fingerprint of the interpreter,
+        the course's files and the libraries' installs: after an edit or an upgrade, the next ``course
+        grade`` gets a new daemon, and the old one ends on its own after ``idle`` seconds unused.
+        """
+        import subprocess
+        import tempfile
+        import time
+
+        folder = os.path.join(tempfile.gettempdir(), f"course-{os.geteuid()}")
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        st = os.lstat(folder)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077 or not os.path.isdir(folder):
+            raise ZygoteError(f"{folder} is not a private folder of this user")
+        address = os.path.join(folder, f"zygote-{_fingerprint(path)}.sock")
+        started = None
+        deadline = time.monotonic() + 60
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(address)
+                return cls(sock)
+            except OSError:
+                sock.close()
+            if started is None:
+                started = subprocess.Popen(
+                    [sys.executable, "-P", "-m", "course.grader.zygote", "--listen", address, "--idle", f"{idle:g}"]
+                    + list(preload),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=_environment(path),
+                    start_new_session=True,  # no terminal's signals; it outlives this command
+                )
+            elif started.poll() not in (None, 0) or time.monotonic() > deadline:
+                raise ZygoteError("the grader's daemon did not start")
+            time.sleep(0.02)
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.proc.poll() is None if self.proc is not None else self.sock.fileno() >= 0
 
     def _ask(self, message: dict, fds: list[int] = (), timeout: float = 300.0) -> dict:
         import time
@@ -246,27 +348,68 @@ class Zygote:
         return self._ask(request, [events_fd, log_fd])["started"]
 
     def close(self) -> None:
-        self.sock.close()  # the zygote exits at its next read; jobs still running finish on their own
-        try:
-            self.proc.wait(10)
-        except Exception:  # noqa: BLE001
-            self.proc.kill()
+        self.sock.close()  # ours exits at its next read (a daemon waits for the next client)
+        if self.proc is not None:
+            try:
+                self.proc.wait(10)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+
+
+def _environment(path: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": path,
+        "MPLBACKEND": "Agg",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def _fingerprint(path: str) -> str:
+    """What a daemon's imports depend on: this Python, the course's files, the libraries' installs."""
+    import hashlib
+    import importlib.util
+
+    parts = [sys.executable, sys.version, path]
+    course = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder, _, names in sorted(os.walk(course)):
+        for name in sorted(n for n in names if n.endswith(".py")):
+            st = os.stat(os.path.join(folder, name))
+            parts.append(f"{folder}/{name}:{st.st_mtime_ns}:{st.st_size}")
+    for lib in ("jax", "jaxlib", "flax", "optax", "numpy", "pytest", "matplotlib"):
+        spec = importlib.util.find_spec(lib)
+        if spec is not None and spec.origin:
+            parts.append(f"{spec.origin}:{os.stat(spec.origin).st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 _shared: Zygote | None = None
+IDLE_S = 600.0  # a daemon unused for this long ends
 
 
-def shared(path: str, preload: list[str] | tuple[str, ...] = ()) -> Zygote | None:
+def shared(path: str, preload: list[str] | tuple[str, ...] = (), *, daemon: bool = False) -> Zygote | None:
     """This process's zygote, started now if there is none (or it died); None where forking is not to be used.
 
-    ``COURSE_WARM=0`` turns the zygote off (every grading process then starts from scratch, as before);
-    so does a platform without ``fork`` (Windows) or ``socket.send_fds``.
+    ``daemon``: use (or start) this user's daemon zygote, shared by successive ``course grade`` commands,
+    instead of one that ends with this process. ``$COURSE_WARM`` overrides: ``0`` turns the zygote off
+    (every grading process starts from scratch, the old path), ``1`` never uses a daemon, ``daemon``
+    always does. A platform without ``fork`` (Windows) or ``socket.send_fds`` starts processes from scratch.
     """
     global _shared
-    if os.environ.get("COURSE_WARM", "1") == "0" or not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
+    setting = os.environ.get("COURSE_WARM", "")
+    if setting == "0" or not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
         return None
-    if _shared is None or not _shared.alive():
-        _shared = Zygote(preload, path=path)
+    daemon = setting == "daemon" or (daemon and setting != "1")
+    if _shared is not None and _shared.alive() and (_shared.proc is None) == daemon:
+        return _shared
+    if daemon:
+        try:
+            _shared = Zygote.daemon(preload, path=path, idle=float(os.environ.get("COURSE_WARM_IDLE", IDLE_S)))
+            return _shared
+        except (ZygoteError, OSError):
+            pass  # a zygote of our own, then
+    _shared = Zygote.start(preload, path=path)
     return _shared
 
 
@@ -275,3 +418,7 @@ def shut_down() -> None:
     if _shared is not None:
         _shared.close()
         _shared = None
+
+
+if __name__ == "__main__":
+    _command_line(sys.argv[1:])

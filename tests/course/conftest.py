@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+# The suite's own `course grade` commands fork from a zygote of their own, not the user's daemon (which
+# outlives them); tests/course/test_grader.py tests the daemon on its own folder.
+os.environ.setdefault("COURSE_WARM", "1")
+
 
 def _shared_data(needed: str, what: str) -> Path:
     """``$COURSE_DATA_DIR`` when ``needed`` exists inside it. CI must have it (fail); elsewhere, skip."""
