@@ -96,6 +96,8 @@ def _launch(request: dict, fds: list[int]) -> list[int]:
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
             os.close(log_fd)
+            os.environ.clear()  # the sandboxes' environment is the job's, as when started from scratch
+            os.environ.update(request["env"])
             from course.grader import forkserver
 
             forkserver.become_server()
@@ -371,7 +373,7 @@ def _fingerprint(path: str) -> str:
     import hashlib
     import importlib.util
 
-    parts = [sys.executable, sys.version, path]
+    parts = [sys.executable, sys.version, path, *imported_with()]
     course = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for folder, _, names in sorted(os.walk(course)):
         for name in sorted(n for n in names if n.endswith(".py")):
@@ -384,7 +386,14 @@ def _fingerprint(path: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+def imported_with() -> list[str]:
+    """The environment that JAX reads once, when imported (``JAX_ENABLE_X64``, ``XLA_FLAGS``, ...):
+    a zygote imported under other values is not used."""
+    return sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(("JAX_", "XLA_")))
+
+
 _shared: Zygote | None = None
+_shared_with: list[str] = []
 IDLE_S = 600.0  # a daemon unused for this long ends
 
 
@@ -396,13 +405,16 @@ def shared(path: str, preload: list[str] | tuple[str, ...] = (), *, daemon: bool
     (every grading process starts from scratch, the old path), ``1`` never uses a daemon, ``daemon``
     always does. A platform without ``fork`` (Windows) or ``socket.send_fds`` starts processes from scratch.
     """
-    global _shared
+    global _shared, _shared_with
     setting = os.environ.get("COURSE_WARM", "")
     if setting == "0" or not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
         return None
     daemon = setting == "daemon" or (daemon and setting != "1")
     if _shared is not None and _shared.alive() and (_shared.proc is None) == daemon:
-        return _shared
+        if _shared_with == imported_with():
+            return _shared
+        shut_down()  # JAX's settings changed since it was imported there
+    _shared_with = imported_with()
     if daemon:
         try:
             _shared = Zygote.daemon(preload, path=path, idle=float(os.environ.get("COURSE_WARM_IDLE", IDLE_S)))
