@@ -11,7 +11,8 @@ zygote (now) and started from scratch (``COURSE_WARM=0``: the old path), interle
   * ``check(lab, function)`` and ``check(lab)`` in one long-lived process, as a notebook's kernel
     calls them (a saved solution notebook, ``notebook=``);
   * ``python -m course grade lab`` and ``python -m nox -s grade -- lab`` from a shell;
-  * a lab's first grade: ``course grade`` with an empty compilation cache.
+  * a lab's first grade: ``course grade`` with an empty compilation cache and no daemon yet
+    (``COURSE_WARM=1``), as on a new machine; ``--first-grades``: every lab's.
 
 Everything is graded against copies made here: the solutions, the generated stubs, and "broken"
 files (a solution with one function that loops, one that crashes the process, and a syntax error).
@@ -128,7 +129,7 @@ def loop_table(lab: str, function: str, repeat: int) -> None:
         for old in (False, True):  # a lab's first grade: no compilation cache at all
             for _ in range(max(1, repeat // 2)):
                 with tempfile.TemporaryDirectory() as cache:
-                    took = shell(course, {"COURSE_CACHE_DIR": cache, **({"COURSE_WARM": "0"} if old else {})})
+                    took = shell(course, {"COURSE_CACHE_DIR": cache, "COURSE_WARM": "0" if old else "1"})
                 times.setdefault((f"{lid}'s first grade (empty compilation cache)", old), []).append(took)
     whats = list(dict.fromkeys(w for w, _ in times))
     width = max(map(len, whats))
@@ -140,6 +141,19 @@ def loop_table(lab: str, function: str, repeat: int) -> None:
         now, old = statistics.median(times[(what, False)]), statistics.median(times[(what, True)])
         runs = " ".join(f"{t:.2f}" for t in times[(what, False)])
         print(f"{what:<{width}}  {now:6.2f}  {old:6.2f}  {now / old:6.2f}x  {runs}")
+
+
+def first_grades() -> None:
+    """Each lab's first grade (``course grade``, no compilation cache), now and on the old path."""
+    print("\nA lab's first grade: python -m course grade LAB --impl solutions, empty compilation cache (s)")
+    print(f"{'lab':<6}  {'now':>6}  {'old':>6}  {'now/old':>7}")
+    for lid in labs.lab_files("solutions"):
+        command = [sys.executable, "-m", "course", "grade", lid, "--impl", "solutions"]
+        took = {}
+        for old in (False, True):
+            with tempfile.TemporaryDirectory() as cache:
+                took[old] = shell(command, {"COURSE_CACHE_DIR": cache, "COURSE_WARM": "0" if old else "1"})
+        print(f"{lid:<6}  {took[False]:6.1f}  {took[True]:6.1f}  {took[False] / took[True]:6.2f}x", flush=True)
 
 
 def _has(module: str) -> bool:
@@ -161,6 +175,7 @@ def main() -> None:
     parser.add_argument("--function", default="step", help="the function of check(lab, function)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--loop-only", action="store_true", help="only the loop's table")
+    parser.add_argument("--first-grades", action="store_true", help="also every lab's first grade, now and old")
     parser.add_argument("--class-size", type=int, default=50)
     parser.add_argument("--class-labs", nargs="+", default=["lab01", "lab02"])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
@@ -169,6 +184,8 @@ def main() -> None:
 
     header()
     loop_table(args.lab, args.function, args.repeat)
+    if args.first_grades:
+        first_grades()
     print(f"   load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.loop_only:
         return

@@ -28,6 +28,7 @@ import os
 import select
 import socket
 import sys
+import threading
 import traceback
 
 # What every job needs: the test process's pytest and plugins, and the sandbox side.
@@ -254,6 +255,7 @@ class Zygote:
 
     def __init__(self, sock: socket.socket, proc=None) -> None:
         self.sock, self.proc, self.buffer = sock, proc, b""
+        self.lock = threading.Lock()  # one question and its answer at a time (a class is graded in threads)
 
     @classmethod
     def start(cls, preload: list[str] | tuple[str, ...] = (), *, path: str) -> "Zygote":
@@ -317,6 +319,10 @@ class Zygote:
         return self.proc.poll() is None if self.proc is not None else self.sock.fileno() >= 0
 
     def _ask(self, message: dict, fds: list[int] = (), timeout: float = 300.0) -> dict:
+        with self.lock:
+            return self._exchange(message, fds, timeout)
+
+    def _exchange(self, message: dict, fds: list[int], timeout: float) -> dict:
         import time
 
         try:
@@ -394,6 +400,7 @@ def imported_with() -> list[str]:
 
 _shared: Zygote | None = None
 _shared_with: list[str] = []
+_sharing = threading.Lock()
 IDLE_S = 600.0  # a daemon unused for this long ends
 
 
@@ -405,11 +412,15 @@ def shared(path: str, preload: list[str] | tuple[str, ...] = (), *, daemon: bool
     (every grading process starts from scratch, the old path), ``1`` never uses a daemon, ``daemon``
     always does. A platform without ``fork`` (Windows) or ``socket.send_fds`` starts processes from scratch.
     """
-    global _shared, _shared_with
     setting = os.environ.get("COURSE_WARM", "")
     if setting == "0" or not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
         return None
-    daemon = setting == "daemon" or (daemon and setting != "1")
+    with _sharing:
+        return _zygote(path, preload, daemon=setting == "daemon" or (daemon and setting != "1"))
+
+
+def _zygote(path: str, preload, *, daemon: bool) -> Zygote:
+    global _shared, _shared_with
     if _shared is not None and _shared.alive() and (_shared.proc is None) == daemon:
         if _shared_with == imported_with():
             return _shared

@@ -286,6 +286,21 @@ def test_an_error_in_a_notebook_names_its_cell_and_line_never_a_temporary_path(t
     assert "/tmp/course-" not in text and "_notebook.py" not in text, text
 
 
+def test_warm_up_starts_the_grader_with_the_labs_libraries_imported(monkeypatch):
+    from course.grader import zygote
+
+    monkeypatch.setenv("COURSE_CHECK", "0")
+    zygote.shut_down()
+    notebooks.warm_up("lab01")
+    assert zygote._shared is None, "COURSE_CHECK=0: nothing is started"
+    monkeypatch.delenv("COURSE_CHECK")
+    notebooks.warm_up("lab01")
+    assert zygote._shared is not None and zygote._shared.alive()
+    # What lab 01 and its tests import is there already; another lab's libraries are imported when asked.
+    assert zygote._shared.preload(["jax.numpy", "course.datasets", "pytest"]) == []
+    assert zygote._shared.preload(["optax"]) == ["optax"]
+
+
 def test_checks_html_table_shows_each_test_with_the_shells_statuses():
     from course.grader.runner import Outcome, Report
 
