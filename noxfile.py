@@ -88,7 +88,7 @@ def bench(session: nox.Session) -> None:
     """Every benchmarks/bench_*.py, or those named: nox -s bench -- cnn --train 6400 (flags go to them)."""
     if not Path("benchmarks").is_dir():
         session.error("benchmarks/ is in the staff repository, not in the student bundle")
-    _install(session)
+    _install(session, "bench")
     args = list(session.posargs)
     first_flag = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
     names, flags = args[:first_flag], args[first_flag:]  # script names first, then their flags

@@ -110,8 +110,9 @@ def loop_table(lab: str, function: str, repeat: int) -> None:
             f"check({lid!r}), warm kernel": lambda: notebooks.check(lid, notebook=notebook),
             f"python -m course grade {lid}": lambda: shell(course),
         }
-        if shutil.which("nox") or _has("nox"):
-            nox = [sys.executable, "-m", "nox", "-s", "grade", "--", lid, "--impl", "solutions"]
+        nox = [sys.executable, "-m", "nox"] if _has("nox") else [shutil.which("nox")] if shutil.which("nox") else None
+        if nox:
+            nox += ["-s", "grade", "--", lid, "--impl", "solutions"]
             rows[f"python -m nox -s grade -- {lid}"] = lambda: shell(nox)
         times: dict[tuple[str, bool], list[float]] = {}
         for old in (False, True):  # warm both ways first: compilation caches, the kernel's zygote

@@ -23,6 +23,7 @@ zygote that finds one started refuses jobs (``{"error": ...}``) and the grader s
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -433,6 +434,7 @@ def _zygote(path: str, preload, *, daemon: bool) -> Zygote:
         except (ZygoteError, OSError):
             pass  # a zygote of our own, then
     _shared = Zygote.start(preload, path=path)
+    atexit.register(shut_down)  # it ends with us; say so now, rather than leave it to the interpreter's exit
     return _shared
 
 
