@@ -202,7 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="vary the tests' random inputs (default 0, the visible ones, or $COURSE_SEED)",
     )
-    p.add_argument("--jobs", "-j", type=int, metavar="N", help="labs graded at once (default: one per CPU core)")
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        metavar="N",
+        help="grading processes at once (default: one per CPU core; one lab's tests are shared out between up to 4)",
+    )
     p.add_argument(
         "--sandbox-user",
         default="auto",

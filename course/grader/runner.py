@@ -32,6 +32,7 @@ from course import labs as _labs
 from course.grader import locations, privacy, zygote
 
 STATUSES = ("passed", "failed", "not attempted", "error", "timed out", "crashed", "skipped")
+MAX_SHARES = 4  # processes that one lab's tests are shared out between, at most (each has a sandbox)
 QUIET_LIMIT_S = 600.0  # a grading process silent for longer than this (plus the test timeout) is stuck
 
 
@@ -265,16 +266,26 @@ def sandbox_setting(setting: str, snapshot: Snapshot, report: Report) -> str:
 # 3. run
 
 
-def groups(plan: dict[str, list[Path]], jobs: int | None) -> list[list[Path]]:
-    """The labs' test files dealt into ``jobs`` groups of about equal size (one process each)."""
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(plan)))
+def groups(plan: dict[str, list[Path]], jobs: int | None, *, split: bool = True) -> list[tuple[list[Path], str]]:
+    """The labs' test files dealt into ``jobs`` groups of about equal size (one process each), with each
+    group's share of its files' tests (``"0/1"``: all of them).
+
+    With more jobs than labs (and ``split``), each lab's tests are shared out between processes (every
+    n-th test, at most ``MAX_SHARES`` processes a lab), so that grading one lab uses every core: most of
+    a lab's first grade is compiling. Each process has its own sandbox, so memory grows with them.
+    """
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    if split and jobs > len(plan):
+        shares = min(jobs // len(plan), MAX_SHARES)
+        return [(sorted(files), f"{i}/{shares}") for files in plan.values() for i in range(shares)]
+    jobs = min(jobs, len(plan))
     dealt: list[list[Path]] = [[] for _ in range(jobs)]
     sizes = [0] * jobs
     for files in sorted(plan.values(), key=lambda fs: -sum(f.stat().st_size for f in fs)):
         i = sizes.index(min(sizes))
         dealt[i] += files
         sizes[i] += sum(f.stat().st_size for f in files)
-    return [sorted(g) for g in dealt if g]
+    return [(sorted(g), "0/1") for g in dealt if g]
 
 
 def run(
@@ -295,7 +306,7 @@ def run(
     procs: list[_Process] = []
     needed = needed_modules(snapshot)
     warm = zygote.shared(course_path(), preload=needed, daemon=daemon)
-    for n, files in enumerate(groups(snapshot.plan, jobs)):
+    for n, (files, share) in enumerate(groups(snapshot.plan, jobs, split=keyword is None)):
         read_fd, write_fd = os.pipe()
         env = {
             **os.environ,
@@ -325,6 +336,7 @@ def run(
             f"--lab-timeout={timeout:g}",
             f"--sandbox-user={sandbox_user}",
             f"--seed={seed}",
+            f"--share={share}",
             *(["-k", keyword] if keyword else []),
             *([f"--sandbox-cache={sandbox_cache}"] if sandbox_cache is not None else []),
         ]
@@ -449,9 +461,11 @@ def course_path() -> str:
 def decide(events: list[dict], report: Report, log) -> Report:
     """Outcomes from the grading processes' events; a collected test never reported counts as crashed."""
     known: dict[str, Outcome] = {}
+    position: dict[str, int] = {}  # where each test stands in its files (a group may run every n-th)
     for event in events:
         if event["event"] == "collected":
             for t in event["tests"]:
+                position[t["nodeid"]] = t.get("position", len(position))
                 known[t["nodeid"]] = Outcome(
                     t["nodeid"],
                     t["lab"],
@@ -477,8 +491,7 @@ def decide(events: list[dict], report: Report, log) -> Report:
             "the tests could not all be run (a syntax error in a test file, or a broken "
             f"install?); pytest said:\n{_tail(log)}"
         )
-    order = {nodeid: i for i, nodeid in enumerate(known)}
-    report.outcomes = sorted(known.values(), key=lambda o: (o.lab, order[o.nodeid]))
+    report.outcomes = sorted(known.values(), key=lambda o: (o.lab, position[o.nodeid]))
     return report
 
 

@@ -384,3 +384,24 @@ def test_course_grade_commands_share_a_daemon_that_ends_when_idle(stateful):
     finally:
         for pid in _daemons(folder):
             os.kill(pid, 9)
+
+
+def test_one_labs_tests_are_shared_out_between_processes_and_reported_in_order(tmp_path):
+    """With more jobs than labs, every n-th test goes to its own process: each runs once, in file order."""
+    from course.grader.runner import groups
+
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "tests" / "labs").mkdir(parents=True)
+    (tmp_path / "labs" / "lab42_shares.py").write_text("import os\n\ndef pid():\n    return os.getpid()\n")
+    log = tmp_path / "ran.txt"  # each test writes its name and its (trusted) process's pid
+    record = f"    open({str(log)!r}, 'a').write(str(os.getpid()) + ' ')\n"
+    tests = "".join(f"def test_{n}(lab):\n{record}    assert lab.pid() > 0\n\n" for n in "abcdefg")
+    test_file = tmp_path / "tests" / "labs" / "test_lab42_shares.py"
+    test_file.write_text("import os\n\n" + tests + f"def test_h_fails(lab):\n{record}    assert lab.pid() < 0\n")
+    assert groups({"lab42": [test_file]}, 3) == [([test_file], f"{i}/3") for i in range(3)]
+    assert groups({"lab42": [test_file]}, 3, split=False) == [([test_file], "0/1")]
+    report = grade(impl=tmp_path / "labs", tests_dir=tmp_path / "tests" / "labs", timeout=30.0, jobs=3)
+    assert [o.name for o in report.outcomes] == [f"test_{n}" for n in "abcdefg"] + ["test_h_fails"]
+    assert [o.status for o in report.outcomes] == ["passed"] * 7 + ["failed"]
+    pids = log.read_text().split()
+    assert len(pids) == 8 and len(set(pids)) == 3, "each test ran once, in one of three processes"
