@@ -11,7 +11,18 @@ from course import labs as _labs
 
 # What a student gets: the library, the generated stubs, the graded tests and the tooling. Not the
 # staff's own tests (tests/course): to test the tooling they train real models, with working losses.
-INCLUDE = ["course", "labs", "notebooks", "tests/labs", "noxfile.py", "pyproject.toml", "README.md", ".gitignore"]
+INCLUDE = [
+    "course",
+    "labs",
+    "notebooks",
+    "tests/labs",
+    "docs",
+    "noxfile.py",
+    "pyproject.toml",
+    "README.md",
+    "CONTRIBUTING.md",
+    ".gitignore",
+]
 SKIP = {"__pycache__", ".pytest_cache"}
 BUNDLE = "make-you-dangerous-student"
 
