@@ -106,18 +106,25 @@ def serve(control: socket.socket) -> None:
         _kill_strays(set())
 
 
-def _collect(sandboxes: set[int], send) -> None:
-    """Reap children that ended; report the sandboxes among them."""
+def reap() -> list[tuple[int, int]]:
+    """Reap the children that have ended, without waiting: their ``(pid, exit code)``, as ``subprocess`` says it."""
+    ended = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return ended
         if pid == 0:
-            return
+            return ended
+        ended.append((pid, os.waitstatus_to_exitcode(status)))
+
+
+def _collect(sandboxes: set[int], send) -> None:
+    """Reap children that ended; report the sandboxes among them."""
+    for pid, code in reap():
         if pid in sandboxes:
             sandboxes.discard(pid)
-            send(exited=pid, code=os.waitstatus_to_exitcode(status))
+            send(exited=pid, code=code)
 
 
 def _children() -> list[int]:

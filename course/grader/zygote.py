@@ -146,6 +146,7 @@ def main(control: socket.socket | None, preload: list[str], *, listener: socket.
     daemon: exit once no client has come for ``idle`` seconds)."""
     import time
 
+    from course.grader import forkserver
     from course.grader.privacy import set_dumpable
 
     set_dumpable(False)  # as every grading process (course.grader.privacy); the forks inherit it
@@ -155,13 +156,7 @@ def main(control: socket.socket | None, preload: list[str], *, listener: socket.
     last = time.monotonic()
     while True:
         ready, _, _ = select.select([*clients, *([listener] if listener else [])], [], [], 1.0)
-        while True:  # reap the jobs' processes that have ended
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+        forkserver.reap()  # the jobs' processes that have ended
         if listener is not None and not clients and time.monotonic() - last > idle:
             return
         for sock in ready:
