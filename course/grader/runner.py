@@ -306,7 +306,8 @@ def run(
     procs: list[_Process] = []
     needed = needed_modules(snapshot)
     warm = zygote.shared(course_path(), preload=needed, daemon=daemon)
-    for n, (files, share) in enumerate(groups(snapshot.plan, jobs, split=keyword is None)):
+    # One lab's tests are shared out only where processes come warm (each share would import JAX anew).
+    for n, (files, share) in enumerate(groups(snapshot.plan, jobs, split=keyword is None and warm is not None)):
         read_fd, write_fd = os.pipe()
         env = {
             **os.environ,
