@@ -7,8 +7,8 @@ back on ``free``, so the next step touches brand-new 4 KiB pages again: about 20
 step of lab 10, a quarter of its time on a 2-core laptop CPU. glibc's tunable ``glibc.malloc.hugetlb=1``
 makes ``malloc`` ask for *transparent huge pages* (2 MiB) where the system hands them out on request
 (``/sys/kernel/mm/transparent_hugepage/enabled`` reads ``[madvise]``, the usual setting): a few hundred
-faults per step instead. Measured on a 2-core AMD EPYC, lab 10's step at batch 128: 65-70 ms without,
-47-50 ms with (PyTorch's step gains too, 63-65 -> 50-55 ms: its allocator is ``malloc`` as well).
+faults per step instead, and a faster step (PyTorch's too: its allocator is ``malloc`` as well;
+``benchmarks/bench_cnn.py`` measures both, ``docs/performance.md`` has the figures).
 
 A tunable is read when a process starts, so ``python -m course run`` (and the benchmarks) start
 themselves once more with it, before doing any work (:func:`restart_with_hugepages`), where it helps

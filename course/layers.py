@@ -5,11 +5,10 @@ and on a laptop CPU these details decide whether an epoch takes one minute or fo
 
 * **Which library runs the convolutions.** XLA:CPU hands convolutions to its YNNPACK library, whose
   *weight gradient* of a 3×3 convolution over (128, 26, 26, 32) is several times slower than Eigen's
-  (measured here: ~730 ms vs ~55 ms). The compile option ``xla_cpu_experimental_ynn_fusion_type``
+  (``benchmarks/bench_cnn.py``; figures in ``docs/performance.md``). The compile option ``xla_cpu_experimental_ynn_fusion_type``
   chooses what YNNPACK gets: ``LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE``, matrix
   products and reductions, so convolutions go to Eigen. (With products alone, XLA's own code sums each
-  bias gradient, a (128, 24, 24, 64) reduction, in a few milliseconds: in an A/B probe lab 10's bare
-  step took 51.7 ms against 46.6.) It is experimental: :func:`cpu_compiler_options` checks once which
+  bias gradient, a (128, 24, 24, 64) reduction, more slowly than YNNPACK.) It is experimental: :func:`cpu_compiler_options` checks once which
   value the installed jaxlib accepts (products and reductions, else products alone, else nothing) and
   :func:`jit` applies it to the course's compiled CPU functions only (never to the whole process through
   ``XLA_FLAGS``, where a value a jaxlib does not know stops XLA at start-up).
@@ -105,9 +104,10 @@ def canonical_backward(enabled: bool = True) -> Iterator[None]:
     dimensions in another order (``b01f_01oi->b01f`` and ``f01b_i01o->01bf`` in XLA's notation). In an
     ordinary compiled function XLA:CPU adds transposes that turn them into the one layout Eigen takes;
     inside a loop (``lax.scan``, ``fori_loop``) it does not, and runs its generic convolution instead:
-    lab 10's step in a ``lax.scan`` took 1686 ms instead of 47. Here the two are written out as Eigen
-    takes them (a flipped kernel over the padded gradient; the inputs, channels first, against the
-    gradient), and in a scan the step takes 45-47 ms. The values are the same (tests). The cost: a
+    tens of times slower (``benchmarks/bench_cnn.py``, ``docs/performance.md``). Here the two are
+    written out as Eigen takes them (a flipped kernel over the padded gradient; the inputs, channels
+    first, against the gradient), and a step in a scan is as fast as separate calls. The values are the
+    same (tests). The cost: a
     ``custom_vjp``, so forward-mode differentiation (``jax.jvp``, ``jax.hessian``) of what is traced
     inside is refused; ``fit(loop="epoch")`` uses it on a CPU, where only ``jax.grad`` is taken.
     It acts while tracing: a function jitted and traced before keeps the gradients it was traced with.

@@ -240,8 +240,8 @@ def epoch_at_once(train_step, *, preprocess: Callable[[Array], Array] = lambda x
     """``run_epoch(state, totals, images, labels, batches, key) -> (state, totals)``: every step of an epoch
     as one compiled program (``lax.scan`` over the batches): no Python between steps, which can bound a
     small model's epoch on an accelerator. On a CPU the convolutions' gradients are written out in Eigen's
-    layout (``course.layers.canonical_backward``): lab 10's step took 46 ms here against 49 as separate
-    calls (before that, 1686 ms: XLA's generic convolution)."""
+    layout (``course.layers.canonical_backward``), else XLA's generic convolution would run in the loop
+    (``benchmarks/bench_cnn.py`` times both loop shapes)."""
     step_at = _step_on_batch(train_step, preprocess, devices)
 
     def run_epoch(state, totals, images, labels, batches, key):

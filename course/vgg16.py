@@ -70,10 +70,9 @@ def max_pool(x: Array) -> Array:
 
     Lab 10's fast pool (:func:`course.layers.max_pool`, the maximum of four strided slices): equal in
     value to ``lax.reduce_window``, and its gradient, which filter visualisation takes through every
-    pool, is cheaper on the CPU. Measured here on lab 11's batched ascent (128×128, 20 steps, 2 cores):
-    block3_conv1 0.35 s per filter instead of 0.62, block4_conv1 0.62 instead of 0.94. Lab 10's other
-    CPU choice, its compile option (convolutions to Eigen), changed nothing here (0.95-1.07×): it speeds
-    up the gradient with respect to the *weights*, and the ascent only takes the one for the input.
+    pool, is cheaper on the CPU (``benchmarks/bench_vgg.py`` times lab 11's ascent both ways). Lab 10's
+    other CPU choice, its compile option (convolutions to Eigen), is not used here: it speeds up the
+    gradient with respect to the *weights*, and the ascent only takes the one for the input.
     """
     return _layers.max_pool(x, 2)
 

@@ -45,7 +45,7 @@ BASE = (
     "course.grader.remote",
     "course.grader.sandbox",
     "course.grader.forkserver",
-    # What JAX imports when it lowers its first program (MLIR's dialects): 0.1 s of every process's first op.
+    # What JAX imports when it lowers its first program (MLIR's dialects), which every new process would pay.
     "jaxlib.mlir.dialects.builtin",
     "jaxlib.mlir.dialects.mhlo",
     "jaxlib.mlir.extras.meta",
