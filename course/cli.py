@@ -104,7 +104,7 @@ def _cmd_gradescope(args: argparse.Namespace) -> int:
 
 def _titles(impl: str) -> dict[str, str]:
     """Lab titles for the report: from the lab files graded, else (notebooks) from the course's labs/."""
-    from course.notebooks import has_notebooks
+    from course.grader.notebook import has_notebooks
 
     if not has_notebooks(impl):
         return {lid: _labs.lab_title(p) for lid, p in _labs.lab_files(impl).items()}

@@ -118,12 +118,12 @@ def grade(
         ``course grade`` command line), not from one of this process (:func:`course.grader.zygote.shared`).
 
     ``impl`` may also hold Jupyter notebooks, or be one (``labNN_*.ipynb``): their code cells are graded
-    as the lab module (:func:`course.notebooks.convert_for_grading`), and ``labs=None`` means their labs.
+    as the lab module (:func:`course.grader.notebook.convert_for_grading`), and ``labs=None`` means their labs.
     """
-    from course import notebooks as _notebooks
+    from course.grader import notebook as _notebook
 
     start = time.monotonic()
-    notebook = _notebooks.has_notebooks(impl)
+    notebook = _notebook.has_notebooks(impl)
     impl_dir = Path(impl).resolve() if notebook and Path(impl).is_file() else _labs.impl_dir(impl)
     tests_dir = Path(tests_dir).resolve() if tests_dir else _labs.graded_tests_dir()
     report = Report(impl=str(impl), seed=seed)
@@ -132,7 +132,7 @@ def grade(
         shown = dict(shown or {})
         if notebook:
             converted.mkdir()
-            found, report.notes, cells = _notebooks.convert_for_grading(impl_dir, converted, labs)
+            found, report.notes, cells = _notebook.convert_for_grading(impl_dir, converted, labs)
             shown.update({str(converted / name): source for name, source in cells.items()})
             labs = labs or found + [_labs.lab_id(p.stem) for p in impl_dir.glob("lab*.py") if _labs.is_lab_file(p)]
         plan = collect(tests_dir, labs)
@@ -210,7 +210,7 @@ class Snapshot:
         tests, impl = root / "tests" / tests_dir.name, root / "impl"
         shutil.copytree(tests_dir, tests, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
         impl.mkdir()
-        # Lab files, and the modules made from notebooks (course.notebooks), which a .py file overrides.
+        # Lab files, and the modules made from notebooks (course.grader.notebook), which a .py file overrides.
         # A submission may be nested (a folder uploaded whole): the shallowest file of each name counts.
         sources = [
             p

@@ -13,7 +13,7 @@ import pytest
 
 from course import labs, notebooks
 from course.cli import main
-from course.grader import grade
+from course.grader import grade, notebook
 
 LAB_IDS = list(labs.lab_files("labs"))
 # The kernels run the demos' short versions, and grading inside them gets CI's patience.
@@ -59,7 +59,7 @@ def test_check_reports_a_stale_notebook(tmp_path):
 def test_a_notebook_is_its_lab_file_with_setup_and_check_cells(lab):
     path = labs.lab_files("labs")[lab]
     nb = notebooks.build(path)
-    assert nb.cells[0].source.startswith(notebooks.SETUP_MARKER)
+    assert nb.cells[0].source.startswith(notebook.SETUP_MARKER)
     assert nb.metadata["course"]["lab"] == lab and "jupytext" not in nb.metadata
     checks = [c.source for c in nb.cells if c.source.startswith(notebooks.CHECK_MARKER)]
     assert checks, f"{lab}'s notebook has no check cell"
@@ -170,7 +170,7 @@ def test_magics_shell_lines_and_setup_are_dropped_with_a_note_and_checks_do_noth
         "from course import check\ncheck('lab01', 'f')\nresult = check('lab01')",
         "def f(x):\n    return 3 * x",
     ]
-    source, notes, cells_at = notebooks.module_source(cells, origin="nb.ipynb")
+    source, notes, cells_at = notebook.module_source(cells, origin="nb.ipynb")
     assert source.startswith("from __future__ import annotations\n")
     monkeypatch.setenv("COURSE_SANDBOX", "1")  # as in the sandbox that imports the module
     ns = {}
@@ -193,7 +193,7 @@ def test_magics_shell_lines_and_setup_are_dropped_with_a_note_and_checks_do_noth
 def test_a_modules_line_is_shown_as_its_cell_and_line():
     from course.grader.locations import Locations, Source
 
-    source, _, cells = notebooks.module_source(
+    source, _, cells = notebook.module_source(
         [("Cell In[3]", "import math"), ("Cell In[7]", "def f(x):\n    y = x\n    return y / 0")]
     )
     line = source.splitlines().index("    return y / 0") + 1
@@ -207,7 +207,7 @@ def test_a_modules_line_is_shown_as_its_cell_and_line():
 
 
 def test_history_cells_that_do_not_parse_are_left_out():
-    source, notes, _ = notebooks.module_source(
+    source, notes, _ = notebook.module_source(
         ["def f(:\n  pass", "def f():\n    return 1"], origin="h", skip_unparsable=True
     )
     compile(source, "m", "exec")

@@ -1,0 +1,177 @@
+"""Notebooks back into lab modules, for grading: a notebook's code cells, in order, as one module.
+
+The grader converts a submitted ``.ipynb`` (:func:`convert_for_grading`), and ``course.check`` the
+cells a kernel has run (:func:`module_source`). Every cell keeps its lines where they were, so that a
+message can name the cell and its line (:mod:`course.grader.locations`). The setup cell, shell and
+magic lines are left out, each with a note; ``check()`` calls stay, and do nothing while graded.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from course import labs as _labs
+from course.grader.locations import Cell, Source
+
+SETUP_MARKER = "# course setup:"  # first line of a notebook's setup cell (course.notebooks); never graded
+_KEEP_CELL_MAGICS = {"time", "timeit", "capture"}  # their body is Python; other cell magics' is not
+
+
+@dataclass
+class Converted:
+    lab: str
+    name: str  # file name for the module: labNN_topic.py
+    source: str
+    notes: list[str] = field(default_factory=list)
+    cells: list = field(default_factory=list)  # course.grader.locations.Cell for each cell kept
+
+
+def _drop_magics(source: str, where: str, notes: list[str]) -> str | None:
+    """``source`` with IPython shell/magic lines made comments or ``pass`` (its lines stay where they were);
+    None for a cell that is not Python."""
+    lines = source.splitlines()
+    if lines and lines[0].lstrip().startswith("%%"):
+        magic = lines[0].lstrip()[2:].split()[0] if lines[0].lstrip()[2:].split() else ""
+        if magic not in _KEEP_CELL_MAGICS:
+            notes.append(f"{where}: dropped the whole cell (a %%{magic} cell is not Python)")
+            return None
+        notes.append(f"{where}: dropped the line {lines[0].strip()!r}")
+        lines[0] = f"# (dropped for grading) {lines[0].strip()}"
+    out = []
+    for line in lines:
+        stripped = line.lstrip()
+        if stripped.startswith(("!", "%")) or re.match(r"^\w+\s*=\s*[!%]", stripped):
+            notes.append(f"{where}: dropped the line {stripped!r}")
+            out.append(f"{line[: len(line) - len(stripped)]}pass  # (dropped for grading) {stripped}")
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def module_source(
+    cells: list[str] | list[tuple[str, str]], *, origin: str = "the notebook", skip_unparsable: bool = False
+) -> tuple[str, list[str], list]:
+    """A lab module from code cells, each under a ``# %%`` line; notes on what was dropped; where each cell is.
+
+    ``cells`` are sources, or ``(label, source)`` pairs naming each cell as the student knows it
+    (``"Cell In[14]"``); the third result is a :class:`course.grader.locations.Cell` per cell kept,
+    so that a line of the module can be shown as a line of its cell: every cell keeps its lines where
+    they were. Dropped: the setup cell, shell and magic lines (``!pip``, ``%matplotlib``), each left as
+    ``pass`` or a comment. ``from __future__`` imports move to the top (a module allows them nowhere
+    else). Calls of :func:`check` stay: while the module is graded, ``check`` does nothing. With
+    ``skip_unparsable`` (the kernel's history, where a cell with a syntax error changed nothing),
+    cells that are not valid Python are left out.
+    """
+    notes: list[str] = []
+    kept, future, where = [], [], []
+    for n, cell in enumerate(cells, 1):
+        label, source = cell if isinstance(cell, tuple) else (f"cell {n}", cell)
+        if source.lstrip().startswith(SETUP_MARKER) or not source.strip():
+            continue
+        source = _drop_magics(source, f"{origin}, {label}", notes)
+        if source is None:
+            continue
+        body = []
+        for line in source.splitlines():
+            if line.startswith("from __future__ import"):
+                future.append(line)
+                line = f"pass  # {line} (moved to the top of the module)"
+            body.append(line)
+        source = "\n".join(body)
+        if skip_unparsable:
+            try:
+                ast.parse(source)
+            except SyntaxError as exc:
+                notes.append(f"{origin}, {label}: left out, it is not valid Python ({exc.msg}, line {exc.lineno})")
+                continue
+        kept.append((label, source))
+    lines = list(dict.fromkeys(future))
+    for label, source in kept:
+        lines += ["", "# %%"]
+        where.append(Cell(len(lines) + 1, label))
+        lines += source.splitlines()
+    return "\n".join(lines).lstrip("\n") + "\n", notes, _shifted(where, lines)
+
+
+def _shifted(cells: list, lines: list[str]) -> list:
+    """The cells' start lines once the leading blank lines that ``module_source`` strips are gone."""
+    blank = next((i for i, line in enumerate(lines) if line), 0)
+    return [Cell(c.start - blank, c.label) for c in cells]
+
+
+def notebook_lab(path: Path, nb=None) -> str | None:
+    """Which lab a notebook is: its ``course`` metadata, else a ``labNN`` in its file name."""
+    if nb is not None and (lab := nb.metadata.get("course", {}).get("lab")):
+        return _labs.lab_id(lab)
+    m = re.search(r"(lab\d{2})", path.stem, re.I)
+    return m.group(1).lower() if m else None
+
+
+def convert(path: Path) -> Converted:
+    """One ``.ipynb`` file as a lab module."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # a truncated download, or not a notebook at all
+        raise _labs.CourseError(f"{path.name} is not a readable notebook: {exc}") from exc
+    lab = notebook_lab(path, nb)
+    if lab is None:
+        raise _labs.CourseError(
+            f"{path.name}: which lab is this? Name the file labNN_….ipynb (e.g. lab01_perceptron.ipynb)"
+        )
+    cells = [(_label(c, n), c.source) for n, c in enumerate(nb.cells, 1) if c.cell_type == "code"]
+    source, notes, where = module_source(cells, origin=path.name)
+    stem = Path(nb.metadata.get("course", {}).get("source", "")).stem
+    name = f"{stem}.py" if _labs.is_lab_file(f"{stem}.py") and stem.startswith(lab) else f"{lab}_notebook.py"
+    return Converted(lab, name, source, notes, where)
+
+
+def _label(cell, position: int) -> str:
+    """A saved notebook's cell as Jupyter shows it: ``Cell In[14]`` if it ran, else its position."""
+    count = cell.get("execution_count")
+    return f"cell {position} (In [{count}])" if isinstance(count, int) else f"cell {position}"
+
+
+def has_notebooks(impl: str | os.PathLike) -> bool:
+    path = Path(impl)
+    return path.suffix == ".ipynb" or (path.is_dir() and any(path.glob("*.ipynb")))
+
+
+def convert_for_grading(
+    source: Path, dest: Path, wanted: list[str] | None = None
+) -> tuple[list[str], list[str], dict[str, Source]]:
+    """Write the lab module of each notebook in ``source`` (a folder, or one ``.ipynb``) into ``dest``.
+
+    Only the labs ``wanted`` (all when None). A lab that also has a ``labNN_*.py`` in the folder is
+    graded from that file. Returns the labs converted, notes for the report, and for each module
+    written (by file name) how messages name its lines (:class:`course.grader.locations.Source`).
+    """
+
+    wanted = {_labs.lab_id(x) for x in wanted} if wanted else None
+    source = Path(source)
+    files = [source] if source.is_file() else sorted(source.glob("*.ipynb"))
+    present = (
+        {_labs.lab_id(p.stem) for p in source.glob("lab*.py") if _labs.is_lab_file(p)} if source.is_dir() else set()
+    )
+    labs, notes, shown = [], [], {}
+    for path in files:
+        conv = convert(path)
+        if wanted is not None and conv.lab not in wanted:
+            continue
+        if conv.lab in present:
+            notes.append(f"{path.name}: not graded; {conv.lab} is graded from its .py file in the same folder")
+            continue
+        if conv.lab in labs:
+            notes.append(f"{path.name}: not graded; another notebook in the folder is {conv.lab}")
+            continue
+        (dest / conv.name).write_text(conv.source, encoding="utf-8")
+        shown[conv.name] = Source(path.name, conv.cells)
+        labs.append(conv.lab)
+        notes += conv.notes
+        notes.append(f"{path.name}: graded as {conv.lab} (its code cells, in order; the demo does not run)")
+    return labs, notes, shown
