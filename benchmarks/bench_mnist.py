@@ -39,6 +39,7 @@ import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from course import hugepages, mnist, training  # noqa: E402
+from course.idx import SOURCES  # noqa: E402
 
 
 def timed(fn, repeat: int) -> float:
@@ -70,7 +71,7 @@ def idx(path: Path) -> np.ndarray:
 def bench_loading(repeat: int) -> None:
     folder, _ = mnist.read_raw("mnist")
     mnist.load("mnist")  # make sure the default cache is warm
-    names = [f.name for f in mnist.SOURCES["mnist"].files.values()]
+    names = [f.name for f in SOURCES["mnist"].files.values()]
 
     def tfds_read():
         import tensorflow_datasets as tfds

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from course import mnist
+from course import idx
 
 
 class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    SOURCE: mnist.Source
+    SOURCE: idx.Source
     VERSION = tfds.core.Version("3.0.1")
     RELEASE_NOTES = {"3.0.1": "Same examples as TFDS's stock builder; images stored as uint8 tensors."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Four official IDX .gz files, verified by course.mnist.read_raw."
@@ -50,18 +50,18 @@ class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _generate_examples(self, folder: Path, split: str):
         files = self.SOURCE.files
-        images = mnist.read_idx(folder / files[f"{split}_images"].name, files[f"{split}_images"])
-        labels = mnist.read_idx(folder / files[f"{split}_labels"].name, files[f"{split}_labels"])
+        images = idx.read_idx(folder / files[f"{split}_images"].name, files[f"{split}_images"])
+        labels = idx.read_idx(folder / files[f"{split}_labels"].name, files[f"{split}_labels"])
         for i, (image, label) in enumerate(zip(images, labels)):
             yield i, {"image": image[:, :, None], "label": int(label)}  # (28, 28, 1)
 
 
 class CourseMnist(_IdxBuilder):
-    SOURCE = mnist.SOURCES["mnist"]
+    SOURCE = idx.SOURCES["mnist"]
 
 
 class CourseFashionMnist(_IdxBuilder):
-    SOURCE = mnist.SOURCES["fashion_mnist"]
+    SOURCE = idx.SOURCES["fashion_mnist"]
 
 
 BUILDERS = {"mnist": "course_mnist", "fashion_mnist": "course_fashion_mnist"}
@@ -93,12 +93,12 @@ def _quiet():
         logger.setLevel(level)
 
 
-def prepared_dir(source: mnist.Source, tfds_dir: Path) -> Path:
+def prepared_dir(source: idx.Source, tfds_dir: Path) -> Path:
     """The folder TFDS prepares ``source`` into."""
     return tfds_dir / BUILDERS[source.name] / str(_IdxBuilder.VERSION)
 
 
-def prepare_and_read(source: mnist.Source, folder: Path, tfds_dir: Path) -> dict[str, np.ndarray]:
+def prepare_and_read(source: idx.Source, folder: Path, tfds_dir: Path) -> dict[str, np.ndarray]:
     """Prepare ``source`` into ``tfds_dir`` (TFDS skips this when already prepared), then read it all.
 
     Returns ``{"train_images": (60000, 28, 28, 1) uint8, "train_labels": (60000,) int64, ...}``.

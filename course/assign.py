@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course import labs as _labs
+from course.errors import CourseError
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?:[ \t]+(?P<name>\w+))?[ \t]*$")
 END = re.compile(r"^[ \t]*# END SOLUTION[ \t]*$")
@@ -57,23 +58,21 @@ def regions(path: Path) -> list[Region]:
     for no, line in enumerate(text.splitlines(), start=1):
         if m := BEGIN.match(line):
             if open_at:
-                raise _labs.CourseError(f"{path}:{no}: BEGIN SOLUTION inside the region opened at line {open_at[0]}")
+                raise CourseError(f"{path}:{no}: BEGIN SOLUTION inside the region opened at line {open_at[0]}")
             open_at = (no, m)
         elif END.match(line):
             if not open_at:
-                raise _labs.CourseError(f"{path}:{no}: END SOLUTION without a BEGIN SOLUTION above it")
+                raise CourseError(f"{path}:{no}: END SOLUTION without a BEGIN SOLUTION above it")
             begin, m = open_at
             name = m.group("name") or _enclosing_function(tree, begin)
             if not name:
-                raise _labs.CourseError(
-                    f"{path}:{begin}: a region outside a function needs a name: # BEGIN SOLUTION name"
-                )
+                raise CourseError(f"{path}:{begin}: a region outside a function needs a name: # BEGIN SOLUTION name")
             found.append(Region(lab, name, begin, no, m.group("indent")))
             open_at = None
         elif "BEGIN SOLUTION" in line or "END SOLUTION" in line:
-            raise _labs.CourseError(f"{path}:{no}: a solution marker must be a comment on a line of its own")
+            raise CourseError(f"{path}:{no}: a solution marker must be a comment on a line of its own")
     if open_at:
-        raise _labs.CourseError(f"{path}:{open_at[0]}: BEGIN SOLUTION is never closed by END SOLUTION")
+        raise CourseError(f"{path}:{open_at[0]}: BEGIN SOLUTION is never closed by END SOLUTION")
     return found
 
 
@@ -102,7 +101,7 @@ def generated(solutions: Path | None = None) -> dict[str, str]:
 def assign(*, check: bool = False, solutions: Path | None = None, labs_dir: Path | None = None) -> list[str]:
     """Write (or with ``check``, compare) ``labs/``; returns the names of stale or written files."""
     if not _labs.has_solutions() and solutions is None:
-        raise _labs.CourseError("there is no solutions/ folder here (a student bundle?); nothing to generate labs from")
+        raise CourseError("there is no solutions/ folder here (a student bundle?); nothing to generate labs from")
     target = labs_dir or _labs.root() / "labs"
     wanted = generated(solutions)
     changed = []

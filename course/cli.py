@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from course import labs as _labs
+from course.errors import CourseError
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -110,7 +111,7 @@ def _titles(impl: str) -> dict[str, str]:
         return {lid: _labs.lab_title(p) for lid, p in _labs.lab_files(impl).items()}
     try:
         return {lid: _labs.lab_title(p) for lid, p in _labs.lab_files("labs").items()}
-    except _labs.CourseError:
+    except CourseError:
         return {}
 
 
@@ -274,6 +275,6 @@ def main(argv: list[str] | None = None) -> int:
         restart_with_hugepages()  # starts this command over, once, with GLIBC_TUNABLES set (else returns)
     try:
         return args.func(args)
-    except _labs.CourseError as exc:
+    except CourseError as exc:
         print(f"course: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from course import labs as _labs
 from course import release as _release
+from course.errors import CourseError
 
 NAME = "make-you-dangerous-autograder"
 
@@ -54,9 +55,9 @@ def build_autograder(out: Path, *, labs: list[str] | None = None, seed: int = 0,
       timeout: seconds one test may spend in the student's code on Gradescope's machine.
     """
     if not _labs.has_solutions():
-        raise _labs.CourseError("the autograder is built from the staff repository, which has solutions/")
+        raise CourseError("the autograder is built from the staff repository, which has solutions/")
     if seed == 0:
-        raise _labs.CourseError(
+        raise CourseError(
             "choose a hidden seed (--seed S, not 0): with seed 0 the official inputs are the ones students see"
         )
     lab_ids = [_labs.lab_id(x) for x in labs] if labs else []

@@ -16,13 +16,11 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from course.errors import CourseError
+
 IMPLS = ("labs", "solutions")
 _LAB_FILE = re.compile(r"^(lab\d{2})_\w+\.py$")
 _TEST_FILE = re.compile(r"^test_(lab\d{2})(?:_\w+)?\.py$")
-
-
-class CourseError(Exception):
-    """A mistake a person can fix; the CLI prints the message without a traceback."""
 
 
 def root() -> Path:

@@ -24,6 +24,7 @@ import tomllib
 from pathlib import Path
 
 from course import labs as _labs
+from course.errors import CourseError
 from course.grader.notebook import SETUP_MARKER, convert, module_source
 
 FOLDER = "notebooks"
@@ -168,7 +169,7 @@ def _cell_lines(text: str, count: int) -> list[tuple[int, int]]:
     """The 1-based line span of each of the ``count`` cells of a percent-format file."""
     starts = [no for no, line in enumerate(text.splitlines(), 1) if line.startswith("# %%")]
     if len(starts) != count:  # the course's labs start every cell with a marker
-        raise _labs.CourseError(f"expected {count} `# %%` cell markers, found {len(starts)}")
+        raise CourseError(f"expected {count} `# %%` cell markers, found {len(starts)}")
     ends = [s - 1 for s in starts[1:]] + [len(text.splitlines())]
     return list(zip(starts, ends))
 
@@ -212,7 +213,7 @@ def readme_with_links(text: str, notebooks: list[str], conf: dict[str, str] | No
     lines = text.splitlines()
     header = next((i for i, line in enumerate(lines) if line.startswith("| lab | topic |")), None)
     if header is None:
-        raise _labs.CourseError("README.md has no lab table (a line starting with `| lab | topic |`)")
+        raise CourseError("README.md has no lab table (a line starting with `| lab | topic |`)")
     end = header + 2
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
@@ -440,7 +441,7 @@ def kernel_cells() -> list[tuple[str, str]]:
         get_ipython = None
     shell = get_ipython() if get_ipython else None
     if shell is None:
-        raise _labs.CourseError(
+        raise CourseError(
             "check() reads the cells this notebook has run; outside a notebook, pass notebook=PATH "
             "or run `course grade`"
         )
@@ -480,7 +481,7 @@ def check(
         shown = Source("", cells)
     tests_dir = _labs.graded_tests_dir()
     if not any(tests_dir.glob(f"test_{lid}*.py")):
-        raise _labs.CourseError(
+        raise CourseError(
             f"no graded tests of {lid} in {tests_dir}: check() needs a checkout of the course "
             "(on Colab, run the notebook's first cell, which makes one)"
         )
@@ -493,9 +494,7 @@ def check(
         ]
         names = [t for path in files for t in tests_for(path, list(functions))]
         if not names:
-            raise _labs.CourseError(
-                f"no graded test of {lid} calls {', '.join(functions)} directly; try check({lid!r})"
-            )
+            raise CourseError(f"no graded test of {lid} calls {', '.join(functions)} directly; try check({lid!r})")
         keyword = " or ".join(dict.fromkeys(names))
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         module = Path(tmp).resolve() / f"{lid}_notebook.py"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from course import assign as _assign
 from course import labs as _labs
+from course.errors import CourseError
 
 # What a student gets: the library, the generated stubs, the graded tests and the tooling. Not the
 # staff's own tests (tests/course): to test the tooling they train real models, with working losses.
@@ -88,7 +89,7 @@ def pack(
     problems = leaks(folder)
     if problems:
         shutil.rmtree(folder)
-        raise _labs.CourseError(f"refusing to build; {what} would contain solution code:\n  " + "\n  ".join(problems))
+        raise CourseError(f"refusing to build; {what} would contain solution code:\n  " + "\n  ".join(problems))
     archive = out / f"{name}.zip"
     tmp = archive.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -102,8 +103,8 @@ def pack(
 def build_bundle(out: Path) -> Path:
     """Write ``out/make-you-dangerous-student.zip`` (and the folder it zips); returns the zip's path."""
     if not _labs.has_solutions():
-        raise _labs.CourseError("the student bundle is built from the staff repository, which has solutions/")
+        raise CourseError("the student bundle is built from the staff repository, which has solutions/")
     stale = _assign.assign(check=True)
     if stale:
-        raise _labs.CourseError("labs/ is stale (run `course assign` first): " + ", ".join(stale))
+        raise CourseError("labs/ is stale (run `course assign` first): " + ", ".join(stale))
     return pack(out, BUNDLE, INCLUDE, zip_root=BUNDLE)

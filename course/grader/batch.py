@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course import labs as _labs
+from course.errors import CourseError
 from course.grader import privacy
 from course.grader.report import write_gradescope
 from course.grader.runner import Report, grade
@@ -42,7 +43,7 @@ def discover(folder: Path) -> list[Submission]:
     """One submission per sub-folder or zip of ``folder``, named after it."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise _labs.CourseError(f"--submissions {folder}: no such folder")
+        raise CourseError(f"--submissions {folder}: no such folder")
     found: dict[str, Submission] = {}
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
@@ -50,13 +51,13 @@ def discover(folder: Path) -> list[Submission]:
         if entry.is_dir() or entry.suffix == ".zip":
             sub = Submission(entry.stem if entry.suffix == ".zip" else entry.name, entry)
             if sub.student in found:
-                raise _labs.CourseError(
+                raise CourseError(
                     f"two submissions for {sub.student}: {found[sub.student].path.name} and "
                     f"{entry.name}; keep one of them"
                 )
             found[sub.student] = sub
     if not found:
-        raise _labs.CourseError(f"{folder} holds no submissions (one folder or .zip per student)")
+        raise CourseError(f"{folder} holds no submissions (one folder or .zip per student)")
     return list(found.values())
 
 
@@ -117,7 +118,7 @@ def grade_class(
                 report = grade(
                     labs, impl=impl, timeout=timeout, jobs=1, seed=seed, sandbox_user=sandbox_user, sandbox_cache=cache
                 )
-            except _labs.CourseError as exc:
+            except CourseError as exc:
                 report = Report(impl=str(sub.path), problems=[f"not graded: {exc}"])
         target.mkdir(parents=True, exist_ok=True)
         write_gradescope(report, target / "results.json")
@@ -139,7 +140,7 @@ def _unpack(sub: Submission, impl: Path) -> Path:
         with zipfile.ZipFile(sub.path) as zf:
             _safe_extract(zf, impl)
     except zipfile.BadZipFile:
-        raise _labs.CourseError(f"{sub.path.name} is not a zip file") from None
+        raise CourseError(f"{sub.path.name} is not a zip file") from None
     return impl
 
 
@@ -150,7 +151,7 @@ def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> None:
     """Extract only regular files that land inside ``dest`` (no absolute paths, no ``..``)."""
     dest.mkdir(parents=True)
     if sum(info.file_size for info in zf.infolist()) > MAX_UNZIPPED_BYTES:
-        raise _labs.CourseError(f"the zip unpacks to more than {MAX_UNZIPPED_BYTES >> 20} MiB")
+        raise CourseError(f"the zip unpacks to more than {MAX_UNZIPPED_BYTES >> 20} MiB")
     for info in zf.infolist():
         target = (dest / info.filename).resolve()
         if info.is_dir() or not target.is_relative_to(dest.resolve()):

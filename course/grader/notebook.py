@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course import labs as _labs
+from course.errors import CourseError
 from course.grader.locations import Cell, Source
 
 SETUP_MARKER = "# course setup:"  # first line of a notebook's setup cell (course.notebooks); never graded
@@ -118,12 +119,10 @@ def convert(path: Path) -> Converted:
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # a truncated download, or not a notebook at all
-        raise _labs.CourseError(f"{path.name} is not a readable notebook: {exc}") from exc
+        raise CourseError(f"{path.name} is not a readable notebook: {exc}") from exc
     lab = notebook_lab(path, nb)
     if lab is None:
-        raise _labs.CourseError(
-            f"{path.name}: which lab is this? Name the file labNN_….ipynb (e.g. lab01_perceptron.ipynb)"
-        )
+        raise CourseError(f"{path.name}: which lab is this? Name the file labNN_….ipynb (e.g. lab01_perceptron.ipynb)")
     cells = [(_label(c, n), c.source) for n, c in enumerate(nb.cells, 1) if c.cell_type == "code"]
     source, notes, where = module_source(cells, origin=path.name)
     stem = Path(nb.metadata.get("course", {}).get("source", "")).stem

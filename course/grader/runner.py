@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course import labs as _labs
+from course.errors import CourseError
 from course.grader import locations, privacy, zygote
 
 STATUSES = ("passed", "failed", "not attempted", "error", "timed out", "crashed", "skipped")
@@ -172,7 +173,7 @@ def collect(tests_dir: Path, wanted: list[str] | None) -> dict[str, list[Path]]:
         ids = [_labs.lab_id(x) for x in wanted]
         missing = sorted(set(ids) - set(plan))
         if missing:
-            raise _labs.CourseError(f"no graded tests for {', '.join(missing)} in {tests_dir}")
+            raise CourseError(f"no graded tests for {', '.join(missing)} in {tests_dir}")
         plan = {lid: plan[lid] for lid in sorted(set(ids))}
     return plan
 
@@ -251,7 +252,7 @@ def sandbox_setting(setting: str, snapshot: Snapshot, report: Report) -> str:
     if unreadable is None:
         return name
     if setting != "auto":
-        raise _labs.CourseError(
+        raise CourseError(
             f"the sandbox user {name!r} cannot read {unreadable}: make Python and the course "
             f"readable to it (chmod -R a+rX, as setup.sh does) or choose another --sandbox-user"
         )

@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from course import assign, labs
-from course.labs import CourseError
+from course.errors import CourseError
 
 SOLUTION = textwrap.dedent('''
     """A lab."""

@@ -9,6 +9,7 @@ import pytest
 
 from course import labs
 from course.cli import main
+from course.errors import CourseError
 from course.running import run_lab
 
 IMPL = labs.default_impl()
@@ -63,14 +64,14 @@ def test_demo_writes_its_figures(lab, tmp_path, request, capsys):
 
 def test_run_options_reach_only_demos_that_take_them(tmp_path):
     # --quick/--full is a hint every demo may ignore (so `course run all --quick` works); other options must fit.
-    with pytest.raises(labs.CourseError) as info:
+    with pytest.raises(CourseError) as info:
         run_lab("lab01", impl=IMPL, out=tmp_path, quick=True, dataset="fashion_mnist")
     assert "lab01's demo has no --dataset option" in str(info.value) and "--quick" not in str(info.value)
 
 
 def test_lab_names_are_normalised():
     assert [labs.lab_id(x) for x in ["1", "01", "lab1", "lab01", "lab01_perceptron", "LAB01.py"]] == ["lab01"] * 6
-    with pytest.raises(labs.CourseError, match="not a lab name"):
+    with pytest.raises(CourseError, match="not a lab name"):
         labs.lab_id("perceptron")
 
 
@@ -95,5 +96,5 @@ def test_running_a_stub_demo_says_what_is_missing(tmp_path):
         pytest.skip("needs solutions/ to generate fresh stubs")
     name, text = next(iter(generated().items()))
     (stub_dir / name).write_text(text)
-    with pytest.raises(labs.CourseError, match=r"still a stub .*--impl solutions"):
+    with pytest.raises(CourseError, match=r"still a stub .*--impl solutions"):
         run_lab(name, impl=stub_dir, out=tmp_path / "out")

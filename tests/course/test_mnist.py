@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course import mnist
-from course.mnist import DataError
+from course import idx, mnist
+from course.errors import DataError
 
-FILES = [f.name for f in mnist.SOURCES["mnist"].files.values()]
+FILES = [f.name for f in idx.SOURCES["mnist"].files.values()]
 
 
 def idx_reference(path: Path) -> np.ndarray:
@@ -49,7 +49,7 @@ def test_checksums_are_tfds_registered_ones(name):
     for line in registry.read_text().splitlines():
         url, size, sha, filename = line.split("\t")
         registered[filename] = (url, int(size), sha)
-    source = mnist.SOURCES[name]
+    source = idx.SOURCES[name]
     for raw in source.files.values():
         url, size, sha = registered[raw.name]
         assert (url, size, sha) == (source.url + raw.name, raw.size, raw.sha256)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from course import labs, testing
+from course.errors import CourseError
 from course.grader import grade
 from course.grader.batch import grade_class
 from course.gradescope import build_autograder
@@ -161,7 +162,7 @@ def test_as_root_a_sandbox_user_who_cannot_read_the_tests_is_refused_or_noted(tm
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
     snapshot = runner.Snapshot({}, private, private, private, private / "manifest.json", private)
-    with pytest.raises(labs.CourseError, match="sandbox user .nobody. cannot read /"):
+    with pytest.raises(CourseError, match="sandbox user .nobody. cannot read /"):
         runner.sandbox_setting("nobody", snapshot, runner.Report(impl="x"))
     report = runner.Report(impl="x")
     assert runner.sandbox_setting("auto", snapshot, report) == "none"
@@ -169,7 +170,7 @@ def test_as_root_a_sandbox_user_who_cannot_read_the_tests_is_refused_or_noted(tm
 
 
 def test_building_the_autograder_needs_a_hidden_seed(tmp_path):
-    with pytest.raises(labs.CourseError, match="hidden seed"):
+    with pytest.raises(CourseError, match="hidden seed"):
         build_autograder(tmp_path, seed=0)
 
 
@@ -235,5 +236,5 @@ def test_two_submissions_of_one_student_are_refused_before_anything_is_graded(tm
     (tmp_path / "alice").mkdir()
     with zipfile.ZipFile(tmp_path / "alice.zip", "w") as zf:
         zf.writestr("lab01_perceptron.py", "")
-    with pytest.raises(labs.CourseError, match="two submissions for alice: alice and alice.zip"):
+    with pytest.raises(CourseError, match="two submissions for alice: alice and alice.zip"):
         discover(tmp_path)

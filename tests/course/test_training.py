@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from course import layers, train_core, training
-from course.labs import CourseError
+from course.errors import CourseError
 
 
 def xent(logits, labels):

@@ -20,7 +20,7 @@ import pytest
 from flax import nnx
 
 from course import images, vgg16
-from course.mnist import DataError
+from course.errors import DataError
 
 CONFIG_D = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
 TINY = ((4, 4), (6,))  # a VGG-shaped net small enough to write to a file in a test
