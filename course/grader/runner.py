@@ -302,50 +302,58 @@ def run(
     daemon: bool = False,
 ) -> list[dict]:
     """Run every group's trusted pytest process at once; return their events as they came."""
-    events: list[dict] = []
     selector = selectors.DefaultSelector()
     procs: list[_Process] = []
     needed = needed_modules(snapshot)
     warm = zygote.shared(course_path(), preload=needed, daemon=daemon)
+    options = [
+        f"--lab-timeout={timeout:g}",
+        f"--sandbox-user={sandbox_user}",
+        f"--seed={seed}",
+        *(["-k", keyword] if keyword else []),
+        *([f"--sandbox-cache={sandbox_cache}"] if sandbox_cache is not None else []),
+    ]
     # One lab's tests are shared out only where processes come warm (each share would import JAX anew).
     for n, (files, share) in enumerate(groups(snapshot.plan, jobs, split=keyword is None and warm is not None)):
         read_fd, write_fd = os.pipe()
-        env = {
-            **os.environ,
-            "PYTHONPATH": course_path(),
-            "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONPYCACHEPREFIX": str(snapshot.root / f"pycache-{n}"),
-        }
-        args = [
-            *map(str, files),
-            "-p",
-            "course.testing.plugin",
-            "-p",
-            "course.grader.session",
-            "-o",
-            "addopts=",
-            "-p",
-            "no:cacheprovider",
-            "--assert=plain",
-            "-q",
-            "--no-header",
-            "--tb=no",
-            f"--rootdir={snapshot.tests.parent}",
-            f"--impl={snapshot.impl}",
-            f"--locations={snapshot.locations}",
-            f"--lab-timeout={timeout:g}",
-            f"--sandbox-user={sandbox_user}",
-            f"--seed={seed}",
-            f"--share={share}",
-            *(["-k", keyword] if keyword else []),
-            *([f"--sandbox-cache={sandbox_cache}"] if sandbox_cache is not None else []),
-        ]
+        args = [*_pytest_args(snapshot, files), *options, f"--share={share}"]
+        env = {**os.environ, **_environment(snapshot, n)}
         procs += _start(warm, needed, args, env=env, cwd=snapshot.root, events_fd=write_fd, log=log)
         os.close(write_fd)
         selector.register(os.fdopen(read_fd, "rb"), selectors.EVENT_READ)
-    quiet_limit = QUIET_LIMIT_S + timeout
+    events = _read_events(selector, procs, quiet_limit=QUIET_LIMIT_S + timeout)
+    for proc in procs:
+        proc.wait(60)
+    return events
+
+
+def _pytest_args(snapshot: Snapshot, files: list[Path]) -> list[str]:
+    """A trusted test process's pytest command line: our plugins only, the snapshot's tests and copies."""
+    return [
+        *map(str, files),
+        *("-p", "course.testing.plugin", "-p", "course.grader.session", "-o", "addopts=", "-p", "no:cacheprovider"),
+        *("--assert=plain", "-q", "--no-header", "--tb=no"),
+        f"--rootdir={snapshot.tests.parent}",
+        f"--impl={snapshot.impl}",
+        f"--locations={snapshot.locations}",
+    ]
+
+
+def _environment(snapshot: Snapshot, n: int) -> dict[str, str]:
+    """What a trusted test process's environment adds: this course on the path, the manifest, no bytecode."""
+    return {
+        "PYTHONPATH": course_path(),
+        "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPYCACHEPREFIX": str(snapshot.root / f"pycache-{n}"),
+    }
+
+
+def _read_events(selector: selectors.BaseSelector, procs: list["_Process"], *, quiet_limit: float) -> list[dict]:
+    """Every JSON line the grading processes write, until each has closed its channel; processes silent
+    for ``quiet_limit`` seconds are stuck (a bug in a test, not the student's doing) and are killed."""
+    events: list[dict] = []
     last = time.monotonic()
     buffers: dict = {}
     while selector.get_map():
@@ -362,13 +370,11 @@ def run(
             events += [json.loads(line) for line in lines if line.strip()]
         if not ready and time.monotonic() - last > quiet_limit:
             for proc in procs:
-                proc.kill()  # a bug in a test, not the student's doing: reported as a problem below
+                proc.kill()  # reported as a problem by decide()
             events.append({"event": "stuck", "seconds": quiet_limit})
             for key in list(selector.get_map().values()):
                 selector.unregister(key.fileobj)
                 key.fileobj.close()
-    for proc in procs:
-        proc.wait(60)
     return events
 
 
