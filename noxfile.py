@@ -31,9 +31,9 @@ def grade(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite against the solutions (the staff/CI check)."""
+    """Run the whole test suite against the solutions (the staff/CI check); the slowest tests are listed."""
     _install(session, "test")
-    session.run("python", "-m", "pytest", *session.posargs)
+    session.run("python", "-m", "pytest", "--durations=30", *session.posargs)
 
 
 @nox.session
