@@ -245,12 +245,11 @@ def fit(
     """
     if epochs < 0 or batch_size < 1:
         raise CourseError(f"need epochs >= 0 and batch_size >= 1, got epochs={epochs}, batch_size={batch_size}")
-    train_x, train_y = check_split("train", train)
-    val_x, val_y = check_split("val", val) if val is not None else (None, None)
+    if loop not in ("steps", "epoch"):
+        raise CourseError(f"loop must be 'steps' or 'epoch', got {loop!r}")
     devices = Devices.every(batch_size, eval_batch_size)
-    train_x, train_y = devices.replicate((train_x, train_y))
-    if val is not None:
-        val_x, val_y = devices.replicate((val_x, val_y))
+    train_x, train_y = devices.replicate(check_split("train", train))
+    val_x, val_y = devices.replicate(check_split("val", val)) if val is not None else (None, None)
     options = call_options(model)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     state = TrainState(jnp.zeros((), jnp.int32), params, rest, optimizer.init(params))
@@ -260,97 +259,54 @@ def fit(
         )
     else:
         train_step = make_step(graphdef, optimizer)
-    if loop not in ("steps", "epoch"):
-        raise CourseError(f"loop must be 'steps' or 'epoch', got {loop!r}")
     make_loop = step_at_index if loop == "steps" else epoch_at_once
     step_at = make_loop(train_step, preprocess=preprocess, devices=devices)
     eval_step = make_eval_step(
         graphdef, loss=loss, accuracy=accuracy, preprocess=preprocess, options=options, devices=devices
     )
     k_data, k_dropout = jax.random.split(key)
-
     workdir = Path(workdir) if workdir is not None else None
-    history: History = {}
-    first_epoch = 1
-    checkpoints = None
-    if workdir is not None:
-        run_info = {
-            "batch_size": batch_size,
-            "train_examples": int(len(train_y)),
-            "key": np.asarray(jax.random.key_data(key)).tolist(),
-            "params": [list(map(int, x.shape)) for x in jax.tree.leaves(params)],
-        }
-        checkpoints = _Checkpoints(workdir / "checkpoints", run_info, resume=resume)
-        if (restored := checkpoints.restore(state)) is not None:
-            last, state, history = restored
-            first_epoch = last + 1
+    checkpoints, first_epoch, state, history = _resume(
+        workdir, resume, state, key=key, batch_size=batch_size, n=len(train_y)
+    )
     state = devices.replicate(state)
     wandb_run = _wandb_run(wandb_project, workdir, {"epochs": epochs, "batch_size": batch_size})
-    show = _Progress(progress)
-    steps = math.ceil(len(train_y) / batch_size)
-    # Only image data (N, H, W, C) make a picture grid.
-    pictures = val_x is not None and val_x.ndim == 4 and val_x.shape[-1] in (1, 3, 4)
+    show, steps = _Progress(progress), math.ceil(len(train_y) / batch_size)
+    pictures = val_x is not None and val_x.ndim == 4 and val_x.shape[-1] in (1, 3, 4)  # (N, H, W, C) only
     shown = slice(0, min(log_images, len(val_y)) if pictures else 0)
     zeros = {name: jnp.zeros((), jnp.float32) for name in ("loss", "correct", "count")}
-
     try:
         for epoch in range(first_epoch, epochs + 1):
             start = time.perf_counter()
             batches = epoch_batches(len(train_y), batch_size, key=jax.random.fold_in(k_data, epoch))
             compile_seconds = 0.0
             if epoch == first_epoch:  # compile ahead of time, to report how long compiling takes
-                index = (np.int32(0),) if loop == "steps" else ()  # a call per step takes the step's index
-                lowered = step_at.lower(state, zeros, train_x, train_y, batches, *index, k_dropout)
-                if loop == "epoch" and jax.default_backend() == "cpu" and generic_convolutions(lowered.as_text()):
-                    warnings.warn(  # e.g. nnx.Conv or lax.conv in the model: tens of times slower in a loop
-                        "fit(loop='epoch') on a CPU: this step has convolutions (not course.layers.conv2d, or a "
-                        "function jitted before) whose gradients XLA:CPU would run with its slow generic code "
-                        "inside the epoch's loop; training with a compiled call per step instead (loop='steps')",
-                        stacklevel=2,
-                    )
-                    loop, step_at = "steps", step_at_index(train_step, preprocess=preprocess, devices=devices)
-                    lowered = step_at.lower(state, zeros, train_x, train_y, batches, np.int32(0), k_dropout)
-                step_at = lowered.compile()
+                loop, step_at = _compile_steps(
+                    loop, step_at, (state, zeros, train_x, train_y, batches), k_dropout, train_step, preprocess, devices
+                )
                 if val_x is not None:
                     first = take(val_x, val_y, batched(jnp.arange(len(val_y)), eval_batch_size), jnp.int32(0))
                     eval_step = eval_step.lower(state.params, state.rest, first).compile()
                 compile_seconds = time.perf_counter() - start
             bar = show.epoch(epoch, epochs, steps)
-            totals = jax.tree.map(jnp.copy, zeros)
-            if loop == "epoch":
-                state, totals = step_at(state, totals, train_x, train_y, batches, k_dropout)
-                if bar is not None:
-                    bar.update(steps)
-            for i in range(steps if loop == "steps" else 0):
-                state, totals = step_at(state, totals, train_x, train_y, batches, np.int32(i), k_dropout)
-                if bar is not None:
-                    bar.update(1)
-                    if i % 50 == 49:  # reading the totals waits for the device: not every step
-                        now = means(totals)
-                        bar.set_postfix(loss=f"{now['loss']:.4f}", acc=f"{now['accuracy']:.4f}")
+            state, totals = _train_epoch(
+                loop, step_at, state, zeros, (train_x, train_y, batches), k_dropout, steps, bar
+            )
             row = {"epoch": epoch, **means(totals)}
             if val_x is not None:
                 metrics, predicted = evaluate(
                     eval_step, state.params, state.rest, val_x, val_y, batch_size=eval_batch_size
                 )
                 row |= {"val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"]}
-            row["seconds"] = time.perf_counter() - start
-            row["compile_seconds"] = compile_seconds
+            row |= {"seconds": time.perf_counter() - start, "compile_seconds": compile_seconds}
             for name, value in row.items():
                 history.setdefault(name, []).append(value)
             show.done(bar, epoch, epochs, row)
             if wandb_run is not None:
                 wandb_run.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
             if shown.stop and (workdir is not None or wandb_run is not None):
-                _log_images(
-                    wandb_run,
-                    workdir,
-                    epoch,
-                    np.asarray(val_x[shown]),
-                    np.asarray(predicted[shown]),
-                    np.asarray(val_y[shown]),
-                    class_names,
-                )
+                images = [np.asarray(a[shown]) for a in (val_x, predicted, val_y)]
+                _log_images(wandb_run, workdir, epoch, *images, class_names)
             if checkpoints is not None:
                 checkpoints.save(epoch, state, history)
     finally:
@@ -359,6 +315,59 @@ def fit(
         if wandb_run is not None:
             wandb_run.finish()
     return nnx.merge(graphdef, state.params, state.rest), history
+
+
+def _resume(workdir: Path | None, resume: bool, state: TrainState, *, key: Array, batch_size: int, n: int):
+    """``(checkpoints, first epoch, state, history)``: from ``workdir``'s last checkpoint of this same
+    run, else a fresh start (no checkpoints at all without a ``workdir``)."""
+    if workdir is None:
+        return None, 1, state, {}
+    run_info = {
+        "batch_size": batch_size,
+        "train_examples": int(n),
+        "key": np.asarray(jax.random.key_data(key)).tolist(),
+        "params": [list(map(int, x.shape)) for x in jax.tree.leaves(state.params)],
+    }
+    checkpoints = _Checkpoints(workdir / "checkpoints", run_info, resume=resume)
+    if (restored := checkpoints.restore(state)) is not None:
+        last, state, history = restored
+        return checkpoints, last + 1, state, history
+    return checkpoints, 1, state, {}
+
+
+def _compile_steps(loop: str, step_at, arguments: tuple, k_dropout: Array, train_step, preprocess, devices):
+    """The epoch's step function compiled ahead; ``(loop, compiled)``. On a CPU, an epoch loop whose
+    convolutions XLA would run with its generic code falls back to a call per step, with a warning."""
+    index = (np.int32(0),) if loop == "steps" else ()  # a call per step takes the step's index
+    lowered = step_at.lower(*arguments, *index, k_dropout)
+    if loop == "epoch" and jax.default_backend() == "cpu" and generic_convolutions(lowered.as_text()):
+        warnings.warn(  # e.g. nnx.Conv or lax.conv in the model: tens of times slower in a loop
+            "fit(loop='epoch') on a CPU: this step has convolutions (not course.layers.conv2d, or a "
+            "function jitted before) whose gradients XLA:CPU would run with its slow generic code "
+            "inside the epoch's loop; training with a compiled call per step instead (loop='steps')",
+            stacklevel=3,
+        )
+        loop, step_at = "steps", step_at_index(train_step, preprocess=preprocess, devices=devices)
+        lowered = step_at.lower(*arguments, np.int32(0), k_dropout)
+    return loop, lowered.compile()
+
+
+def _train_epoch(loop: str, step_at, state, zeros, data: tuple, k_dropout: Array, steps: int, bar):
+    """One epoch's training: ``(state, totals)``; the bar moves each step, or once for an epoch loop."""
+    totals = jax.tree.map(jnp.copy, zeros)
+    if loop == "epoch":
+        state, totals = step_at(state, totals, *data, k_dropout)
+        if bar is not None:
+            bar.update(steps)
+        return state, totals
+    for i in range(steps):
+        state, totals = step_at(state, totals, *data, np.int32(i), k_dropout)
+        if bar is not None:
+            bar.update(1)
+            if i % 50 == 49:  # reading the totals waits for the device: not every step
+                now = means(totals)
+                bar.set_postfix(loss=f"{now['loss']:.4f}", acc=f"{now['accuracy']:.4f}")
+    return state, totals
 
 
 __all__ = [
