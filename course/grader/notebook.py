@@ -92,16 +92,10 @@ def module_source(
         kept.append((label, source))
     lines = list(dict.fromkeys(future))
     for label, source in kept:
-        lines += ["", "# %%"]
+        lines += ["", "# %%"] if lines else ["# %%"]
         where.append(Cell(len(lines) + 1, label))
         lines += source.splitlines()
-    return "\n".join(lines).lstrip("\n") + "\n", notes, _shifted(where, lines)
-
-
-def _shifted(cells: list, lines: list[str]) -> list:
-    """The cells' start lines once the leading blank lines that ``module_source`` strips are gone."""
-    blank = next((i for i, line in enumerate(lines) if line), 0)
-    return [Cell(c.start - blank, c.label) for c in cells]
+    return "\n".join(lines) + "\n", notes, where
 
 
 def notebook_lab(path: Path, nb=None) -> str | None:

@@ -63,9 +63,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for position, item in enumerate(items):
         item.stash[_POSITION] = position
     if n > 1:
-        mine = [item for position, item in enumerate(items) if position % n == i]
-        config.hook.pytest_deselected(items=[item for item in items if item not in mine])
-        items[:] = mine
+        config.hook.pytest_deselected(items=[item for p, item in enumerate(items) if p % n != i])
+        items[:] = [item for p, item in enumerate(items) if p % n == i]
 
 
 _POSITION = pytest.StashKey[int]()

@@ -59,11 +59,15 @@ def preloadable(name: str) -> bool:
     return isinstance(name, str) and name.split(".")[0] in PRELOADABLE and name.replace(".", "").isidentifier()
 
 
+_tried: set[str] = set()  # names asked for before (``from jax import Array`` asks for ``jax.Array``)
+
+
 def _preload(names) -> list[str]:
     done = []
     for name in names:
-        if name in sys.modules or not preloadable(name):
+        if name in sys.modules or name in _tried or not preloadable(name):
             continue
+        _tried.add(name)
         try:
             __import__(name)
             done.append(name)
@@ -155,7 +159,7 @@ def main(control: socket.socket | None, preload: list[str], *, listener: socket.
     _sockets[:] = [*clients, *([listener] if listener else [])]
     last = time.monotonic()
     while True:
-        ready, _, _ = select.select([*clients, *([listener] if listener else [])], [], [], 1.0)
+        ready, _, _ = select.select(_sockets, [], [], 1.0)
         forkserver.reap()  # the jobs' processes that have ended
         if listener is not None and not clients and time.monotonic() - last > idle:
             return
@@ -256,17 +260,9 @@ class Zygote:
     @classmethod
     def start(cls, preload: list[str] | tuple[str, ...] = (), *, path: str) -> "Zygote":
         """A zygote of this process's own, which ends when we do."""
-        import subprocess
 
         ours, theirs = socket.socketpair()
-        proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "course.grader.zygote", str(theirs.fileno()), *preload],
-            pass_fds=[theirs.fileno()],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=_environment(path),
-        )
+        proc = _spawn([str(theirs.fileno()), *preload], path, pass_fds=[theirs.fileno()])
         theirs.close()
         return cls(ours, proc)
 
@@ -278,7 +274,6 @@ class Zygote:
         the course's files and the libraries' installs: after an edit or an upgrade, the next ``course
         grade`` gets a new daemon, and the old one ends on its own after ``idle`` seconds unused.
         """
-        import subprocess
         import tempfile
         import time
 
@@ -297,16 +292,8 @@ class Zygote:
                 return cls(sock)
             except OSError:
                 sock.close()
-            if started is None:
-                started = subprocess.Popen(
-                    [sys.executable, "-P", "-m", "course.grader.zygote", "--listen", address, "--idle", f"{idle:g}"]
-                    + list(preload),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env=_environment(path),
-                    start_new_session=True,  # no terminal's signals; it outlives this command
-                )
+            if started is None:  # a session of its own: no terminal's signals; it outlives this command
+                started = _spawn(["--listen", address, "--idle", f"{idle:g}", *preload], path, start_new_session=True)
             elif started.poll() not in (None, 0) or time.monotonic() > deadline:
                 raise ZygoteError("the grader's daemon did not start")
             time.sleep(0.02)
@@ -358,6 +345,15 @@ class Zygote:
                 self.proc.wait(10)
             except Exception:  # noqa: BLE001
                 self.proc.kill()
+
+
+def _spawn(argv: list[str], path: str, **options):
+    """``python -P -m course.grader.zygote ARGV``, silent, importing this course (``path``) with CPU JAX."""
+    import subprocess
+
+    quiet = subprocess.DEVNULL
+    command = [sys.executable, "-P", "-m", "course.grader.zygote", *argv]
+    return subprocess.Popen(command, stdin=quiet, stdout=quiet, stderr=quiet, env=_environment(path), **options)
 
 
 def _environment(path: str) -> dict[str, str]:
