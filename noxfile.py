@@ -38,7 +38,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run every lab's solution and write the figures to figures/ (the instructor demo)."""
+    """Every lab's demo, figures into figures/ (on a CPU lab10/lab11 quick: nox -s demo -- all --full)."""
     _install(session)
     session.run("python", "-m", "course", "run", *(session.posargs or ["all", "--out", "figures"]))
 
@@ -85,7 +85,7 @@ def gradescope(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Every benchmarks/bench_*.py, or those named: nox -s bench -- cnn --train 6400 (flags go to them)."""
+    """Every benchmarks/bench_*.py, or those named, tables into benchmarks/README.md: nox -s bench -- cnn --train 6400."""
     if not Path("benchmarks").is_dir():
         session.error("benchmarks/ is in the staff repository, not in the student bundle")
     _install(session, "bench")
@@ -95,6 +95,6 @@ def bench(session: nox.Session) -> None:
     scripts = [p for p in sorted(Path("benchmarks").glob("bench_*.py")) if not names or any(n in p.stem for n in names)]
     if not scripts:
         session.error(f"no benchmarks/bench_*.py matches {names}")
-    for script in scripts:  # MNIST loading and the MLP loop; lab 10's CNN against PyTorch (if installed)
+    for script in scripts:  # each script's tables replace its section of benchmarks/README.md
         session.log(f"== {script}")
-        session.run("python", str(script), *flags)
+        session.run("python", "benchmarks/record.py", str(script), *flags)

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 if __name__ == "__main__":  # as `course run` does: start over with huge pages for malloc, where that helps
-    from course.hugepages import restart_with_hugepages
+    from course.staff.hugepages import restart_with_hugepages
 
     restart_with_hugepages()
 
@@ -42,8 +42,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from course import hugepages, labs, layers, mnist, training  # noqa: E402
-from course.training import TrainState  # noqa: E402
+from course import labs, layers, mnist, training  # noqa: E402
+from course.staff import hugepages
+from course.train_core import TrainState  # noqa: E402
 
 lab = labs.load_lab("lab10", "solutions")
 

@@ -37,10 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from course import assign, labs, notebooks  # noqa: E402
-from course.grader import grade  # noqa: E402
+from course import labs  # noqa: E402
+from course.grader import check, grade  # noqa: E402
 from course.grader.batch import grade_class  # noqa: E402
-from course.testing.plugin import cache_root  # noqa: E402
+from course.grader.plugin import cache_root  # noqa: E402
+from course.staff import assign, notebooks
 
 BROKEN = {
     "loops": "\ndef sigmoid(z):\n    while True:\n        pass\n",
@@ -106,8 +107,8 @@ def loop_table(lab: str, function: str, repeat: int) -> None:
         notebook.write_text(notebooks.dumps(notebooks.build(labs.lab_files("solutions")[lid], checks=False)))
         course = [sys.executable, "-m", "course", "grade", lid, "--impl", "solutions"]
         rows = {
-            f"check({lid!r}, {function!r}), warm kernel": lambda: notebooks.check(lid, function, notebook=notebook),
-            f"check({lid!r}), warm kernel": lambda: notebooks.check(lid, notebook=notebook),
+            f"check({lid!r}, {function!r}), warm kernel": lambda: check.check(lid, function, notebook=notebook),
+            f"check({lid!r}), warm kernel": lambda: check.check(lid, notebook=notebook),
             f"python -m course grade {lid}": lambda: shell(course),
         }
         nox = [sys.executable, "-m", "nox"] if _has("nox") else [shutil.which("nox")] if shutil.which("nox") else None

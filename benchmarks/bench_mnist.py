@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 if __name__ == "__main__":  # as `course run` does: start over with huge pages for malloc, where that helps
-    from course.hugepages import restart_with_hugepages
+    from course.staff.hugepages import restart_with_hugepages
 
     restart_with_hugepages()
 
@@ -38,8 +38,9 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from course import hugepages, mnist, training  # noqa: E402
+from course import mnist, training  # noqa: E402
 from course.idx import SOURCES  # noqa: E402
+from course.staff import hugepages
 
 
 def timed(fn, repeat: int) -> float:

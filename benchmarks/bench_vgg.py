@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 if __name__ == "__main__":  # as `course run` does: start over with huge pages for malloc, where that helps
-    from course.hugepages import restart_with_hugepages
+    from course.staff.hugepages import restart_with_hugepages
 
     restart_with_hugepages()
 
@@ -34,7 +34,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from course import hugepages, labs, vgg16  # noqa: E402
+from course import labs, vgg16  # noqa: E402
+from course.staff import hugepages
 
 
 def peak_rss_gb() -> float:

@@ -19,6 +19,7 @@ from types import ModuleType
 from course.errors import CourseError
 
 IMPLS = ("labs", "solutions")
+STUB_MESSAGE = re.compile(r"^(lab\d{2}): ([\w.]+)$")  # a stub's NotImplementedError: "not attempted"
 _LAB_FILE = re.compile(r"^(lab\d{2})_\w+\.py$")
 _TEST_FILE = re.compile(r"^test_(lab\d{2})(?:_\w+)?\.py$")
 

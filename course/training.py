@@ -44,11 +44,9 @@ from jax import Array
 
 from course.errors import CourseError
 from course.train_core import (
-    Batches,
     Devices,
     Metric,
     TrainState,
-    batch_sums,
     batched,
     call_options,
     check_split,
@@ -59,7 +57,6 @@ from course.train_core import (
     make_eval_step,
     make_train_step,
     means,
-    per_example,
     step_at_index,
     take,
 )
@@ -370,16 +367,4 @@ def _train_epoch(loop: str, step_at, state, zeros, data: tuple, k_dropout: Array
     return state, totals
 
 
-__all__ = [
-    "Batches",
-    "History",
-    "TrainState",
-    "batch_sums",
-    "batched",
-    "epoch_batches",
-    "evaluate",
-    "fit",
-    "make_eval_step",
-    "make_train_step",
-    "per_example",
-]
+__all__ = ["History", "fit"]

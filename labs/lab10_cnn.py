@@ -22,8 +22,8 @@ import optax
 from flax import nnx
 from jax import Array
 
-from course import layers, mnist, plotting, training
-from course.training import TrainState
+from course import layers, mnist, plotting, train_core, training
+from course.train_core import TrainState
 
 # %% [markdown]
 # # Lab 10 — the lecture's CNN
@@ -47,7 +47,7 @@ from course.training import TrainState
 # The Keras example reports 99.25 % test accuracy; over seeds, this recipe averages about 99.2 % (the same
 # in PyTorch). You build it in Flax `nnx`, write the **training step**
 # yourself (the pure function that `course.training.fit` calls 469 times an epoch), and train it for
-# real: `python -m course run lab10 --impl labs` (add `--quick` for a one-minute smoke run).
+# real: `python -m course run lab10 --impl labs` (on a CPU a one-minute quick version; `--full` for the recipe).
 #
 # You wrote convolution and pooling from scratch in lab 08. Here you use the course's versions,
 # `course.layers`, which compute exactly the same thing (the tests of `course/` check it, value and
@@ -164,7 +164,7 @@ def adadelta() -> optax.GradientTransformation:
 # differentiate that with `jax.value_and_grad(objective, has_aux=True)(state.params)` — with respect to the
 # parameters only; then `optimizer.update(grads, state.opt_state, state.params)` and
 # `optax.apply_updates`. Return the new `TrainState` (step + 1) and
-# `training.batch_sums(losses, correct, batch["mask"])`, with the per-example losses and whether each
+# `train_core.batch_sums(losses, correct, batch["mask"])`, with the per-example losses and whether each
 # argmax is right (the loop adds these up to report the epoch's loss and accuracy).
 
 
@@ -249,14 +249,23 @@ def train(
 QUICK = {"train": 4096, "test": 2000, "epochs": 2}  # --quick: a smoke run well under a minute on 2 cores
 
 
+def quick_mode() -> bool:
+    """Quick on a CPU, the full recipe on an accelerator; $COURSE_QUICK=1/0 (`course run --quick/--full`) decides."""
+    if os.environ.get("COURSE_QUICK", "") in ("0", "1"):
+        return os.environ["COURSE_QUICK"] == "1"
+    return jax.default_backend() == "cpu"
+
+
 def demo(out: Path, *, quick: bool | None = None, dataset: str = "mnist", seed: int = 0) -> list[Path]:
     """Train the CNN (12 epochs; ``quick``: a subset, 2 epochs); print the test accuracy; draw what it learned.
 
-    ``quick`` (default: ``$COURSE_QUICK=1``, as the other labs' demos).
+    ``quick`` (default: :func:`quick_mode`, quick on a CPU): then it also says how long the full recipe
+    would take here, from this run's seconds per epoch.
     """
-    quick = os.environ.get("COURSE_QUICK") == "1" if quick is None else quick
+    quick = quick_mode() if quick is None else quick
     out = Path(out)
     data = mnist.load(dataset)
+    full_train = len(data.train.labels)
     if quick:
         data = data._replace(train=data.train.head(QUICK["train"]), test=data.test.head(QUICK["test"]))
     epochs = QUICK["epochs"] if quick else 12
@@ -272,6 +281,13 @@ def demo(out: Path, *, quick: bool | None = None, dataset: str = "mnist", seed: 
         f"{np.mean(steady):.2f} (first {steady[0]:.2f}, then {np.mean(steady[1:]) if len(steady) > 1 else steady[0]:.2f})"
     )
     print(f"test accuracy: {history['val_accuracy'][-1]:.4f}")
+    if quick:  # the full recipe: 12 epochs of all the images, at this run's steady seconds per image
+        per_image = np.mean(steady[1:] if len(steady) > 1 else steady) / len(data.train.labels)
+        minutes = (history["compile_seconds"][0] + 12 * full_train * per_image) / 60
+        print(
+            f"this was the quick version ({epochs} epochs of {len(data.train.labels)} images); the lecture's "
+            f"recipe, 12 epochs of {full_train}: `python -m course run lab10 --full`, about {minutes:.0f} min here"
+        )
 
     title = f"{data.name} CNN (Adadelta 1.0, batch 128)"
     paths = [plotting.save(plotting.history_curves(history, title=title), out, f"cnn_{dataset}_curves")]

@@ -308,6 +308,7 @@ def demo(out: Path) -> list[Path]:
     # The patterns filters respond to: one jitted, vmapped program per layer.
     plan = QUICK if quick else FULL
     print(f"{'quick' if quick else 'full'} mode on {jax.default_backend().upper()}")
+    full_seconds = 0.0  # the full plan's time, scaled from this run's: filters x pixels x steps
     for i, (layer, n, size, steps) in enumerate(plan):
         truncated = vgg16.pretrained("hed", until=layer)  # blocks after `layer` cost nothing
         features, params = vgg16.as_function(truncated, layer=layer, before_activation=layer in BEFORE_RELU)
@@ -322,7 +323,10 @@ def demo(out: Path) -> list[Path]:
             chunk=CHUNK,
         )
         found = np.asarray(found)
-        print(f"{layer}: {n} filters, {size}×{size}, {steps} steps in {time.perf_counter() - start:.1f} s")
+        took = time.perf_counter() - start
+        print(f"{layer}: {n} filters, {size}×{size}, {steps} steps in {took:.1f} s")
+        _, n_full, size_full, steps_full = FULL[i]
+        full_seconds += took * (n_full / n) * (size_full / size) ** 2 * (steps_full / steps)
         shown = np.stack([np.asarray(deprocess(im)) for im in found])
         grid = filter_grid(shown, ncols=8, margin=max(2, size // 32))
         fig, (ax,) = plotting.figure(1, size=10.0)
@@ -335,6 +339,11 @@ def demo(out: Path) -> list[Path]:
             yticks=[],
         )
         paths.append(plotting.save(fig, out, f"patterns_{layer}"))
+    if quick:
+        print(
+            f"this was the quick version (fewer filters, smaller images); every filter at 128×128: "
+            f"`python -m course run lab11 --full`, about {full_seconds / 60:.0f} min here"
+        )
     return paths
 
 

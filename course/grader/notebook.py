@@ -18,7 +18,7 @@ from course import labs as _labs
 from course.errors import CourseError
 from course.grader.locations import Cell, Source
 
-SETUP_MARKER = "# course setup:"  # first line of a notebook's setup cell (course.notebooks); never graded
+SETUP_MARKER = "# course setup:"  # first line of a notebook's setup cell (course.staff.notebooks); never graded
 _KEEP_CELL_MAGICS = {"time", "timeit", "capture"}  # their body is Python; other cell magics' is not
 
 

@@ -332,7 +332,7 @@ def _pytest_args(snapshot: Snapshot, files: list[Path]) -> list[str]:
     """A trusted test process's pytest command line: our plugins only, the snapshot's tests and copies."""
     return [
         *map(str, files),
-        *("-p", "course.testing.plugin", "-p", "course.grader.session", "-o", "addopts=", "-p", "no:cacheprovider"),
+        *("-p", "course.grader.plugin", "-p", "course.grader.session", "-o", "addopts=", "-p", "no:cacheprovider"),
         *("--assert=plain", "-q", "--no-header", "--tb=no"),
         f"--rootdir={snapshot.tests.parent}",
         f"--impl={snapshot.impl}",

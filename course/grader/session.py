@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from course import labs as _labs
-from course.assign import STUB_MESSAGE
 from course.grader import locations
+from course.grader import plugin as _plugin
 from course.grader.privacy import set_dumpable
 from course.grader.remote import SandboxFailure, StudentError
-from course.testing import plugin as _testing
+from course.labs import STUB_MESSAGE
 
 # Errors whose JAX wording does not say what to do about them, and the advice to give.
 HINTS = [
@@ -193,7 +193,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def pytest_runtest_logfinish(nodeid: str, location) -> None:
     result = _results.pop(nodeid, {"status": "error", "message": "no report", "duration": 0.0})
-    clock = _testing.current_clock()
+    clock = _plugin.current_clock()
     if result["status"] != "passed" and clock is not None and clock.hints:
         result["message"] = "\n".join([result["message"], *rank_hints(clock.hints)]).strip()
     _send(event="result", nodeid=nodeid, **result)

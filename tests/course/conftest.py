@@ -32,7 +32,7 @@ def mnist_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def fresh_stubs(tmp_path_factory) -> Path:
     """Stubs generated from the solutions now, so that no check depends on a stale labs/."""
-    from course import assign
+    from course.staff import assign
 
     folder = tmp_path_factory.mktemp("stubs")
     for name, text in assign.generated().items():

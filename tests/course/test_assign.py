@@ -5,8 +5,9 @@ import textwrap
 
 import pytest
 
-from course import assign, labs
+from course import labs
 from course.errors import CourseError
+from course.staff import assign
 
 SOLUTION = textwrap.dedent('''
     """A lab."""

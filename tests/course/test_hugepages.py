@@ -1,4 +1,4 @@
-"""course.hugepages: when `course run` starts itself again with glibc's huge-page tunable, and that it does."""
+"""course.staff.hugepages: when `course run` starts itself again with glibc's huge-page tunable, and that it does."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from course import hugepages, labs
-from course.cli import main
+from course import labs
+from course.staff import hugepages
+from course.staff.cli import main
 
 LINUX = {"platform": "linux", "glibc": (2, 36), "thp": "madvise"}
 

@@ -80,3 +80,68 @@ def test_no_private_name_is_imported_from_another_module():
         if attr and attr.startswith("_") and not attr.startswith("__")
     ]
     assert not taken, "move a shared helper where both can import it, under a public name:\n" + "\n".join(taken)
+
+
+# The three rooms (docs/architecture.md): what labs import (course.*), the grader (course.grader.*) and the
+# staff's tooling (course.staff.*). Imports point one way: staff -> grader -> labs' room.
+def _room(module: str) -> str:
+    return next((room for room in ("grader", "staff") if module.startswith(f"course.{room}")), "labs")
+
+
+ALLOWED = {"labs": {"labs"}, "grader": {"labs", "grader"}, "staff": {"labs", "grader", "staff"}}
+# The two doors across the rooms: a notebook's `course.check`/`course.warm_up` (imported when called),
+# and `python -m course`, which is the command line.
+DOORS = {("course", "course.grader.check"), ("course.__main__", "course.staff.cli")}
+
+
+def test_imports_point_one_way_between_the_rooms():
+    graph = _graph()
+    assert _room("course.staff.cli") == "staff" and _room("course.grader.runner") == "grader"
+    assert _room("course.training") == "labs" and "course.training" in MODULES
+    wrong = [
+        f"{name} ({_room(name)}) imports {other} ({_room(other)})"
+        for name, imported in graph.items()
+        for other in sorted(imported)
+        if _room(other) not in ALLOWED[_room(name)] and (name, other) not in DOORS
+    ]
+    assert not wrong, "the labs' room imports neither grader nor staff; the grader not staff:\n" + "\n".join(wrong)
+
+
+def _defined(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def _exported(tree: ast.Module) -> list[str]:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    return []
+
+
+def test_one_import_path_per_public_name():
+    """A module's ``__all__`` names only what it defines; a package's ``__init__`` may offer its modules'
+    names (``course.grader.grade``), and then code outside the package takes them from there only."""
+    facades, problems = {}, []
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        foreign = [n for n in _exported(tree) if n not in _defined(tree)]
+        if path.name == "__init__.py":
+            facades |= {(module, attr): name for module, attr in _imports(name, path) if attr in foreign}
+        elif foreign:
+            problems.append(f"{name} re-exports {', '.join(foreign)}: import them from where they are defined")
+    assert ("course.grader.runner", "grade") in facades
+    users = [*MODULES.items(), *((p.stem, p) for p in sorted((PACKAGE.parent / "tests").rglob("*.py")))]
+    users += [(p.stem, p) for p in sorted((PACKAGE.parent / "benchmarks").glob("*.py"))]
+    for name, path in users:
+        for module, attr in _imports(name, path):
+            package = facades.get((module, attr))
+            if package and name != package and not name.startswith(f"{package}."):
+                problems.append(f"{path.relative_to(PACKAGE.parent)} takes {attr} from {module}: use {package}.{attr}")
+    assert not problems, "\n".join(problems)

@@ -8,9 +8,9 @@ import jupytext
 import pytest
 
 from course import labs
-from course.cli import main
 from course.errors import CourseError
-from course.running import run_lab
+from course.staff.cli import main
+from course.staff.running import run_lab
 
 IMPL = labs.default_impl()
 LAB_IDS = list(labs.lab_files(IMPL))
@@ -90,7 +90,7 @@ def test_cli_list_and_module_entry_point():
 def test_running_a_stub_demo_says_what_is_missing(tmp_path):
     stub_dir = tmp_path / "stubs"
     stub_dir.mkdir()
-    from course.assign import generated
+    from course.staff.assign import generated
 
     if not labs.has_solutions():
         pytest.skip("needs solutions/ to generate fresh stubs")

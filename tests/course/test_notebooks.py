@@ -11,9 +11,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course import labs, notebooks
-from course.cli import main
-from course.grader import grade, notebook
+from course import labs
+from course.grader import check, grade, notebook
+from course.staff import notebooks
+from course.staff.cli import main
 
 LAB_IDS = list(labs.lab_files("labs"))
 # The kernels run the demos' short versions, and grading inside them gets CI's patience.
@@ -175,7 +176,7 @@ def test_magics_shell_lines_and_setup_are_dropped_with_a_note_and_checks_do_noth
     monkeypatch.setenv("COURSE_SANDBOX", "1")  # as in the sandbox that imports the module
     ns = {}
     exec(compile(source, "m", "exec"), ns)
-    assert ns["f"](2) == 6 and isinstance(ns["result"], notebooks.NotChecked)
+    assert ns["f"](2) == 6 and isinstance(ns["result"], check.NotChecked)
     assert "course setup" not in source and "echo not python" not in source and "warm_up" not in source
     assert notes == [
         "nb.ipynb, cell 2: dropped the line '!pip install foo'",
@@ -216,19 +217,17 @@ def test_history_cells_that_do_not_parse_are_left_out():
 
 def test_tests_for_finds_the_tests_that_use_a_function():
     test_file = labs.root() / "tests" / "labs" / "test_lab01_perceptron.py"
-    assert notebooks.tests_for(test_file, ["sigmoid"]) == ["test_sigmoid_matches_the_formula"]
+    assert check.tests_for(test_file, ["sigmoid"]) == ["test_sigmoid_matches_the_formula"]
     # Parametrized over function names: found through the decorator's strings.
-    assert notebooks.tests_for(test_file, ["hand_gradient"]) == ["test_gradient_matches_finite_differences"]
+    assert check.tests_for(test_file, ["hand_gradient"]) == ["test_gradient_matches_finite_differences"]
     # A string in a test's body (a dict key "accuracy") is not a use of the function accuracy.
     test06 = labs.root() / "tests" / "labs" / "test_lab06_digits.py"
-    assert "test_train_learns_digits" not in notebooks.tests_for(test06, ["accuracy"])
-    assert "test_train_learns_digits" in notebooks.tests_for(test06, ["train"])
+    assert "test_train_learns_digits" not in check.tests_for(test06, ["accuracy"])
+    assert "test_train_learns_digits" in check.tests_for(test06, ["train"])
     # Parametrized over a module-level table's keys.
     test02 = labs.root() / "tests" / "labs" / "test_lab02_combining.py"
     assert (
-        notebooks.tests_for(test02, ["tanh"])
-        == notebooks.tests_for(test02, ["sigmoid"])
-        == ["test_activation_matches_numpy"]
+        check.tests_for(test02, ["tanh"]) == check.tests_for(test02, ["sigmoid"]) == ["test_activation_matches_numpy"]
     )
 
 
@@ -291,10 +290,10 @@ def test_warm_up_starts_the_grader_with_the_labs_libraries_imported(monkeypatch)
 
     monkeypatch.setenv("COURSE_CHECK", "0")
     zygote.shut_down()
-    notebooks.warm_up("lab01")
+    check.warm_up("lab01")
     assert zygote._shared is None, "COURSE_CHECK=0: nothing is started"
     monkeypatch.delenv("COURSE_CHECK")
-    notebooks.warm_up("lab01")
+    check.warm_up("lab01")
     assert zygote._shared is not None and zygote._shared.alive()
     # What lab 01 and its tests import is there already; another lab's libraries are imported when asked.
     assert zygote._shared.preload(["jax.numpy", "course.datasets", "pytest"]) == []
@@ -302,7 +301,7 @@ def test_warm_up_starts_the_grader_with_the_labs_libraries_imported(monkeypatch)
 
 
 def test_checks_html_table_shows_each_test_with_the_shells_statuses():
-    from course.grader.runner import Outcome, Report
+    from course.grader import Outcome, Report
 
     report = Report(
         impl="x",
@@ -312,7 +311,7 @@ def test_checks_html_table_shows_each_test_with_the_shells_statuses():
             Outcome("t.py::test_c", "lab01", 1.0, status="not attempted", message="lab01: c is still a stub"),
         ],
     )
-    result = notebooks.CheckResult(report, "lab01 — 1/4 points\nTotal: 1/4 points", "a b")
+    result = check.CheckResult(report, "lab01 — 1/4 points\nTotal: 1/4 points", "a b")
     html = result._repr_html_()
     assert html.count("<tr>") == 1 + 1 + 3  # header, the lab's line, one row a test
     assert "lab01 a b — 1/4 points" in html

@@ -7,7 +7,8 @@ import zipfile
 
 import pytest
 
-from course import labs, release
+from course import labs
+from course.staff import release
 
 pytestmark = pytest.mark.solutions_only
 

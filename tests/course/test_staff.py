@@ -16,11 +16,11 @@ import jax
 import numpy as np
 import pytest
 
-from course import labs, testing
+from course import labs
 from course.errors import CourseError
-from course.grader import grade
+from course.grader import grade, testing
 from course.grader.batch import grade_class
-from course.gradescope import build_autograder
+from course.staff.gradescope import build_autograder
 
 pytestmark = pytest.mark.solutions_only
 
@@ -157,14 +157,14 @@ def test_the_gradescope_autograder_runs_end_to_end(open_tmp, fresh_stubs):
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="users are switched only as root")
 def test_as_root_a_sandbox_user_who_cannot_read_the_tests_is_refused_or_noted(tmp_path):
     """run_autograder names nobody: then grading refuses to start rather than run student code as root."""
-    from course.grader import runner
+    from course.grader import Report, runner
 
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
     snapshot = runner.Snapshot({}, private, private, private, private / "manifest.json", private)
     with pytest.raises(CourseError, match="sandbox user .nobody. cannot read /"):
-        runner.sandbox_setting("nobody", snapshot, runner.Report(impl="x"))
-    report = runner.Report(impl="x")
+        runner.sandbox_setting("nobody", snapshot, Report(impl="x"))
+    report = Report(impl="x")
     assert runner.sandbox_setting("auto", snapshot, report) == "none"
     assert any("ran as root" in note for note in report.notes), report.notes
 

@@ -102,7 +102,7 @@ def assert_same_weights(a: nnx.Module, b: nnx.Module, **tolerance):
 
 @pytest.mark.parametrize("n,batch_size", [(10, 4), (12, 4), (1, 8), (100, 32)])
 def test_epoch_batches_cover_every_example_once(n, batch_size):
-    b = training.epoch_batches(n, batch_size, key=jax.random.key(0))
+    b = train_core.epoch_batches(n, batch_size, key=jax.random.key(0))
     steps = -(-n // batch_size)
     assert b.index.shape == b.mask.shape == (steps, batch_size)
     real = np.asarray(b.index)[np.asarray(b.mask)]
@@ -111,10 +111,10 @@ def test_epoch_batches_cover_every_example_once(n, batch_size):
 
 
 def test_epoch_batches_are_shuffled_by_the_key():
-    a = training.epoch_batches(50, 10, key=jax.random.key(0)).index
-    b = training.epoch_batches(50, 10, key=jax.random.key(1)).index
+    a = train_core.epoch_batches(50, 10, key=jax.random.key(0)).index
+    b = train_core.epoch_batches(50, 10, key=jax.random.key(1)).index
     assert not np.array_equal(a, b)
-    assert np.array_equal(a, training.epoch_batches(50, 10, key=jax.random.key(0)).index)
+    assert np.array_equal(a, train_core.epoch_batches(50, 10, key=jax.random.key(0)).index)
 
 
 def test_padding_does_not_change_the_gradient():
@@ -122,12 +122,12 @@ def test_padding_does_not_change_the_gradient():
     model = NoDrop(rngs=nnx.Rngs(0))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     sgd = optax.sgd(1.0)
-    step = training.make_train_step(
+    step = train_core.make_train_step(
         graphdef, loss=xent, accuracy=acc, optimizer=sgd, preprocess=lambda x: x, options=frozenset({"train", "key"})
     )
     x, y = data(8, jax.random.key(3))
     mask = np.arange(8) < 3
-    state = training.TrainState(jnp.zeros((), jnp.int32), params, rest, sgd.init(params))
+    state = train_core.TrainState(jnp.zeros((), jnp.int32), params, rest, sgd.init(params))
     new, sums = step(
         state, {"image": jnp.asarray(x), "label": jnp.asarray(y), "mask": jnp.asarray(mask)}, key=jax.random.key(0)
     )

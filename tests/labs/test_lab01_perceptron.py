@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from course import datasets
-from course.testing import expect, expect_close, expect_equal, expect_shape
+from course.grader.testing import expect, expect_close, expect_equal, expect_shape
 
 
 def np_sigmoid(z):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from course import datasets
-from course.testing import expect, expect_close, expect_shape, numpy_mlp, seeded_key
+from course.grader.testing import expect, expect_close, expect_shape, numpy_mlp, seeded_key
 
 Z = np.linspace(-5.0, 5.0, 21, dtype=np.float32)
 REFERENCE = {

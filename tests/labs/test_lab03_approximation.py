@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from course import datasets
-from course.testing import expect, expect_close, expect_shape, numpy_mlp, seeded_key
+from course.grader.testing import expect, expect_close, expect_shape, numpy_mlp, seeded_key
 
 
 @pytest.mark.parametrize("width, depth", [(1, 1), (16, 1), (4, 2), (40, 2)], ids=["1x1", "16x1", "4x2", "40x2"])

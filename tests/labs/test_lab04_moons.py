@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from course import datasets
-from course.testing import expect, expect_close, expect_shape, numpy_mlp
+from course.grader.testing import expect, expect_close, expect_shape, numpy_mlp
 
 # A hand-made network: relu(x1 - x2) - 0.5  -> logit; positive below the line x2 = x1 - 0.5.
 HAND = [{"w": jnp.array([[1.0], [-1.0]]), "b": jnp.array([0.0])}, {"w": jnp.array([[1.0]]), "b": jnp.array([-0.5])}]

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.testing import expect, expect_close, expect_shape
+from course.grader.testing import expect, expect_close, expect_shape
 
 
 def _problem(key, n=8, d=3, m=5):

@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from course import datasets, mnist
-from course.testing import expect, expect_close, expect_equal, expect_shape, seeded_key
+from course.grader.testing import expect, expect_close, expect_equal, expect_shape, seeded_key
 
 
 def _numpy_mlp(params, images):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.testing import expect, expect_close, expect_equal, expect_shape
+from course.grader.testing import expect, expect_close, expect_equal, expect_shape
 
 
 @pytest.mark.points(2)

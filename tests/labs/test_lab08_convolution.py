@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.testing import expect, expect_close, expect_equal, expect_shape
+from course.grader.testing import expect, expect_close, expect_equal, expect_shape
 
 # The vertical-line filter: every row is (-1, 1, -1).
 LINE = np.tile([-1.0, 1.0, -1.0], (3, 1)).astype(np.float32)

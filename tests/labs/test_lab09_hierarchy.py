@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.testing import expect, expect_close, expect_shape, seeded_key
+from course.grader.testing import expect, expect_close, expect_shape, seeded_key
 
 
 def test_max_pool3_matches_numpy(lab, key):

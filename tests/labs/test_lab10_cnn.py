@@ -14,7 +14,7 @@ import optax
 import pytest
 from flax import nnx
 
-from course.testing import expect, expect_close, expect_equal, expect_shape
+from course.grader.testing import expect, expect_close, expect_equal, expect_shape
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 
@@ -67,7 +67,7 @@ def _optimizer_trajectory(lab, params, grads):
 def _one_step(lab, batch, *, seed, rate, lr, steps_done, key):
     """One jitted call of the student's train step on a small model of this file (dense, ReLU, dropout,
     dense), so that the step is graded on its own; SGD at ``lr``: (params before, params after, step, sums)."""
-    from course.training import TrainState
+    from course.train_core import TrainState
 
     optimizer = optax.sgd(lr)
 
@@ -104,7 +104,7 @@ def _probe_logits(p, images, xp=np):
 
 def _cnn_steps(lab, batch, *, steps, lr):
     """The student's CNN trained by the student's step (Adam at ``lr``) on one batch: parameters before, after."""
-    from course.training import TrainState
+    from course.train_core import TrainState
 
     optimizer = optax.adam(lr)
     model = lab.CNN(rngs=nnx.Rngs(0), in_shape=batch["image"].shape[1:])

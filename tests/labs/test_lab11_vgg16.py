@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course import testing
-from course.testing import expect, expect_close, expect_equal, expect_shape
+from course.grader import testing
+from course.grader.testing import expect, expect_close, expect_equal, expect_shape
 
 # Simonyan & Zisserman (2015), Table 1, configuration D: 13 convolutions in five blocks.
 CONFIG_D = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]

@@ -26,7 +26,6 @@ from course.errors import CourseError
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?:[ \t]+(?P<name>\w+))?[ \t]*$")
 END = re.compile(r"^[ \t]*# END SOLUTION[ \t]*$")
-STUB_MESSAGE = re.compile(r"^(lab\d{2}): ([\w.]+)$")  # what the grader recognises as "not attempted"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from course.running import run_lab
+    from course.staff.running import run_lab
 
     impl = args.impl or _labs.default_impl()
     if args.quick is not None:  # labs with a long demo (lab11) read it; default: quick on a CPU
@@ -30,7 +30,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = {
         k: v for k, v in (("quick", args.quick), ("dataset", args.dataset), ("seed", args.seed)) if v is not None
     }
-    from course.hugepages import describe
+    from course.staff.hugepages import describe
 
     print(f"== {describe()}", flush=True)
     for name in names:
@@ -77,7 +77,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
 def _grade_class(args: argparse.Namespace) -> int:
     from course.grader.batch import grade_class
-    from course.testing.plugin import cache_root
+    from course.grader.plugin import cache_root
 
     start = time.perf_counter()
     gradebook = grade_class(
@@ -96,7 +96,7 @@ def _grade_class(args: argparse.Namespace) -> int:
 
 
 def _cmd_gradescope(args: argparse.Namespace) -> int:
-    from course.gradescope import build_autograder
+    from course.staff.gradescope import build_autograder
 
     path = build_autograder(Path(args.out), labs=args.labs or None, seed=args.seed, timeout=args.timeout)
     print(f"wrote the Gradescope autograder {path} (hidden seed {args.seed}); upload it as the assignment's autograder")
@@ -116,7 +116,7 @@ def _titles(impl: str) -> dict[str, str]:
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
-    from course import notebooks
+    from course.staff import notebooks
 
     stale = notebooks.write_student_notebooks(check=args.check) + notebooks.write_readme(check=args.check)
     if args.check:
@@ -138,7 +138,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
 
 
 def _cmd_assign(args: argparse.Namespace) -> int:
-    from course.assign import assign
+    from course.staff.assign import assign
 
     changed = assign(check=args.check)
     if args.check:
@@ -152,7 +152,7 @@ def _cmd_assign(args: argparse.Namespace) -> int:
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
-    from course.release import build_bundle
+    from course.staff.release import build_bundle
 
     path = build_bundle(Path(args.out))
     print(f"wrote the student bundle {path}")
@@ -178,9 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="quick",
         action="store_true",
         default=None,
-        help="the short version of long demos (the default on a CPU)",
+        help="the short version of the long demos, lab10 and lab11 (their default on a CPU)",
     )
-    mode.add_argument("--full", dest="quick", action="store_false", help="the full version (the default on a GPU)")
+    mode.add_argument(
+        "--full", dest="quick", action="store_false", help="the full version (the default on an accelerator)"
+    )
     p.add_argument("--dataset", help="mnist or fashion_mnist (labs whose demo trains on one)")
     p.add_argument("--seed", type=int, help="the run's PRNG seed (labs whose demo trains)")
     p.set_defaults(func=_cmd_run)
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = argv is None  # the real command line, not a call from Python (a test, a notebook)
     if argv is None and args.command == "run":  # the real command line: train with huge pages where that helps
-        from course.hugepages import restart_with_hugepages
+        from course.staff.hugepages import restart_with_hugepages
 
         restart_with_hugepages()  # starts this command over, once, with GLIBC_TUNABLES set (else returns)
     try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from course import labs as _labs
-from course import release as _release
 from course.errors import CourseError
+from course.staff import release as _release
 
 NAME = "make-you-dangerous-autograder"
 

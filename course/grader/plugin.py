@@ -1,4 +1,4 @@
-"""The pytest plugin every course test run loads (``-p course.testing.plugin``).
+"""The pytest plugin every course test run loads (``-p course.grader.plugin``).
 
 * ``--impl labs|solutions|PATH`` picks which implementation of the labs the tests exercise (default:
   solutions where they exist, else labs); it is the one way the implementation is chosen.
@@ -97,7 +97,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
     configure_jax()
     _clock = TestClock(timeout=config.getoption("--lab-timeout"))
-    from course import testing
+    from course.grader import testing
 
     testing.SEED = config.getoption("--seed")
     if config.getoption("--locations"):
@@ -182,6 +182,6 @@ def lab(request: pytest.FixtureRequest):
 @pytest.fixture
 def key(request: pytest.FixtureRequest):
     """A PRNG key fixed per test (a hash of its name, varied by ``--seed``), so a failure reproduces exactly."""
-    from course.testing import seeded_key
+    from course.grader.testing import seeded_key
 
     return seeded_key(zlib.crc32(request.node.name.encode()))

@@ -6,9 +6,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from course import assign as _assign
 from course import labs as _labs
 from course.errors import CourseError
+from course.staff import assign as _assign
 
 # What a student gets: the library, the generated stubs, the graded tests and the tooling. Not the
 # staff's own tests (tests/course): to test the tooling they train real models, with working losses.

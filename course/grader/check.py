@@ -1,0 +1,255 @@
+"""The student's ``check()``: grade a notebook's current code from inside it, and show the result.
+
+:func:`check` makes the kernel's cells (or a saved ``.ipynb``) into a lab module with
+:func:`course.grader.notebook.module_source`, as ``course grade`` makes a submitted notebook, and grades
+it with the same grader; :func:`warm_up` starts the grader's processes before the first check.
+``course.check`` and ``course.warm_up`` are the names a notebook uses.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+from course import labs as _labs
+from course.errors import CourseError
+from course.grader.notebook import convert, module_source
+
+
+def tests_for(test_file: Path, functions: list[str]) -> list[str]:
+    """The test functions of ``test_file`` that use any of ``functions``: ``lab.f`` in their body or in a
+    module-level helper they name (transitively), or ``"f"`` in their decorators (parametrized names)."""
+    tree = ast.parse(test_file.read_text(encoding="utf-8"))
+    defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        defs.update({f"{cls.name}::{n.name}": n for n in cls.body if isinstance(n, ast.FunctionDef)})
+
+    # Module-level constants a decorator may name: @pytest.mark.parametrize("name", list(REFERENCE)).
+    consts = {
+        tgt.id: node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for tgt in node.targets
+        if isinstance(tgt, ast.Name)
+    }
+
+    def strings(node, seen: set[str]) -> set[str]:
+        found = set()
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and sub.value.isidentifier():
+                found.add(sub.value)
+            elif isinstance(sub, ast.Name) and sub.id in consts and sub.id not in seen:
+                seen.add(sub.id)
+                found |= strings(consts[sub.id], seen)
+        return found
+
+    def uses(node, seen: set[str]) -> set[str]:
+        found = set().union(*(strings(d, set()) for d in node.decorator_list))
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == "lab":
+                found.add(sub.attr)
+            elif isinstance(sub, ast.Name) and sub.id in defs and sub.id not in seen:
+                seen.add(sub.id)
+                found |= uses(defs[sub.id], seen)
+        return found
+
+    wanted = {f.split(".")[0] for f in functions}
+    return [
+        name.split("::")[-1]
+        for name, node in defs.items()
+        if name.split("::")[-1].startswith("test") and uses(node, {name}) & wanted
+    ]
+
+
+_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "ERROR": "#cf222e", "CRASH": "#cf222e", "TIMEOUT": "#bf8700"}
+
+
+class CheckResult:
+    """What :func:`check` returns: the grader's lines (plain text), a table in Jupyter; ``.report`` holds the outcomes."""
+
+    def __init__(self, report, text: str, title: str = ""):
+        self.report, self.text, self.title = report, text, title
+
+    @property
+    def score(self) -> float:
+        return self.report.score if self.report is not None else 0.0
+
+    @property
+    def max_score(self) -> float:
+        return self.report.max_score if self.report is not None else 0.0
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        """One row a test (test, status, points, message), as Jupyter shows a cell's result."""
+        from html import escape
+
+        from course.grader.report import MARKS
+
+        if self.report is None:
+            return f"<pre>{escape(self.text)}</pre>"
+        cell = 'style="text-align:left;vertical-align:top;padding:2px 8px"'
+        rows = []
+        for lab, outcomes in self.report.by_lab().items():
+            earned, possible = sum(o.earned for o in outcomes), sum(o.points for o in outcomes)
+            head = escape(f"{lab} {self.title}".strip())
+            rows.append(f'<tr><th {cell} colspan="4">{head} — {earned:g}/{possible:g} points</th></tr>')
+            for o in outcomes:
+                mark = MARKS[o.status]
+                colour = _COLOURS.get(mark, "#57606a")
+                message = "" if o.status == "passed" else escape(o.message)
+                rows.append(
+                    f"<tr><td {cell}><code>{escape(o.name)}</code></td>"
+                    f'<td {cell}><b style="color:{colour}">{mark}</b></td>'
+                    f"<td {cell}>{o.earned:g}/{o.points:g}</td>"
+                    f'<td {cell}><pre style="margin:0;white-space:pre-wrap">{message}</pre></td></tr>'
+                )
+        extra = [f"NOTE: {n}" for n in self.report.notes] + [f"PROBLEM: {p}" for p in self.report.problems]
+        foot = "".join(f"<div>{escape(line)}</div>" for line in [*extra, self.text.splitlines()[-1]])
+        header = "".join(f"<th {cell}>{h}</th>" for h in ("test", "status", "points", "message"))
+        return f'<div class="course-check"><table><tr>{header}</tr>{"".join(rows)}</table>{foot}</div>'
+
+
+class NotChecked:
+    """What :func:`check` gives while a notebook is being graded: nothing is checked, and every use of it
+    (``res.score``, ``print(res)``, ``assert check(...).score == 17``) is harmless."""
+
+    def __repr__(self) -> str:
+        return "(check() does nothing while this notebook is being graded)"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __getattr__(self, name: str) -> "NotChecked":
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+    def __call__(self, *args, **kwargs) -> "NotChecked":
+        return self
+
+    def __getitem__(self, key) -> "NotChecked":
+        return self
+
+    def __iter__(self):
+        return iter(())
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __float__(self) -> float:
+        return 0.0
+
+    def __int__(self) -> int:
+        return 0
+
+    def _same(self, *args) -> "NotChecked":
+        return self
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _same
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _same
+    __hash__ = object.__hash__
+
+
+def kernel_cells() -> list[tuple[str, str]]:
+    """The code this IPython kernel has run, cell by cell, in the order it ran, as ``("Cell In[n]", source)``."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        get_ipython = None
+    shell = get_ipython() if get_ipython else None
+    if shell is None:
+        raise CourseError(
+            "check() reads the cells this notebook has run; outside a notebook, pass notebook=PATH "
+            "or run `course grade`"
+        )
+    history = shell.history_manager.input_hist_raw
+    return [(f"Cell In[{n}]", src) for n, src in enumerate(history) if n and src.strip()]
+
+
+def check(
+    lab: str, *functions: str, notebook: str | os.PathLike | None = None, timeout: float | None = None
+) -> CheckResult | NotChecked:
+    """Grade this notebook's current code for ``lab`` (or only the tests of ``functions``) and show it.
+
+    The code is what the kernel has run (``notebook=`` reads a saved ``.ipynb`` instead), made into a
+    lab module as ``course grade`` makes a submitted notebook, and graded by the same grader; messages
+    name the cell and line (``Cell In[14], line 3``). Set ``COURSE_CHECK=0`` to skip checks (e.g. to
+    run every cell quickly). ``timeout``: seconds per test (default ``$COURSE_TIMEOUT``, else 10, as
+    ``course grade``). While the notebook itself is graded (in the sandbox), it does nothing.
+    """
+    import tempfile
+
+    from course.grader import grade
+    from course.grader.locations import Source
+    from course.grader.report import render
+
+    if os.environ.get("COURSE_SANDBOX") == "1":
+        return NotChecked()
+    lid = _labs.lab_id(lab)
+    timeout = float(os.environ.get("COURSE_TIMEOUT", 10)) if timeout is None else timeout
+    if os.environ.get("COURSE_CHECK") == "0":
+        return CheckResult(None, f"(check of {lid} skipped: COURSE_CHECK=0)")
+    if notebook is not None:
+        conv = convert(Path(notebook))
+        source, notes, shown = conv.source, conv.notes, Source(Path(notebook).name, conv.cells)
+    else:
+        source, notes, cells = module_source(kernel_cells(), origin="this kernel's history", skip_unparsable=True)
+        notes = [n for n in notes if "left out" in n]  # dropped magics in the history are expected; say nothing
+        shown = Source("", cells)
+    tests_dir = _labs.graded_tests_dir()
+    if not any(tests_dir.glob(f"test_{lid}*.py")):
+        raise CourseError(
+            f"no graded tests of {lid} in {tests_dir}: check() needs a checkout of the course "
+            "(on Colab, run the notebook's first cell, which makes one)"
+        )
+    keyword = None
+    if functions:
+        files = sorted(tests_dir.glob(f"test_{lid}*.py"))
+        untested = [f for f in functions if not any(tests_for(path, [f]) for path in files)]
+        notes += [
+            f"no graded test calls {f} directly: it is graded through the functions that use it" for f in untested
+        ]
+        names = [t for path in files for t in tests_for(path, list(functions))]
+        if not names:
+            raise CourseError(f"no graded test of {lid} calls {', '.join(functions)} directly; try check({lid!r})")
+        keyword = " or ".join(dict.fromkeys(names))
+    with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
+        module = Path(tmp).resolve() / f"{lid}_notebook.py"
+        module.write_text(source, encoding="utf-8")
+        report = grade(
+            [lid],
+            impl=module.parent,
+            timeout=timeout,
+            jobs=1,
+            keyword=keyword,
+            tests_dir=tests_dir,
+            shown={str(module): shown},
+        )
+    report.notes += notes
+    title = f"{' '.join(functions)}" if functions else ""
+    return CheckResult(report, render(report, titles={lid: title}), title)
+
+
+def warm_up(lab: str | None = None) -> None:
+    """Start the grader's processes now (in the background), so that the first :func:`check` answers fast.
+
+    The notebooks' setup cell calls this. It imports what grading ``lab`` needs in a process of its own,
+    which the kernel keeps until it stops; nothing is graded, and the kernel does not wait.
+    """
+    if os.environ.get("COURSE_CHECK") == "0" or os.environ.get("COURSE_SANDBOX") == "1":
+        return
+    from course.grader import forkserver, runner, zygote
+
+    if lab is None:
+        preload = list(forkserver.LAB_LIBRARIES)
+    else:
+        lid = _labs.lab_id(lab)
+        files = sorted(_labs.graded_tests_dir().glob(f"test_{lid}*.py"))
+        files += [p for p in [_labs.root() / "labs"] if p.is_dir() for p in p.glob(f"{lid}_*.py")]
+        preload = runner.imports_of(files)
+    zygote.shared(runner.course_path(), preload=preload)
