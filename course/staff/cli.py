@@ -159,6 +159,20 @@ def _cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_similarity(args: argparse.Namespace) -> int:
+    from course.staff.similarity import THRESHOLD, similarity
+
+    threshold = THRESHOLD if args.threshold is None else args.threshold
+    result = similarity(Path(args.submissions), Path(args.out), labs=args.labs or None, threshold=threshold)
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"{len(result.flagged)} of {len(result.pairs)} pairs at or over {threshold:.0%} (either way):")
+    for p in result.flagged:
+        print(f"  {p.lab}  {p.a}  {p.b}  {p.a_to_b:.0%} / {p.b_to_a:.0%}  ({p.overlap} tokens in common)")
+    print(f"wrote {result.csv} (every pair, ranked) and {result.html} (side by side); read them before deciding")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -261,6 +275,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="solution-notebooks", help="folder for the executed solution notebooks")
     p.add_argument("--quick", action="store_true", help="with --solutions: COURSE_QUICK=1 (short training runs)")
     p.set_defaults(func=_cmd_notebooks)
+
+    p = sub.add_parser("similarity", help="similar code between students, per lab: a ranked CSV and an HTML report")
+    p.add_argument(
+        "submissions", metavar="SUBMISSIONS", help="one folder or .zip per student, as for grade --submissions"
+    )
+    p.add_argument("labs", nargs="*", metavar="LAB", help="labs to compare (default: every lab handed in)")
+    p.add_argument("--out", default="similarity", metavar="DIR", help="where similarity.csv and .html go")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        metavar="F",
+        help="flag a pair when either student shares at least this fraction of their own code (default 0.5, "
+        "course.staff.similarity.THRESHOLD)",
+    )
+    p.set_defaults(func=_cmd_similarity)
 
     p = sub.add_parser("release", help="build the student bundle (no solution code)")
     p.add_argument("--out", default="dist", help="folder for the bundle (default: dist/)")
