@@ -173,6 +173,36 @@ def _cmd_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gradebook(args: argparse.Namespace) -> int:
+    from course.staff.gradebook import write_gradebook
+
+    columns = {}
+    for spec in args.column or []:
+        lab, sep, name = spec.partition("=")
+        if not sep or not name:
+            raise CourseError(f"--column {spec!r}: write LAB=NAME, e.g. --column 'lab01=Lab 1 (12345)'")
+        columns[_labs.lab_id(lab)] = name
+    book = write_gradebook(
+        Path(args.graded),
+        Path(args.out),
+        roster=Path(args.roster) if args.roster else None,
+        format=args.format,
+        missing_as_zero=args.missing_as_zero,
+        columns=columns,
+    )
+    print(f"wrote the {args.format} gradebook {book.path}")
+    lines = [
+        *(f"unknown: {s} was graded but is not in the roster; add it to the roster" for s in book.unknown),
+        *(f"missing: {s} is in the roster but handed nothing in" for s in book.missing),
+        *(f"not graded: {s} has no results.json; run the grading again (it resumes)" for s in book.not_graded),
+    ]
+    for line in lines:
+        print(line, file=sys.stderr)
+    print(f"{len(lines)} student(s) unmatched, listed in {book.problems}" if lines else "every student matched")
+    # A missing student is an ordinary absence; a grade that is in no gradebook is not.
+    return 1 if book.unknown or book.not_graded else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -290,6 +320,28 @@ def build_parser() -> argparse.ArgumentParser:
         "course.staff.similarity.THRESHOLD)",
     )
     p.set_defaults(func=_cmd_similarity)
+
+    p = sub.add_parser(
+        "gradebook", help="a gradebook an LMS imports (Canvas' CSV, or the plain one) from a graded class"
+    )
+    p.add_argument(
+        "graded", metavar="GRADED_DIR", help="the --out of `course grade --submissions` (STUDENT/results.json)"
+    )
+    p.add_argument(
+        "--roster", metavar="CSV", help="folder,Student,ID,SIS User ID,SIS Login ID,Section (canvas: needed)"
+    )
+    p.add_argument("--format", choices=["canvas", "plain"], default="canvas", help="the gradebook's layout (canvas)")
+    p.add_argument("--out", default="gradebook-canvas.csv", metavar="PATH", help="the gradebook CSV to write")
+    p.add_argument(
+        "--missing-as-zero", action="store_true", help="0 for a roster student with no submission (default: blank)"
+    )
+    p.add_argument(
+        "--column",
+        action="append",
+        metavar="LAB=NAME",
+        help="a lab's column name, e.g. 'lab01=Lab 1 (12345)' for an existing Canvas assignment (repeatable)",
+    )
+    p.set_defaults(func=_cmd_gradebook)
 
     p = sub.add_parser("release", help="build the student bundle (no solution code)")
     p.add_argument("--out", default="dist", help="folder for the bundle (default: dist/)")

@@ -1,0 +1,192 @@
+"""Gradebooks an LMS imports, from a class graded by ``course grade --submissions``: Canvas' CSV or the plain one.
+
+    course gradebook grades/ --roster roster.csv --format canvas --out canvas.csv
+
+``grades/`` holds ``STUDENT/results.json`` for each submission (Gradescope's format, one entry per
+test, named ``"lab01: ..."``). The roster maps each submission's folder name to the LMS's student: a
+CSV with the columns ``folder``, and Canvas' ``Student``, ``ID``, ``SIS User ID``, ``SIS Login ID``,
+``Section`` (copy the last five from a Canvas gradebook export). Nobody is dropped in silence: a
+graded folder not in the roster, a roster student with no submission and a folder that was never
+graded are printed and listed in a file beside the gradebook.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from course.errors import CourseError
+
+CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+ROSTER_COLUMNS = ["folder", *CANVAS_COLUMNS]
+# Canvas reads a row whose first cell is this as each assignment's points, not as a student.
+POINTS_POSSIBLE = "Points Possible"
+FORMATS = ("canvas", "plain")
+
+
+@dataclass(frozen=True)
+class Grades:
+    per_lab: dict[str, float]  # points earned in each lab graded
+    score: float
+    max_score: float
+
+
+@dataclass
+class Graded:
+    students: dict[str, Grades]  # by folder name
+    possible: dict[str, float]  # each lab's points possible, in lab order
+    not_graded: list[str] = field(default_factory=list)  # folders with no results.json (an interrupted run)
+
+
+@dataclass
+class Gradebook:
+    path: Path
+    problems: Path  # the unmatched students, one row each (a header only when there are none)
+    unknown: list[str]  # graded, but not in the roster: not in a Canvas gradebook
+    missing: list[str]  # in the roster, but no submission graded: blank (or 0 with missing_as_zero)
+    not_graded: list[str]  # a folder in the graded class with no results.json
+
+
+def read_graded(folder: Path) -> Graded:
+    """Each student's points per lab from ``folder/STUDENT/results.json``, and each lab's points possible."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CourseError(f"{folder}: no such folder (the --out of `course grade --submissions`)")
+    students: dict[str, Grades] = {}
+    possible: dict[str, float] = {}
+    not_graded = []
+    for entry in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        path = entry / "results.json"
+        if not path.exists():
+            not_graded.append(entry.name)
+            continue
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+            earned: dict[str, float] = {}
+            lab_max: dict[str, float] = {}
+            for test in results["tests"]:
+                lab = test["name"].split(":", 1)[0]
+                earned[lab] = earned.get(lab, 0.0) + float(test["score"])
+                lab_max[lab] = lab_max.get(lab, 0.0) + float(test["max_score"])
+            grades = Grades(earned, float(results["score"]), float(results["max_score"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CourseError(
+                f"{path} is not a results.json of `course grade` ({exc!r}); grade the class again"
+            ) from None
+        for lab, points in lab_max.items():  # the same for everyone; one not graded at all has no tests
+            possible[lab] = max(possible.get(lab, 0.0), points)
+        students[entry.name] = grades
+    if not students and not not_graded:
+        raise CourseError(f"{folder} holds no graded students (STUDENT/results.json); run `course grade --submissions`")
+    return Graded(students, dict(sorted(possible.items())), not_graded)
+
+
+def read_roster(path: Path) -> dict[str, dict[str, str]]:
+    """``{folder: {"Student": ..., "ID": ..., ...}}`` from the roster CSV, in its order."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a roster saved by Excel starts with a BOM
+            reader = csv.DictReader(f)
+            absent = [c for c in ROSTER_COLUMNS if c not in (reader.fieldnames or [])]
+            if absent:
+                raise CourseError(
+                    f"roster {path}: no column {', '.join(map(repr, absent))}; its header must be "
+                    f"{','.join(ROSTER_COLUMNS)} (the last five as in a Canvas gradebook export)"
+                )
+            roster: dict[str, dict[str, str]] = {}
+            for line, row in enumerate(reader, start=2):
+                folder = (row["folder"] or "").strip()
+                if not folder:
+                    raise CourseError(f"roster {path}, line {line}: no folder (the student's submission folder name)")
+                if folder in roster:
+                    raise CourseError(f"roster {path}, line {line}: folder {folder!r} is there twice; keep one row")
+                if not any((row[c] or "").strip() for c in ("ID", "SIS User ID", "SIS Login ID")):
+                    raise CourseError(
+                        f"roster {path}, line {line} ({folder}): Canvas finds a student by ID, SIS User ID or "
+                        "SIS Login ID, and this row has none; copy them from a Canvas gradebook export"
+                    )
+                roster[folder] = {c: (row[c] or "").strip() for c in CANVAS_COLUMNS}
+    except FileNotFoundError:
+        raise CourseError(f"roster {path}: no such file") from None
+    return roster
+
+
+def _pts(x: float) -> str:
+    return f"{x:g}"
+
+
+def write_gradebook(
+    graded_dir: Path,
+    out: Path,
+    *,
+    roster: Path | None = None,
+    format: str = "canvas",
+    missing_as_zero: bool = False,
+    columns: dict[str, str] | None = None,
+) -> Gradebook:
+    """Write the gradebook ``out`` and, beside it, ``out``'s name + ``.problems.csv``; return what was unmatched.
+
+    Args:
+      format: ``canvas`` (Canvas' five student columns, one column per lab, a Points Possible row; no
+        total: Canvas computes its own, and a total column would be imported as one more assignment)
+        or ``plain`` (student, one column per lab, total, max, as ``course grade --submissions`` writes).
+      roster: needed for ``canvas``; with ``plain``, orders the rows and finds who is missing.
+      missing_as_zero: a roster student with no submission gets 0 in every lab, not a blank cell
+        (which Canvas leaves as it was).
+      columns: a lab's column name in the gradebook (default the lab: ``lab01``), e.g. Canvas'
+        ``"Lab 1 (12345)"`` to match an existing assignment by its id.
+    """
+    if format not in FORMATS:
+        raise CourseError(f"--format {format!r}: use one of {', '.join(FORMATS)}")
+    if format == "canvas" and roster is None:
+        raise CourseError("a Canvas gradebook needs --roster (folder -> Canvas' Student, ID, SIS ... columns)")
+    graded = read_graded(graded_dir)
+    people = read_roster(roster) if roster is not None else None
+    labs = list(graded.possible)
+    unknown = [s for s in graded.students if people is not None and s not in people]
+    missing = [s for s in people or {} if s not in graded.students and s not in graded.not_graded]
+    not_graded = list(graded.not_graded)
+    names = [(columns or {}).get(lab, lab) for lab in labs]
+    blank = "0" if missing_as_zero else ""
+
+    def empty(student: str) -> str:  # no grade: 0 only for a student who handed nothing in, and only if asked
+        return "" if student in graded.not_graded else blank
+
+    def points(student: str) -> list[str]:
+        g = graded.students.get(student)
+        return [empty(student)] * len(labs) if g is None else [_pts(g.per_lab.get(lab, 0.0)) for lab in labs]
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        if format == "canvas":
+            w.writerow([*CANVAS_COLUMNS, *names])
+            w.writerow([POINTS_POSSIBLE, "", "", "", "", *(_pts(graded.possible[lab]) for lab in labs)])
+            for student, row in people.items():
+                w.writerow([*(row[c] for c in CANVAS_COLUMNS), *points(student)])
+        else:
+            w.writerow(["student", *names, "total", "max"])
+            order = [*(people or {}), *(s for s in graded.students if people is None or s not in people)]
+            for student in order:
+                g = graded.students.get(student)
+                total = (empty(student),) * 2 if g is None else (_pts(g.score), _pts(g.max_score))
+                w.writerow([student, *points(student), *total])
+    tmp.replace(out)
+
+    problems = out.with_name(out.name + ".problems.csv")
+    with problems.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["problem", "folder", "Student", "what happened"])
+        where = "not in this gradebook" if format == "canvas" else "in this gradebook, without a name"
+        for s in unknown:
+            w.writerow(["unknown", s, "", f"graded, but not in the roster: {where}; add a row for it to the roster"])
+        for s in missing:
+            w.writerow(["missing", s, people[s]["Student"], f"in the roster, no submission: {blank or 'blank'}"])
+        for s in not_graded:
+            student = people[s]["Student"] if people and s in people else ""
+            w.writerow(["not graded", s, student, "no results.json: grade the class again (it resumes)"])
+    return Gradebook(out, problems, unknown, missing, not_graded)
