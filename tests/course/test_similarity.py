@@ -3,12 +3,14 @@
 import ast
 import csv
 import re
+import sys
 import zipfile
 
 import jupytext
 import pytest
 
 from course import labs
+from course.errors import CourseError
 from course.staff import assign
 from course.staff.cli import main
 from course.staff.similarity import CSV_HEADER, THRESHOLD, similarity
@@ -211,3 +213,9 @@ def test_independent_solution_is_correct(tmp_path):
     assert report.max_score > 0 and report.score == report.max_score, [
         (o.name, o.status, o.message) for o in report.outcomes if o.status != "passed"
     ]
+
+
+def test_without_copydetect_the_error_says_how_to_install_it(klass, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "copydetect", None)  # what an environment without it raises: ImportError
+    with pytest.raises(CourseError, match="pip install -e . --group staff"):
+        similarity(klass, tmp_path)
