@@ -31,9 +31,16 @@ def grade(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite against the solutions (the staff/CI check); the slowest tests are listed."""
+    """The test suite against the solutions, but the notebooks run end to end (nox -s e2e); the slowest listed."""
     _install(session, "test")
-    session.run("python", "-m", "pytest", "--durations=30", *session.posargs)
+    session.run("python", "-m", "pytest", "--durations=30", "--ignore=tests/e2e", *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Every lab's notebook run in a Jupyter kernel, and the setup cell as on Colab (CI runs it after tests)."""
+    _install(session, "test")
+    session.run("python", "-m", "pytest", "--durations=10", "tests/e2e", *session.posargs)
 
 
 @nox.session

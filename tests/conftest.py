@@ -1,4 +1,4 @@
-"""Fixtures for the staff tests: where the real MNIST files and VGG16 weights are, and freshly generated stubs."""
+"""Fixtures of the staff tests: where the real MNIST files and VGG16 weights are, and freshly made stubs."""
 
 import os
 from pathlib import Path
