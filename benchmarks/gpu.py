@@ -486,6 +486,8 @@ def _fmt(value: float | None, unit: str) -> str:
 
 def figures(out: Path, lab10_result: dict | None, lab11_result: dict | None, choice_rows: list[dict]) -> list[Path]:
     """Bar charts of seconds: lab 10 per configuration, lab 11 per layer, the choices side by side."""
+    from matplotlib import ticker
+
     paths = []
     if lab10_result is not None:
         rows = lab10_result["rows"]
@@ -507,6 +509,8 @@ def figures(out: Path, lab10_result: dict | None, lab11_result: dict | None, cho
         ax.bar(x + 0.2, [r["one_ms"] for r in rows], 0.4, label="one at a time (jitted gradient_ascent)")
         ax.axhline(TARGET_LAB11_MS, color="k", linestyle="--", linewidth=1, label=f"target {TARGET_LAB11_MS:g} ms")
         ax.set(xticks=x, xticklabels=[r["layer"] for r in rows], ylabel="ms per filter", yscale="log")
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_title(f"lab 11, {lab11_result['size']} px × {lab11_result['steps']} steps")
         ax.legend(fontsize=8)
         paths.append(plotting.save(fig, out, "lab11_ms_per_filter", show=False))
@@ -616,7 +620,9 @@ def write_report(out: Path, cfg: Config, parts: set[str], lab10_result, lab11_re
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="the report's folder (report.md, PNGs, results.json)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("gpu-report"), help="the report's folder: report.md, PNGs, results.json"
+    )
     parser.add_argument(
         "--smoke", action="store_true", help="seconds on a CPU, tiny sizes: checks the report, measures nothing"
     )
