@@ -121,7 +121,7 @@ def bfloat16_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformatio
     """Lab 10's step with the forward and backward pass in bfloat16: the parameters stay float32 (the
     optimizer updates those), cast to bfloat16 inside the loss; the loss itself is taken in float32."""
 
-    def train_step(state: training.TrainState, batch: dict, *, key):
+    def train_step(state: train_core.TrainState, batch: dict, *, key):
         weight = batch["mask"].astype(jnp.float32)  # (B,)
         step_key = jax.random.fold_in(key, state.step)
 
@@ -136,7 +136,7 @@ def bfloat16_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformatio
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         correct = jnp.argmax(logits, axis=-1) == batch["label"]
-        return training.TrainState(state.step + 1, params, state.rest, opt_state), training.batch_sums(
+        return train_core.TrainState(state.step + 1, params, state.rest, opt_state), train_core.batch_sums(
             losses, correct, weight
         )
 
@@ -296,7 +296,7 @@ def _scan_step_seconds(lab, batch_size: int, steps: int, *, canonical: bool, opt
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     optimizer = lab.adadelta()
     step = lab.make_train_step(graphdef, optimizer)
-    state = training.TrainState(jnp.zeros((), jnp.int32), params, rest, optimizer.init(params))
+    state = train_core.TrainState(jnp.zeros((), jnp.int32), params, rest, optimizer.init(params))
     batches = train_core.batched(jnp.arange(len(data.labels)), batch_size)
     images, labels = jnp.asarray(data.images), jnp.asarray(data.labels.astype(np.int32))
 
