@@ -77,6 +77,15 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def gpu(session: nox.Session) -> None:
+    """The instructors' GPU report (lab 10, lab 11, per-backend choices): nox -s gpu -- --out gpu-report [--part mnist]."""
+    if not Path("benchmarks").is_dir():
+        session.error("benchmarks/ is in the staff repository, not in the student bundle")
+    _install(session, "bench")
+    session.run("python", "benchmarks/gpu.py", *session.posargs)  # --out gpu-report unless told
+
+
+@nox.session(default=False)
 def release(session: nox.Session) -> None:
     """Build the student bundle dist/make-you-dangerous-student.zip, with no solution code in it."""
     _install(session)

@@ -20,7 +20,9 @@ TFDS's stock MNIST builder needs TensorFlow to encode PNGs while preparing. The 
 (:mod:`course._tfds_builders`) stores the same images as plain uint8 tensors, so it prepares TFDS's
 ``array_record`` format without TensorFlow, and is read back with ``tfds.data_source``. The decoded arrays
 are then cached as one ``.npz``; every later ``load`` reads only that file (well under a second) and
-does not import TFDS at all. Every cache file is written under a temporary name and renamed when
+does not import TFDS at all. Where ``tensorflow_datasets`` cannot be imported (a machine set up with
+JAX alone, e.g. a GPU box), ``load`` says so in one line and caches the verified IDX arrays directly:
+the same arrays, dtypes and order, as the TFDS round trip is checked to return exactly them. Every cache file is written under a temporary name and renamed when
 complete, so an interrupted or failed preparation never leaves a half-written cache.
 """
 
@@ -202,8 +204,17 @@ def _prepare_with_tfds(
     source: Source, folder: Path, tfds_dir: Path, raw: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Prepare the array_record data set with TFDS (once), read both splits back with
-    ``tfds.data_source``, and check that the round trip gives exactly the verified IDX arrays."""
-    from course import _tfds_builders
+    ``tfds.data_source``, and check that the round trip gives exactly the verified IDX arrays.
+
+    Raises :class:`_NoTfds` when ``tensorflow_datasets`` cannot be imported (e.g. a GPU machine with
+    no TFDS installed); ``load`` then decodes the IDX files itself.
+    """
+    try:
+        from course import _tfds_builders
+    except ImportError as exc:
+        if exc.name is not None and exc.name.split(".")[0] != "tensorflow_datasets":
+            raise
+        raise _NoTfds from None
 
     print(f"Preparing {source.title} with TFDS in {tfds_dir} (once; later loads read a cache)...", flush=True)
     for attempt in range(2):
@@ -217,6 +228,20 @@ def _prepare_with_tfds(
         f"the data TFDS prepared in {tfds_dir} disagree with {folder / source.files[bad[0]].name} "
         "even after preparing afresh; please report this"
     )
+
+
+class _NoTfds(Exception):
+    """``tensorflow_datasets`` cannot be imported here."""
+
+
+def _decode_idx(source: Source, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The verified IDX arrays as TFDS's round trip returns them: images (N, 28, 28, 1) uint8, labels."""
+    print(
+        f"Preparing {source.title} from its verified IDX files: TFDS is the usual path and was not found "
+        "(tensorflow_datasets cannot be imported); the cached arrays are the same",
+        flush=True,
+    )
+    return {role: (array[..., None] if role.endswith("images") else array) for role, array in raw.items()}
 
 
 def load(
@@ -242,7 +267,10 @@ def load(
     if (cached := _read_cache(arrays_path, source)) is not None:
         return cached
     folder, raw = read_raw(name, data_dir=data_dir, cache=cache, download=download, mirror=mirror)
-    prepared = _prepare_with_tfds(source, folder, cache_dir(cache) / "tfds", raw)
+    try:
+        prepared = _prepare_with_tfds(source, folder, cache_dir(cache) / "tfds", raw)
+    except _NoTfds:
+        prepared = _decode_idx(source, raw)
     _atomic_savez(arrays_path, **{k: (v.astype(np.int32) if k.endswith("labels") else v) for k, v in prepared.items()})
     cached = _read_cache(arrays_path, source)
     assert cached is not None

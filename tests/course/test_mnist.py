@@ -120,6 +120,30 @@ def test_second_load_reads_only_the_cache(prepared, tmp_path):
     assert out.split() == ["(60000,", "28,", "28,", "1)", str(int(data.train.labels.sum())), "False"]
 
 
+def test_without_tfds_the_idx_files_give_the_same_arrays(prepared, mnist_data_dir, tmp_path):
+    # A machine with JAX alone (a GPU box: no tensorflow_datasets, no array_record) still loads MNIST:
+    # the verified IDX arrays are cached directly, and they are the TFDS path's, dtype for dtype.
+    _, data = prepared
+    cache = tmp_path / "cache"
+    code = (
+        "import sys; sys.modules['tensorflow_datasets'] = None; from course import mnist; "
+        f"mnist.load(data_dir={str(mnist_data_dir)!r}, cache={str(cache)!r}); "
+        "print('tfds imported:', sys.modules['tensorflow_datasets'] is not None)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 2 and "TFDS is the usual path and was not found" in lines[0], run.stdout + run.stderr
+    assert lines[1] == "tfds imported: False"
+    assert not (cache / "tfds").exists()
+    fallback = mnist.load("mnist", data_dir=tmp_path / "nothing", cache=cache, download=False)
+    assert fallback.train.images.shape == (60000, 28, 28, 1) and fallback.train.labels.shape == (60000,)
+    for got, want in [(fallback.train, data.train), (fallback.test, data.test)]:
+        for a, b in [(got.images, want.images), (got.labels, want.labels)]:
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+
+
 def test_a_damaged_cache_is_rebuilt(prepared, mnist_data_dir):
     cache, data = prepared
     arrays = next((cache / "arrays").glob("*.npz"))
