@@ -38,6 +38,7 @@ from pathlib import Path
 from course import labs as _labs
 from course.errors import CourseError
 from course.grader import locations, privacy, zygote
+from course.grader import notebook as _notebook
 
 STATUSES = ("passed", "failed", "not attempted", "error", "timed out", "crashed", "skipped", "not run")
 BUDGET_TIMEOUTS = 3  # a lab's default budget, in test timeouts: three loops, then its other tests are not run
@@ -155,8 +156,6 @@ def grade(
     ``impl`` may also hold Jupyter notebooks, or be one (``labNN_*.ipynb``): their code cells are graded
     as the lab module (:func:`course.grader.notebook.convert_for_grading`), and ``labs=None`` means their labs.
     """
-    from course.grader import notebook as _notebook
-
     start = time.monotonic()
     notebook = _notebook.has_notebooks(impl)
     impl_dir = Path(impl).resolve() if notebook and Path(impl).is_file() else _labs.impl_dir(impl)
@@ -482,7 +481,7 @@ def imports_of(files: list[Path]) -> list[str]:
     names: dict[str, None] = {}
     for path in files:
         try:
-            tree = ast.parse(path.read_bytes())
+            tree = _notebook.parse(path.read_bytes())
         except (SyntaxError, ValueError, OSError):
             continue
         for node in tree.body:

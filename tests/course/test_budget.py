@@ -14,9 +14,9 @@ import pytest
 
 from course import labs
 from course.errors import CourseError
-from course.grader import grade
+from course.grader import Outcome, grade
 from course.grader.report import markdown, write_gradescope
-from course.grader.runner import BUDGET_TIMEOUTS, Outcome, lab_budget
+from course.grader.runner import BUDGET_TIMEOUTS, lab_budget
 from course.staff import cli
 
 TIMEOUT = 3.0
