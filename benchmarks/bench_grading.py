@@ -23,6 +23,8 @@ Compilation caches are warmed by a first run that is not timed.
 ``--jobs 1`` and ``--jobs 2``, for an honest class (every submission a solution) and a hostile mix (a
 third each: solutions, solutions whose ``sigmoid`` loops, solutions whose ``step`` exits the process),
 each without a time budget (``--budget off``, before) and with the default one (3 x ``--timeout``, after).
+``loops everywhere`` is every function of the lab looping (``loops_everywhere``), the case the budget is for;
+BROKEN's one looping function costs one or two timeouts, under the budget either way.
 """
 
 from __future__ import annotations
@@ -80,9 +82,20 @@ def make_class(folder: Path, size: int, lab_ids: list[str], seed: int = 0) -> di
     return kinds
 
 
+def loops_everywhere(source: str) -> str:
+    """A lab file with every function's body replaced by ``while True: pass``."""
+    import ast
+
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            node.body = ast.parse("while True:\n    pass").body
+    return ast.unparse(tree)
+
+
 def mixed_class(folder: Path, size: int, lab_ids: list[str], kinds: list[str]) -> dict[str, int]:
-    """``size`` students, the i-th submitting ``kinds[i % len(kinds)]`` for every lab: a solution, or one
-    of ``BROKEN``'s (a solution with a function that loops, or that exits the process)."""
+    """``size`` students, the i-th submitting ``kinds[i % len(kinds)]`` for every lab: a solution, one
+    of ``BROKEN``'s (a solution with a function that exits the process, ...), or ``loops everywhere``."""
     solutions = labs.lab_files("solutions")
     counts = dict.fromkeys(kinds, 0)
     for i in range(size):
@@ -91,14 +104,16 @@ def mixed_class(folder: Path, size: int, lab_ids: list[str], kinds: list[str]) -
         (folder / f"student{i:03d}").mkdir(parents=True)
         for lid in lab_ids:
             path = solutions[lid]
-            (folder / f"student{i:03d}" / path.name).write_text(path.read_text() + BROKEN.get(kind, ""))
+            text = path.read_text()
+            text = loops_everywhere(text) if kind == "loops everywhere" else text + BROKEN.get(kind, "")
+            (folder / f"student{i:03d}" / path.name).write_text(text)
     return counts
 
 
 def throughput_table(size: int, lab_ids: list[str], timeout: float, jobs: list[int]) -> None:
     """Class throughput (submissions/min) before the time budget (off) and after (the default), as a table."""
     grade(lab_ids, impl="solutions", timeout=timeout)  # warm the compilation caches
-    mixes = {"honest": ["solution"], "hostile": ["solution", "loops", "crashes"]}
+    mixes = {"honest": ["solution"], "hostile": ["solution", "loops everywhere", "crashes"]}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for mix, kinds in mixes.items():

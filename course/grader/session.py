@@ -234,10 +234,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_runtest_logfinish(nodeid: str, location) -> None:
     result = _results.pop(nodeid, {"status": "error", "message": "no report", "duration": 0.0})
     clock = _plugin.current_clock()
-    if result["status"] != "passed" and clock is not None and clock.hints:
-        result["message"] = "\n".join([result["message"], *rank_hints(clock.hints)]).strip()
     # The clock was reset for every test that ran (a "not run" or skipped test may see the one before).
     ran = clock is not None and result["status"] not in ("not run", "skipped")
+    if result["status"] != "passed" and ran and clock.hints:
+        result["message"] = "\n".join([result["message"], *rank_hints(clock.hints)]).strip()
     result["student_seconds"] = round(max(clock.timeout - clock.left, 0.0), 3) if ran else 0.0
     if result["status"] in _CHARGED:
         lab = _labs.lab_of(Path(nodeid.split("::", 1)[0])) or "other"
