@@ -3,6 +3,7 @@ the old, then one lab, every lab, and a class of synthetic submissions (tables).
 
     python benchmarks/bench_grading.py [--lab lab01] [--function step] [--repeat 5]
                                        [--class-size 50] [--class-labs lab01 lab02] [--jobs 2]
+    python benchmarks/bench_grading.py --throughput [--class-size 6] [--class-labs lab01] [--timeout 5]
 
 The loop's table times each way a student checks, with the grader's processes forked from a warm
 zygote (now) and started from scratch (``COURSE_WARM=0``: the old path), interleaved, median of
@@ -17,6 +18,13 @@ zygote (now) and started from scratch (``COURSE_WARM=0``: the old path), interle
 Everything is graded against copies made here: the solutions, the generated stubs, and "broken"
 files (a solution with one function that loops, one that crashes the process, and a syntax error).
 Compilation caches are warmed by a first run that is not timed.
+
+``--throughput`` prints only the class's table: submissions a minute through ``grade_class`` at
+``--jobs 1`` and ``--jobs 2``, for an honest class (every submission a solution) and a hostile mix (a
+third each: solutions, solutions whose ``sigmoid`` loops, solutions whose ``step`` exits the process),
+each without a time budget (``--budget off``, before) and with the default one (3 x ``--timeout``, after).
+``loops everywhere`` is every function of the lab looping (``loops_everywhere``), the case the budget is for;
+BROKEN's one looping function costs one or two timeouts, under the budget either way.
 """
 
 from __future__ import annotations
@@ -72,6 +80,75 @@ def make_class(folder: Path, size: int, lab_ids: list[str], seed: int = 0) -> di
             text = stubs[path.name] if kind == "stub" else path.read_text() + BROKEN.get(kind, "")
             (student / path.name).write_text(text)
     return kinds
+
+
+def loops_everywhere(source: str) -> str:
+    """A lab file with every function's body replaced by ``while True: pass``."""
+    import ast
+
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            node.body = ast.parse("while True:\n    pass").body
+    return ast.unparse(tree)
+
+
+def mixed_class(folder: Path, size: int, lab_ids: list[str], kinds: list[str]) -> dict[str, int]:
+    """``size`` students, the i-th submitting ``kinds[i % len(kinds)]`` for every lab: a solution, one
+    of ``BROKEN``'s (a solution with a function that exits the process, ...), or ``loops everywhere``."""
+    solutions = labs.lab_files("solutions")
+    counts = dict.fromkeys(kinds, 0)
+    for i in range(size):
+        kind = kinds[i % len(kinds)]
+        counts[kind] += 1
+        (folder / f"student{i:03d}").mkdir(parents=True)
+        for lid in lab_ids:
+            path = solutions[lid]
+            text = path.read_text()
+            text = loops_everywhere(text) if kind == "loops everywhere" else text + BROKEN.get(kind, "")
+            (folder / f"student{i:03d}" / path.name).write_text(text)
+    return counts
+
+
+def throughput_table(size: int, lab_ids: list[str], timeout: float, jobs: list[int]) -> None:
+    """Class throughput (submissions/min) before the time budget (off) and after (the default), as a table."""
+    grade(lab_ids, impl="solutions", timeout=timeout)  # warm the compilation caches
+    mixes = {"honest": ["solution"], "hostile": ["solution", "loops everywhere", "crashes"]}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for mix, kinds in mixes.items():
+            counts = mixed_class(Path(tmp) / mix, size, lab_ids, kinds)
+            for n in jobs:
+                cells = {}
+                for budget in ("off", "auto"):  # interleaved, so that the machine's load weighs on both alike
+                    out = Path(tmp) / f"grades-{mix}-{n}-{budget}"
+                    seconds, gradebook = timed(
+                        lambda: grade_class(
+                            Path(tmp) / mix,
+                            out,
+                            labs=lab_ids,
+                            jobs=n,
+                            timeout=timeout,
+                            budget=budget,
+                            warm_cache=cache_root() / "jax-sandbox",
+                            log=lambda line: None,
+                        )
+                    )
+                    total = sum(float(r.split(",")[-2]) for r in gradebook.read_text().splitlines()[1:])
+                    cells[budget] = (seconds, total)
+                mixed = ", ".join(f"{c} {k}" for k, c in counts.items())
+                rows.append((f"{mix} ({mixed})", n, cells))
+    budget = f"budget {3 * timeout:g} s"
+    width = max(len(r[0]) for r in rows)
+    print(
+        f"\nClass throughput: {size} submissions of {' '.join(lab_ids)}, --timeout {timeout:g}; "
+        "submissions/min (seconds; the class's points)"
+    )
+    print(f"{'class':<{width}}  jobs  {'budget off (before)':>24}  {budget + ' (after)':>24}  after/before")
+    for what, n, cells in rows:
+        shown = [f"{60 * size / sec:6.1f} ({sec:5.1f} s; {pts:g})" for sec, pts in (cells["off"], cells["auto"])]
+        speedup = cells["off"][0] / cells["auto"][0]
+        print(f"{what:<{width}}  {n:>4}  {shown[0]:>24}  {shown[1]:>24}  {speedup:11.2f}x", flush=True)
 
 
 @contextlib.contextmanager
@@ -182,9 +259,16 @@ def main() -> None:
     parser.add_argument("--class-labs", nargs="+", default=["lab01", "lab02"])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--skip-all", action="store_true", help="skip grading every lab (the slow row)")
+    parser.add_argument(
+        "--throughput", action="store_true", help="only the class's throughput, before and after the time budget"
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="--throughput: seconds per test (default 10)")
     args = parser.parse_args()
 
     header()
+    if args.throughput:
+        throughput_table(args.class_size, args.class_labs, args.timeout, sorted({1, args.jobs} | {2}))
+        return
     loop_table(args.lab, args.function, args.repeat)
     if args.first_grades:
         first_grades()

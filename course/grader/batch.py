@@ -30,7 +30,7 @@ from course import labs as _labs
 from course.errors import CourseError
 from course.grader import privacy
 from course.grader.report import write_gradescope
-from course.grader.runner import Report, grade
+from course.grader.runner import Report, grade, lab_budget
 
 
 @dataclass(frozen=True)
@@ -78,19 +78,26 @@ def grade_class(
     labs: list[str] | None = None,
     jobs: int = 2,
     timeout: float = 10.0,
+    budget: float | str | None = "auto",
     seed: int = 0,
     sandbox_user: str = "auto",
     warm_cache: Path | None = None,
     log=print,
 ) -> Path:
-    """Grade every submission; write each student's results.json and the gradebook; return its path."""
+    """Grade every submission; write each student's results.json and the gradebook; return its path.
+
+    ``budget``: each lab's time budget per submission (:func:`course.grader.runner.grade`), so that the
+    class takes at most about students x labs x budget / jobs beyond the honest tests' own time.
+    """
     out = Path(out)
+    budget = lab_budget(budget, timeout)  # checked before any grading starts
     out.mkdir(parents=True, exist_ok=True)
     tests = _labs.graded_tests_dir()
     # A fixed test regrades everyone: the tests' bytes are part of what a grade depends on.
     settings = {
         "labs": sorted(labs or []),
         "timeout": timeout,
+        "budget": budget,
         "seed": seed,
         "tests": hashlib.sha256(b"".join(p.read_bytes() for p in sorted(tests.glob("test_lab*.py")))).hexdigest(),
     }
@@ -116,10 +123,17 @@ def grade_class(
                 if warm_cache is not None and warm_cache.is_dir():
                     shutil.copytree(warm_cache, cache)
                 report = grade(
-                    labs, impl=impl, timeout=timeout, jobs=1, seed=seed, sandbox_user=sandbox_user, sandbox_cache=cache
+                    labs,
+                    impl=impl,
+                    timeout=timeout,
+                    budget=budget,
+                    jobs=1,
+                    seed=seed,
+                    sandbox_user=sandbox_user,
+                    sandbox_cache=cache,
                 )
             except CourseError as exc:
-                report = Report(impl=str(sub.path), problems=[f"not graded: {exc}"])
+                report = Report(impl=str(sub.path), problems=[f"not graded: {exc}"], timeout=timeout, budget=budget)
         target.mkdir(parents=True, exist_ok=True)
         write_gradescope(report, target / "results.json")
         done.write_text(json.dumps({"fingerprint": stamp, "score": report.score, "max_score": report.max_score}))

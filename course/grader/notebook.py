@@ -11,12 +11,23 @@ from __future__ import annotations
 import ast
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from course import labs as _labs
 from course.errors import CourseError
 from course.grader.locations import Cell, Source
+
+_PARSING = threading.Lock()
+
+
+def parse(source: str | bytes) -> ast.Module:
+    """``ast.parse`` one source at a time: CPython 3.11's parser is not thread-safe ("AST constructor
+    recursion depth mismatch"), and a class is graded in threads (:func:`course.grader.batch.grade_class`)."""
+    with _PARSING:
+        return ast.parse(source)
+
 
 SETUP_MARKER = "# course setup:"  # first line of a notebook's setup cell (course.staff.notebooks); never graded
 _KEEP_CELL_MAGICS = {"time", "timeit", "capture"}  # their body is Python; other cell magics' is not
@@ -85,7 +96,7 @@ def module_source(
         source = "\n".join(body)
         if skip_unparsable:
             try:
-                ast.parse(source)
+                parse(source)
             except SyntaxError as exc:
                 notes.append(f"{origin}, {label}: left out, it is not valid Python ({exc.msg}, line {exc.lineno})")
                 continue

@@ -1,11 +1,18 @@
-"""Showing a grading report: a readable summary for the terminal, and Gradescope's results.json."""
+"""Showing a grading report: a readable summary for the terminal, and Gradescope's results.json.
+
+results.json's feedback is Markdown (``"output_format": "md"``): each test that did not pass says what
+was checked, what was expected and what came back, the place in the student's file and the hint, with
+values and code in fenced blocks. It is laid out from the messages the tests already write
+(:mod:`course.grader.testing`'s ``"WHAT: expected X, got Y; ..."``, the grader's ``at``/``hint:`` lines).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from course.grader.runner import Report
+from course.grader.runner import Outcome, Report
 
 MARKS = {  # each status as the student reads it
     "passed": "PASS",
@@ -15,6 +22,17 @@ MARKS = {  # each status as the student reads it
     "timed out": "TIMEOUT",
     "crashed": "CRASH",
     "skipped": "SKIP",
+    "not run": "NOT RUN",
+}
+TITLES = {  # each status as a heading in results.json
+    "passed": "Passed",
+    "failed": "Failed",
+    "not attempted": "Not attempted",
+    "error": "Error",
+    "timed out": "Timed out",
+    "crashed": "Crashed",
+    "skipped": "Skipped",
+    "not run": "Not run",
 }
 
 
@@ -29,10 +47,12 @@ def render(report: Report, *, titles: dict[str, str] | None = None, verbose: boo
     for lab, outcomes in report.by_lab().items():
         earned, possible = sum(o.earned for o in outcomes), sum(o.points for o in outcomes)
         lines.append(f"{lab}  {titles.get(lab, '')}".rstrip() + f"  —  {_pts(earned)}/{_pts(possible)} points")
+        not_run = 0
         for o in outcomes:
             pts = f"{_pts(o.earned)}/{_pts(o.points)}"
             lines.append(f"  {MARKS[o.status]:<7} {pts:>5}  {o.name}")
-            if o.status != "passed" and o.message:
+            not_run += o.status == "not run"
+            if o.status != "passed" and o.message and not_run <= 1:  # the budget's reason once a lab
                 rows = o.message.splitlines()
                 lines += [f"                 {row}" for row in (rows if verbose else rows[:6])]
         lines.append("")
@@ -48,7 +68,8 @@ def render(report: Report, *, titles: dict[str, str] | None = None, verbose: boo
 
 
 def gradescope(report: Report) -> dict:
-    """Gradescope's autograder results format: top-level ``score`` and one entry per test."""
+    """Gradescope's autograder results format: top-level ``score`` and one entry per test, feedback in
+    Markdown; ``extra_data`` (not shown to students) records the timeout and each lab's time budget."""
     tests = []
     for lab_number, (lab, outcomes) in enumerate(report.by_lab().items(), start=1):
         for test_number, o in enumerate(outcomes, start=1):
@@ -59,21 +80,106 @@ def gradescope(report: Report) -> dict:
                     "score": o.earned,
                     "max_score": o.points,
                     "status": "passed" if o.status == "passed" else "failed",
-                    "output": o.status if not o.message else f"{o.status}: {o.message}",
+                    "output": markdown(o),
+                    "output_format": "md",
                     "execution_time": round(o.duration, 3),
                     "tags": [lab, *o.tags],
                     "visibility": o.visibility,
+                    "extra_data": {"student_seconds": round(o.student_seconds, 3), "charged_s": round(o.charged, 3)},
                 }
             )
     result = {
         "score": report.score,
         "max_score": report.max_score,
         "execution_time": round(report.duration, 3),
+        "output_format": "md",
+        "test_output_format": "md",
         "tests": tests,
+        "extra_data": {
+            "timeout_s": report.timeout,
+            "budget_s": report.budget,  # null: graded without a budget
+            "budget_spent_s": report.budget_spent(),
+        },
     }
-    if report.problems or report.notes:  # what stopped files from being graded; what was done to the submission
-        result["output"] = "\n\n".join([*report.problems, *(f"Note: {n}" for n in report.notes)])
+    spent = [
+        f"{lab}: its tests that did not pass used its time budget of {_pts(report.budget)} s, so "
+        f"{sum(o.status == 'not run' for o in outcomes)} of its tests were not run"
+        for lab, outcomes in report.by_lab().items()
+        if report.budget is not None and any(o.status == "not run" for o in outcomes)
+    ]
+    # What stopped files from being graded; what was done to the submission; what the budget cut short.
+    parts = [*map(_problem, report.problems), *(f"**Note:** {_escape(n)}" for n in [*report.notes, *spent])]
+    if parts:
+        result["output"] = "\n\n".join(parts)
     return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Markdown
+
+_EXPECTED = re.compile(r"(?P<what>.+?): expected (?P<want>.+?), got (?P<got>.+?)(?:; (?P<detail>.+))?", re.S)
+_WHERE = re.compile(r"(?P<place>.+? in \S+): (?P<code>.+)")
+
+
+def markdown(o: Outcome) -> str:
+    """One test's feedback in Markdown: its status, then what was checked, expected and got (or the
+    error, and where in the student's file), then the hints."""
+    head = f"**{TITLES[o.status]}**"
+    if o.status == "passed" or not o.message:
+        return head
+    lines = o.message.splitlines()
+    hints = [line.strip()[len("hint:") :].strip() for line in lines if line.strip().startswith("hint:")]
+    places = [line.strip()[len("at ") :] for line in lines if line.startswith("  at ")]
+    body = "\n".join(line for line in lines if not line.strip().startswith("hint:") and not line.startswith("  at "))
+    parts = [head]
+    found = _EXPECTED.fullmatch(body.strip()) if o.status == "failed" else None
+    if found:
+        parts += [
+            f"**Checked:** {_code(found['what'].strip())}",
+            "**Expected:**\n\n" + _fence(found["want"]),
+            "**Got:**\n\n" + _fence(found["got"]),
+        ]
+        if found["detail"]:
+            detail = found["detail"].strip()
+            parts.append(_escape(detail[:1].upper() + detail[1:]) + ".")
+    elif o.status in ("failed", "error"):  # an assertion's own words, or the exception the code raised
+        parts.append(_fence(body.strip()))
+    else:  # a sentence from the grader: timed out, crashed, not attempted, not run
+        parts.append(_escape(body.strip()))
+    for place in places:
+        where = _WHERE.fullmatch(place)
+        parts.append(
+            f"**Where:** {_code(where['place'])}\n\n{_fence(where['code'], 'python')}"
+            if where
+            else f"**Where:** {_escape(place)}"
+        )
+    parts += [f"**Hint:** {_escape(hint, code=True)}" for hint in hints]  # the grader's words, `code` kept
+    return "\n\n".join(parts)
+
+
+def _problem(text: str) -> str:
+    """A problem that stopped tests from being graded; pytest's own words (if any) fenced apart."""
+    said, _, tail = text.partition("pytest said:\n")
+    return f"**Problem:** {_escape(said.strip())}" + (f"\n\n{_fence(tail)}" if tail.strip() else "")
+
+
+def _fence(text: str, language: str = "text") -> str:
+    """``text`` in a fenced code block, whatever backticks it holds."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text.strip(chr(10))}\n{fence}"
+
+
+def _code(text: str) -> str:
+    """``text`` as inline code, whatever backticks it holds."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    return f"{ticks} {text} {ticks}" if longest else f"`{text}`"
+
+
+def _escape(text: str, *, code: bool = False) -> str:
+    """Plain text that Markdown shows as written (no stray emphasis, links or HTML); ``code``: keep `spans`."""
+    return re.sub(r"([\\*_{}\[\]<>#|~])" if code else r"([\\`*_{}\[\]<>#|~])", r"\\\1", text)
 
 
 def write_gradescope(report: Report, path: Path) -> None:

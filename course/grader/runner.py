@@ -9,6 +9,12 @@
                    process reports every test's status (:mod:`course.grader.session`)
       4. decide    the outcomes, in collection order; a test nobody reported is "crashed"
 
+Each lab has a time budget (``budget``, default ``BUDGET_TIMEOUTS`` test timeouts): the seconds of the
+student's code its tests that do not pass may spend together. Once they have, the lab's remaining tests
+are "not run" and score 0, and every earlier verdict stands. A test that passes is never charged, so
+a correct solution never runs out of budget; a lab whose every function loops costs about
+``BUDGET_TIMEOUTS`` timeouts instead of one per test (docs/grading.md, "A time budget per lab").
+
 No process that decides a grade ever imports or runs student code, so nothing the student's code
 does — patching pytest, forging reports, writing to the results channel, rewriting the tests — can
 change a status except by returning values that pass the tests' own checks.
@@ -32,8 +38,10 @@ from pathlib import Path
 from course import labs as _labs
 from course.errors import CourseError
 from course.grader import locations, privacy, zygote
+from course.grader import notebook as _notebook
 
-STATUSES = ("passed", "failed", "not attempted", "error", "timed out", "crashed", "skipped")
+STATUSES = ("passed", "failed", "not attempted", "error", "timed out", "crashed", "skipped", "not run")
+BUDGET_TIMEOUTS = 3  # a lab's default budget, in test timeouts: three loops, then its other tests are not run
 MAX_SHARES = 4  # processes that one lab's tests are shared out between, at most (each has a sandbox)
 QUIET_LIMIT_S = 600.0  # a grading process silent for longer than this (plus the test timeout) is stuck
 
@@ -50,6 +58,8 @@ class Outcome:
     duration: float = 0.0
     visibility: str = "visible"  # Gradescope's: visible, hidden, after_due_date, after_published
     tags: tuple[str, ...] = ()
+    student_seconds: float = 0.0  # of ``duration``, the time the student's code ran (the sandbox's clock)
+    charged: float = 0.0  # what this test took from its lab's time budget (tests that did not pass)
 
     @property
     def earned(self) -> float:
@@ -70,6 +80,8 @@ class Report:
     seed: int = 0
     duration: float = 0.0  # seconds the whole grading took
     notes: list[str] = field(default_factory=list)  # what was done to the submission (notebooks converted)
+    timeout: float | None = None  # seconds a test may spend in the student's code
+    budget: float | None = None  # seconds a lab's tests that do not pass may spend there together; None: no budget
 
     def by_lab(self) -> dict[str, list[Outcome]]:
         out: dict[str, list[Outcome]] = {}
@@ -85,12 +97,32 @@ class Report:
     def max_score(self) -> float:
         return sum(o.points for o in self.outcomes)
 
+    def budget_spent(self) -> dict[str, float]:
+        """Each lab's seconds charged to its time budget."""
+        return {lab: round(sum(o.charged for o in outcomes), 3) for lab, outcomes in self.by_lab().items()}
+
+
+def lab_budget(budget: float | str | None, timeout: float) -> float | None:
+    """The budget to grade with: ``"auto"`` (``BUDGET_TIMEOUTS`` timeouts), ``"off"``/None (none), or seconds."""
+    if budget == "auto":
+        return BUDGET_TIMEOUTS * timeout
+    if budget is None or budget == "off":
+        return None
+    try:
+        seconds = float(budget)
+    except ValueError:
+        raise CourseError(f"budget {budget!r}: give seconds (e.g. 30), auto (3 x the timeout) or off") from None
+    if not seconds > 0:
+        raise CourseError(f"budget {budget!r}: give a positive number of seconds, auto or off")
+    return seconds
+
 
 def grade(
     labs: list[str] | None = None,
     *,
     impl: str | os.PathLike = "labs",
     timeout: float = 10.0,
+    budget: float | str | None = "auto",
     tests_dir: Path | None = None,
     jobs: int | None = None,
     sandbox_user: str = "auto",
@@ -107,6 +139,8 @@ def grade(
       labs: lab names such as ``["lab01"]``; None grades every lab that has tests.
       impl: ``"labs"``, ``"solutions"`` or the path of a folder of lab files.
       timeout: seconds one test may spend running lab code before it is scored "timed out".
+      budget: seconds a lab's tests that do not pass may spend running lab code together, after which
+        its other tests are "not run"; ``"auto"``: ``BUDGET_TIMEOUTS`` x ``timeout``; None or ``"off"``: no budget.
       tests_dir: the folder of graded tests ``test_labNN*.py`` (default ``$COURSE_TESTS_DIR``, else ``tests/labs``).
       jobs: grading processes run at once (default: one per CPU core, at most one per lab).
       sandbox_user: who runs the student's code: ``auto`` (``nobody`` when we are root), ``none``, or a name.
@@ -122,13 +156,12 @@ def grade(
     ``impl`` may also hold Jupyter notebooks, or be one (``labNN_*.ipynb``): their code cells are graded
     as the lab module (:func:`course.grader.notebook.convert_for_grading`), and ``labs=None`` means their labs.
     """
-    from course.grader import notebook as _notebook
-
     start = time.monotonic()
     notebook = _notebook.has_notebooks(impl)
     impl_dir = Path(impl).resolve() if notebook and Path(impl).is_file() else _labs.impl_dir(impl)
     tests_dir = Path(tests_dir).resolve() if tests_dir else _labs.graded_tests_dir()
-    report = Report(impl=str(impl), seed=seed)
+    budget = lab_budget(budget, timeout)
+    report = Report(impl=str(impl), seed=seed, timeout=timeout, budget=budget)
     with privacy.closed_to_same_user(), tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         converted = Path(tmp) / "notebooks"
         shown = dict(shown or {})
@@ -148,6 +181,7 @@ def grade(
                 snapshot,
                 jobs=jobs,
                 timeout=timeout,
+                budget=budget,
                 sandbox_user=sandbox_user,
                 seed=seed,
                 sandbox_cache=sandbox_cache,
@@ -299,6 +333,7 @@ def run(
     seed: int,
     sandbox_cache: Path | None,
     log,
+    budget: float | None = None,
     keyword: str | None = None,
     daemon: bool = False,
 ) -> list[dict]:
@@ -311,6 +346,7 @@ def run(
         f"--lab-timeout={timeout:g}",
         f"--sandbox-user={sandbox_user}",
         f"--seed={seed}",
+        *([f"--budget={budget}"] if budget is not None else []),
         *(["-k", keyword] if keyword else []),
         *([f"--sandbox-cache={sandbox_cache}"] if sandbox_cache is not None else []),
     ]
@@ -445,7 +481,7 @@ def imports_of(files: list[Path]) -> list[str]:
     names: dict[str, None] = {}
     for path in files:
         try:
-            tree = ast.parse(path.read_bytes())
+            tree = _notebook.parse(path.read_bytes())
         except (SyntaxError, ValueError, OSError):
             continue
         for node in tree.body:
@@ -490,6 +526,7 @@ def decide(events: list[dict], report: Report, log) -> Report:
         elif event["event"] == "result" and event["nodeid"] in known:
             o = known[event["nodeid"]]
             o.status, o.message, o.duration = event["status"], event["message"], event["duration"]
+            o.student_seconds, o.charged = event.get("student_seconds", 0.0), event.get("charged", 0.0)
         elif event["event"] == "stuck":
             report.problems.append(f"grading stopped: a grading process was silent for {event['seconds']:g} s")
     unreported = [o for o in known.values() if o.status == "crashed" and not o.message]
@@ -501,7 +538,29 @@ def decide(events: list[dict], report: Report, log) -> Report:
             f"install?); pytest said:\n{_tail(log)}"
         )
     report.outcomes = sorted(known.values(), key=lambda o: (o.lab, position[o.nodeid]))
+    if report.budget is not None:
+        spend_budgets(report.outcomes, report.budget)
     return report
+
+
+def spend_budgets(outcomes: list[Outcome], budget: float) -> None:
+    """Each lab's budget spent in collection order: the tests after the point where it ran out are "not run".
+
+    One process stops running a lab's tests once its budget is spent; a lab shared out between
+    processes is spent by all of them, so the grade is the one a single process would give, whatever
+    the number of jobs: a test past that point does not count even if another process had run it.
+    """
+    spent: dict[str, float] = {}
+    for o in outcomes:
+        before = spent.get(o.lab, 0.0)
+        if before >= budget and o.status != "skipped":
+            o.status, o.charged = "not run", 0.0
+            o.message = (
+                f"the lab's time budget is spent: its tests before this one that did not pass ran your code "
+                f"for {before:.1f} s, and the budget is {budget:g} s for all of them together. Make the tests "
+                "above that timed out or were slow pass (or fail quickly), and this one will run"
+            )
+        spent[o.lab] = before + o.charged
 
 
 def _tail(log, lines: int = 25) -> str:

@@ -4,6 +4,10 @@ This process is trusted: it runs the tests, whose ``lab`` runs the student's cod
 (:mod:`course.grader.remote`), and never imports that code itself. Each line written to the pipe in
 ``$COURSE_GRADER_FD`` is one JSON event: ``collected`` (the graded tests with their lab and points)
 and ``result`` (a test's status and a message written for the student).
+
+``--budget S``: the seconds of the student's code that each lab's tests which do not pass may spend
+together in this process. Once they have, the lab's remaining tests are "not run" (0 points); the
+time is the sandbox's (the tests' clock, :class:`course.grader.remote.TestClock`), measured here.
 """
 
 from __future__ import annotations
@@ -41,9 +45,26 @@ RANK_HINT = (
     "array makes an (N, N) matrix — the classic loss bug; reshape one side explicitly if that is not what you meant"
 )
 
-_RANK = {"passed": 0, "skipped": 1, "failed": 2, "not attempted": 3, "error": 4, "timed out": 5, "crashed": 6}
+_RANK = {
+    "passed": 0,
+    "skipped": 1,
+    "not run": 2,
+    "failed": 3,
+    "not attempted": 4,
+    "error": 5,
+    "timed out": 6,
+    "crashed": 7,
+}
 _stream = None
 _results: dict[str, dict] = {}
+_spent: dict[str, float] = {}  # lab -> seconds its tests that did not pass spent in the student's code
+# A test that passed is the honest cost of the lab, so it is never charged: a correct solution cannot
+# run out of budget, however slow the machine or cold the compilation cache.
+_CHARGED = {"failed", "not attempted", "error", "timed out", "crashed"}
+
+
+class BudgetSpent(Exception):
+    """A test not run because its lab's time budget was spent by the tests before it."""
 
 
 def _send(**event) -> None:
@@ -52,8 +73,16 @@ def _send(**event) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("course").addoption(
+    group = parser.getgroup("course")
+    group.addoption(
         "--share", default="0/1", help="I/N: run every N-th test from the I-th (the grader's groups of one lab)"
+    )
+    group.addoption(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds of lab code a lab's tests that do not pass may spend together (default: no budget)",
     )
 
 
@@ -126,6 +155,15 @@ def pytest_runtest_logstart(nodeid: str, location) -> None:
     _results.pop(nodeid, None)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Run no more of a lab's tests once its budget is spent (before the fixtures, which may run lab code)."""
+    budget = item.config.getoption("--budget")
+    lab = _labs.lab_of(item.path) or "other"
+    if budget is not None and _spent.get(lab, 0.0) >= budget:
+        raise BudgetSpent("the lab's time budget is spent")  # the grader says how (runner.spend_budgets)
+
+
 def _where(frames: list) -> str:
     """The innermost frame in the student's code, as ``file:line in function: code`` (a notebook: its cell)."""
     places = locations.current()
@@ -139,6 +177,8 @@ def classify(exc: BaseException, tb) -> tuple[str, str]:
     """A test's status and message, from the exception that ended it."""
     if isinstance(exc, SandboxFailure):
         return exc.status, str(exc)
+    if isinstance(exc, BudgetSpent):
+        return "not run", str(exc)
     if isinstance(exc, StudentError):
         if exc.type_name == "NotImplementedError" and STUB_MESSAGE.match(exc.message):
             return "not attempted", f"{exc.message} is still a stub (it raises NotImplementedError)"
@@ -194,6 +234,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_runtest_logfinish(nodeid: str, location) -> None:
     result = _results.pop(nodeid, {"status": "error", "message": "no report", "duration": 0.0})
     clock = _plugin.current_clock()
-    if result["status"] != "passed" and clock is not None and clock.hints:
+    # The clock was reset for every test that ran (a "not run" or skipped test may see the one before).
+    ran = clock is not None and result["status"] not in ("not run", "skipped")
+    if result["status"] != "passed" and ran and clock.hints:
         result["message"] = "\n".join([result["message"], *rank_hints(clock.hints)]).strip()
+    result["student_seconds"] = round(max(clock.timeout - clock.left, 0.0), 3) if ran else 0.0
+    if result["status"] in _CHARGED:
+        lab = _labs.lab_of(Path(nodeid.split("::", 1)[0])) or "other"
+        _spent[lab] = _spent.get(lab, 0.0) + result["student_seconds"]
+        result["charged"] = result["student_seconds"]
     _send(event="result", nodeid=nodeid, **result)

@@ -57,6 +57,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         args.labs or None,
         impl=impl,
         timeout=args.timeout,
+        budget=args.budget,
         jobs=args.jobs,
         sandbox_user=args.sandbox_user,
         seed=args.seed,
@@ -86,6 +87,7 @@ def _grade_class(args: argparse.Namespace) -> int:
         labs=args.labs or None,
         jobs=args.jobs or 2,
         timeout=args.timeout,
+        budget=args.budget,
         seed=args.seed,
         sandbox_user=args.sandbox_user,
         warm_cache=cache_root() / "jax-sandbox",
@@ -241,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(os.environ.get("COURSE_TIMEOUT", 10)),
         metavar="S",
         help="seconds one test may spend running lab code (default 10, or $COURSE_TIMEOUT)",
+    )
+    p.add_argument(
+        "--budget",
+        default=os.environ.get("COURSE_BUDGET", "auto"),
+        metavar="S",
+        help="seconds a lab's tests that do not pass may spend running lab code together; then the lab's "
+        "other tests are not run (default auto: 3 x --timeout, or $COURSE_BUDGET; off: no budget)",
     )
     p.add_argument(
         "--seed",

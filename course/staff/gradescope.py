@@ -12,6 +12,7 @@ from pathlib import Path
 
 from course import labs as _labs
 from course.errors import CourseError
+from course.grader.runner import lab_budget
 from course.staff import release as _release
 
 NAME = "make-you-dangerous-autograder"
@@ -42,17 +43,22 @@ mkdir -p "$ROOT/results"
 export COURSE_WARM="${{COURSE_WARM:-1}}"
 exec "$PYTHON" -m course grade {labs}--impl "$ROOT/submission" --results "$ROOT/results/results.json" \\
     --seed "${{COURSE_SEED:-{seed}}}" --timeout "${{COURSE_TIMEOUT:-{timeout:g}}}" \\
+    --budget "${{COURSE_BUDGET:-{budget}}}" \\
     --sandbox-user "${{COURSE_SANDBOX_USER:-nobody}}"
 """
 
 
-def build_autograder(out: Path, *, labs: list[str] | None = None, seed: int = 0, timeout: float = 30.0) -> Path:
+def build_autograder(
+    out: Path, *, labs: list[str] | None = None, seed: int = 0, timeout: float = 30.0, budget: float | str = "auto"
+) -> Path:
     """Write ``out/make-you-dangerous-autograder.zip``; returns its path.
 
     Args:
       labs: the labs this assignment grades (default: every lab with tests).
       seed: the hidden seed the official grading uses (students grade themselves with seed 0).
       timeout: seconds one test may spend in the student's code on Gradescope's machine.
+      budget: seconds a lab's tests that do not pass may spend there together (``auto``: 3 x ``timeout``;
+        ``off``); ``COURSE_BUDGET`` overrides it at grading time, as ``COURSE_TIMEOUT`` does the timeout.
     """
     if not _labs.has_solutions():
         raise CourseError("the autograder is built from the staff repository, which has solutions/")
@@ -60,8 +66,9 @@ def build_autograder(out: Path, *, labs: list[str] | None = None, seed: int = 0,
         raise CourseError(
             "choose a hidden seed (--seed S, not 0): with seed 0 the official inputs are the ones students see"
         )
+    lab_budget(budget, timeout)  # a budget that is not seconds, auto or off fails here, not on Gradescope
     lab_ids = [_labs.lab_id(x) for x in labs] if labs else []
-    run = RUN.format(labs="".join(f"{lid} " for lid in lab_ids), seed=seed, timeout=timeout)
+    run = RUN.format(labs="".join(f"{lid} " for lid in lab_ids), seed=seed, timeout=timeout, budget=budget)
     return _release.pack(
         out,
         NAME,
