@@ -19,7 +19,7 @@ Everything is graded against copies made here: the solutions, the generated stub
 files (a solution with one function that loops, one that crashes the process, and a syntax error).
 Compilation caches are warmed by a first run that is not timed.
 
-``--throughput`` prints only the class's table: submissions a minute through ``grade_class`` at
+``--throughput`` adds the class's table after the loop's: submissions a minute through ``grade_class`` at
 ``--jobs 1`` and ``--jobs 2``, for an honest class (every submission a solution) and a hostile mix (a
 third each: solutions, solutions whose ``sigmoid`` loops, solutions whose ``step`` exits the process),
 each without a time budget (``--budget off``, before) and with the default one (3 x ``--timeout``, after).
@@ -260,20 +260,21 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--skip-all", action="store_true", help="skip grading every lab (the slow row)")
     parser.add_argument(
-        "--throughput", action="store_true", help="only the class's throughput, before and after the time budget"
+        "--throughput",
+        action="store_true",
+        help="after the loop's table, the class's throughput before and after the time budget (then stop)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="--throughput: seconds per test (default 10)")
     args = parser.parse_args()
 
     header()
-    if args.throughput:
-        throughput_table(args.class_size, args.class_labs, args.timeout, sorted({1, args.jobs} | {2}))
-        return
     loop_table(args.lab, args.function, args.repeat)
     if args.first_grades:
         first_grades()
+    if args.throughput:
+        throughput_table(args.class_size, args.class_labs, args.timeout, sorted({1, args.jobs} | {2}))
     print(f"   load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    if args.loop_only:
+    if args.loop_only or args.throughput:
         return
     rows = []
     grade(["lab01"], impl="solutions")  # warm the compilation caches

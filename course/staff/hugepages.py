@@ -1,14 +1,14 @@
 """Transparent huge pages for the memory XLA takes on every step (Linux with glibc 2.35 or newer).
 
-Why it matters. Each call of a compiled CPU function allocates its temporary buffers afresh (lab 10's
-training step: one block of 81 MB), and each Eigen convolution its scratch space (85 and 200 MB for
-lab 10's). Allocations this large glibc's ``malloc`` takes straight from the kernel (``mmap``) and gives
-back on ``free``, so the next step touches brand-new 4 KiB pages again: about 20 000 page faults per
-step of lab 10, a quarter of its time on a 2-core laptop CPU. glibc's tunable ``glibc.malloc.hugetlb=1``
-makes ``malloc`` ask for *transparent huge pages* (2 MiB) where the system hands them out on request
-(``/sys/kernel/mm/transparent_hugepage/enabled`` reads ``[madvise]``, the usual setting): a few hundred
-faults per step instead, and a faster step (PyTorch's too: its allocator is ``malloc`` as well;
-``benchmarks/bench_cnn.py`` measures both, ``docs/performance.md`` has the figures).
+Why it matters. Each call of a compiled CPU function allocates its temporary buffers afresh, and each
+Eigen convolution its scratch space: blocks of tens to hundreds of MB for lab 10's step. Allocations
+this large glibc's ``malloc`` takes straight from the kernel (``mmap``) and gives back on ``free``, so
+the next step touches brand-new 4 KiB pages again, and page faults take a large share of the step.
+glibc's tunable ``glibc.malloc.hugetlb=1`` makes ``malloc`` ask for *transparent huge pages* (2 MiB)
+where the system hands them out on request (``/sys/kernel/mm/transparent_hugepage/enabled`` reads
+``[madvise]``, the usual setting): far fewer faults, and a faster step (PyTorch's too: its allocator is
+``malloc`` as well). ``benchmarks/bench_cnn.py`` measures both; the figures are in
+``docs/performance.md`` and ``benchmarks/README.md``.
 
 A tunable is read when a process starts, so ``python -m course run`` (and the benchmarks) start
 themselves once more with it, before doing any work (:func:`restart_with_hugepages`), where it helps
