@@ -174,15 +174,23 @@ def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> None:
         target.write_bytes(zf.read(info))
 
 
+def lab_points(results: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """Points earned and possible per lab in a results.json (each test is named ``"labNN: test"``)."""
+    earned: dict[str, float] = {}
+    possible: dict[str, float] = {}
+    for test in results["tests"]:
+        lab = test["name"].split(":", 1)[0]
+        earned[lab] = earned.get(lab, 0.0) + float(test["score"])
+        possible[lab] = possible.get(lab, 0.0) + float(test["max_score"])
+    return earned, possible
+
+
 def write_gradebook(out: Path, students: list[str]) -> Path:
     """``out/gradebook.csv``: student, one column per lab (points earned), total, max."""
     rows, labs = [], set()
     for student in students:
         results = json.loads((out / student / "results.json").read_text())
-        per_lab: dict[str, float] = {}
-        for t in results["tests"]:
-            lab = t["name"].split(":", 1)[0]
-            per_lab[lab] = per_lab.get(lab, 0.0) + t["score"]
+        per_lab, _ = lab_points(results)
         labs |= set(per_lab)
         rows.append((student, per_lab, results["score"], results["max_score"]))
     columns = sorted(labs)

@@ -163,16 +163,20 @@ def _problem(text: str) -> str:
     return f"**Problem:** {_escape(said.strip())}" + (f"\n\n{_fence(tail)}" if tail.strip() else "")
 
 
+def _backticks(text: str) -> int:
+    """The longest run of backticks in ``text``: a fence or a code span must be longer."""
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)
+
+
 def _fence(text: str, language: str = "text") -> str:
     """``text`` in a fenced code block, whatever backticks it holds."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
+    fence = "`" * max(3, _backticks(text) + 1)
     return f"{fence}{language}\n{text.strip(chr(10))}\n{fence}"
 
 
 def _code(text: str) -> str:
     """``text`` as inline code, whatever backticks it holds."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    longest = _backticks(text)
     ticks = "`" * (longest + 1)
     return f"{ticks} {text} {ticks}" if longest else f"`{text}`"
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course.errors import CourseError
+from course.grader.batch import lab_points
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 ROSTER_COLUMNS = ["folder", *CANVAS_COLUMNS]
@@ -64,12 +65,7 @@ def read_graded(folder: Path) -> Graded:
             continue
         try:
             results = json.loads(path.read_text(encoding="utf-8"))
-            earned: dict[str, float] = {}
-            lab_max: dict[str, float] = {}
-            for test in results["tests"]:
-                lab = test["name"].split(":", 1)[0]
-                earned[lab] = earned.get(lab, 0.0) + float(test["score"])
-                lab_max[lab] = lab_max.get(lab, 0.0) + float(test["max_score"])
+            earned, lab_max = lab_points(results)
             grades = Grades(earned, float(results["score"]), float(results["max_score"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise CourseError(
