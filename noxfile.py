@@ -38,8 +38,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def e2e(session: nox.Session) -> None:
-    """Every lab's notebook run in a Jupyter kernel, and the setup cell as on Colab (CI runs it after tests)."""
-    _install(session, "test")
+    """Every lab's notebook run in a Jupyter kernel, the setup cell as on Colab, the site in Chromium (CI runs it)."""
+    _install(session, "test", "site")
     session.run("python", "-m", "pytest", "--durations=10", "tests/e2e", *session.posargs)
 
 
@@ -48,6 +48,13 @@ def demo(session: nox.Session) -> None:
     """Every lab's demo, figures into figures/ (on a CPU lab10/lab11 quick: nox -s demo -- all --full)."""
     _install(session)
     session.run("python", "-m", "course", "run", *(session.posargs or ["all", "--out", "figures"]))
+
+
+@nox.session(default=False)
+def site(session: nox.Session) -> None:
+    """The course's website into build/site/, offline; the demos' figures cached (nox -s site -- --help)."""
+    _install(session, "site")
+    session.run("python", "-m", "course", "site", *session.posargs)
 
 
 @nox.session(default=False)

@@ -1,4 +1,4 @@
-"""The ``course`` command (also ``python -m course``): list, run, grade, assign, notebooks, release, gradescope."""
+"""The ``course`` command (also ``python -m course``): list, run, grade, assign, notebooks, site, release, gradescope."""
 
 from __future__ import annotations
 
@@ -136,6 +136,13 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             [path] = notebooks.build_solution_notebooks(out, quick=args.quick, labs=[lab])
             print(f"executed {path} in {time.perf_counter() - start:.1f} s", flush=True)
+    return 0
+
+
+def _cmd_site(args: argparse.Namespace) -> int:
+    from course.staff.site import build
+
+    build(Path(args.out), cache=Path(args.cache), check=not args.no_check)
     return 0
 
 
@@ -351,6 +358,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a lab's column name, e.g. 'lab01=Lab 1 (12345)' for an existing Canvas assignment (repeatable)",
     )
     p.set_defaults(func=_cmd_gradebook)
+
+    p = sub.add_parser("site", help="build the course's website, offline (Sphinx; the `site` dependency group)")
+    p.add_argument("--out", default="build/site", help="folder for the site, index.html at its root (build/site)")
+    p.add_argument(
+        "--cache",
+        default="build/site-cache",
+        help="the demos' figures, the pages' sources and Sphinx's cache, kept between builds (build/site-cache)",
+    )
+    p.add_argument(
+        "--no-check", action="store_true", help="skip the checks after Sphinx (links, outside files, solutions)"
+    )
+    p.set_defaults(func=_cmd_site)
 
     p = sub.add_parser("release", help="build the student bundle (no solution code)")
     p.add_argument("--out", default="dist", help="folder for the bundle (default: dist/)")
