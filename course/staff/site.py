@@ -112,8 +112,11 @@ def demo_figures(cache: Path, *, log=print) -> dict[str, list[Path]]:
                     f"a demo failed while drawing the site's figures (`{' '.join(cmd[1:5])} ...`, exit "
                     f"{done.returncode}); its output ends:\n{output[-3000:]}"
                 )
+            written = [Path(line.strip().removeprefix("wrote ")) for line in output.splitlines()
+                       if line.strip().startswith("wrote ")]  # the order the demo drew them in
             for lid in stale:
-                drawn = sorted(Path(tmp, lid).glob("*.png"))
+                pngs = sorted(Path(tmp, lid).glob("*.png"))
+                drawn = [p for p in written if p in pngs] + [p for p in pngs if p not in written]
                 if not drawn:
                     raise CourseError(f"{lid}'s demo wrote no .png figure; the site shows each lab's figures")
                 folder = cache / lid
@@ -167,10 +170,8 @@ def _buttons(lab: Lab, conf: dict[str, str]) -> str:
         (binder_url(notebook, conf), "Launch Binder", "primary"),
         (source, "The lab's file on GitHub", "secondary"),
     ]
-    return "\n".join(
-        f"```{{button-link}} {url}\n:color: {color}\n:outline:\n:class: sd-mr-2\n{text}\n```"
-        for url, text, color in buttons
-    )
+    # sphinx-design's button classes on plain links (MyST's inline attributes): one row of buttons.
+    return " ".join(f"[{text}]({url}){{.sd-btn .sd-btn-outline-{color} .sd-mr-2}}" for url, text, color in buttons)
 
 
 def _figure(src: str, *, alt: str, caption: str = "", width: str = "") -> str:
@@ -200,7 +201,7 @@ def lab_page(lab: Lab, conf: dict[str, str]) -> str:
             ]
     if not any(p.startswith("**What the demo draws**") for p in parts):
         raise CourseError(f"labs/{lab.stem}.py has no `def demo(` code cell, after which the site shows its figures")
-    header = f'---\nhtml_meta:\n  description: "{lab.summary.replace(chr(34), chr(39))}"\n---\n\n'
+    header = f"---\nmyst:\n  html_meta:\n    description: {json.dumps(lab.summary)}\n---\n\n"  # JSON is YAML
     return header + "\n\n".join(parts) + "\n"
 
 
@@ -344,6 +345,8 @@ def sphinx(src: Path, out: Path, doctrees: Path) -> None:
         ) from exc
     code = build_main(["-b", "html", "-W", "--keep-going", "-q", "-d", str(doctrees), str(src), str(out)])
     if code:
+        # Sphinx keeps what it read, warnings and all: the next build would reread nothing and pass.
+        shutil.rmtree(doctrees, ignore_errors=True)
         raise CourseError(f"Sphinx failed (exit {code}); its warnings, above, are errors for the course's site")
 
 
@@ -368,7 +371,7 @@ def build(out: Path = OUT, *, cache: Path = CACHE, check: bool = True, log=print
         if found := sitecheck.problems(out, labs, published=published_sources()):
             raise CourseError(f"the site in {out} has {len(found)} problem(s):\n  " + "\n  ".join(found))
         log(
-            f"checked {len(list(out.rglob('*.html')))} pages: links, anchors, figures, nothing from outside, no solution"
+            f"checked {len(sitecheck.pages(out))} pages: links, anchors, figures, nothing from outside, no solution"
         )
     log(f"built the site in {time.perf_counter() - start:.1f} s: open {out / 'index.html'}")
     return out

@@ -72,12 +72,17 @@ def _parse(path: Path) -> _Page:
     return page
 
 
+def pages(site: Path) -> list[Path]:
+    """The site's pages: its HTML files but the themes' templates that Sphinx copies into _static/."""
+    return [p for p in sorted(site.rglob("*.html")) if p.relative_to(site).parts[0] not in ("_static", "_sources")]
+
+
 def link_problems(site: Path) -> list[str]:
     """Every reference of every page and style sheet resolves in the site; nothing loads from outside."""
     site = site.resolve()
-    pages = {path: _parse(path) for path in sorted(site.rglob("*.html"))}
+    parsed = {path: _parse(path) for path in pages(site)}
     found = []
-    refs = [(path, tag, attr, url) for path, page in pages.items() for tag, attr, url in page.refs]
+    refs = [(path, tag, attr, url) for path, page in parsed.items() for tag, attr, url in page.refs]
     for css in sorted(site.rglob("*.css")):
         refs += [(css, "css", "url", url) for url in _css_urls(css.read_text(encoding="utf-8", errors="replace"))]
     for path, tag, attr, url in refs:
@@ -100,7 +105,7 @@ def link_problems(site: Path) -> list[str]:
         elif not target.is_file():
             found.append(f"{where}: no such file {target.relative_to(site)}")
         elif parts.fragment and target.suffix == ".html":
-            ids = pages[target].ids if target in pages else _parse(target).ids
+            ids = parsed[target].ids if target in parsed else _parse(target).ids
             if unquote(parts.fragment) not in ids:
                 found.append(f"{where}: no element with id {parts.fragment!r} in {target.relative_to(site)}")
     return found

@@ -30,6 +30,9 @@ mathjax3_config = {"options": {"enableMenu": False}}
 html_theme = "sphinx_book_theme"
 html_static_path = ["_static"]
 html_css_files = ["course.css"]
+html_favicon = "_static/favicon.svg"  # else every browser asks for /favicon.ico, which is not there
+# The theme's light/dark switch starts from the reader's own setting (empty, it logs an error).
+html_context = {"default_mode": "auto"}
 html_last_updated_fmt = None
 html_show_sphinx = False
 html_theme_options = {
