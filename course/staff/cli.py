@@ -142,7 +142,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
 def _cmd_site(args: argparse.Namespace) -> int:
     from course.staff.site import build
 
-    build(Path(args.out), cache=Path(args.cache), check=not args.no_check)
+    build(Path(args.out), cache=Path(args.cache), check=not args.no_check, jobs=args.jobs)
     return 0
 
 
@@ -365,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache",
         default="build/site-cache",
         help="the demos' figures, the pages' sources and Sphinx's cache, kept between builds (build/site-cache)",
+    )
+    p.add_argument(
+        "--jobs", "-j", type=int, default=2, metavar="N", help="demos run in N processes at once (default 2)"
     )
     p.add_argument(
         "--no-check", action="store_true", help="skip the checks after Sphinx (links, outside files, solutions)"
