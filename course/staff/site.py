@@ -19,6 +19,7 @@ Everything is read from the checkout; nothing is fetched (MathJax comes from a w
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -67,18 +68,24 @@ class Lab:
 # 1. the demos' figures, drawn once
 
 
-def figure_key(solution: Path) -> str:
+def _tree_digest(path: Path) -> bytes:
+    return hashlib.sha256(
+        path.name.encode() + b"\0" + ast.dump(ast.parse(path.read_text(encoding="utf-8"))).encode()
+    ).digest()
+
+
+def figure_key(solution: Path, *, room: bytes | None = None) -> str:
     """What the demo's figures depend on: the solution's code and the labs' room of ``course/``.
 
     Syntax trees, not texts: the lab's Markdown cells and comments are comments to Python, so editing
-    the prose keeps the key and the cached figures.
+    the prose keeps the key and the cached figures. ``room``: :func:`room_digest`, when known.
     """
-    digest = hashlib.sha256()
-    room = sorted((_labs.root() / "course").glob("*.py"))  # what a lab imports; not the grader or staff
-    for path in [solution, *room]:
-        digest.update(path.name.encode() + b"\0")
-        digest.update(ast.dump(ast.parse(path.read_text(encoding="utf-8"))).encode() + b"\0")
-    return digest.hexdigest()[:16]
+    return hashlib.sha256(_tree_digest(solution) + (room or room_digest())).hexdigest()[:16]
+
+
+def room_digest() -> bytes:
+    """The syntax trees of ``course/*.py``, what a lab imports (not the grader, not the staff's tools)."""
+    return hashlib.sha256(b"".join(_tree_digest(p) for p in sorted((_labs.root() / "course").glob("*.py")))).digest()
 
 
 def _cached(folder: Path, key: str) -> list[Path] | None:
@@ -125,8 +132,11 @@ def _run_demos(groups: list[list[str]], tmp: Path) -> dict[str, list[Path]]:
 
 def demo_figures(cache: Path, *, jobs: int = 2, log=print) -> dict[str, list[Path]]:
     """``{lab: [figure, ...]}`` for every lab, running the demos (on the solutions) whose code changed."""
-    solutions = _labs.lab_files("solutions")  # a student bundle has none: CourseError, which says so
-    keys = {lid: figure_key(path) for lid, path in solutions.items()}
+    if not _labs.has_solutions():
+        raise CourseError("the site shows the figures the solutions' demos draw: build it from the staff's repository")
+    solutions = _labs.lab_files("solutions")
+    room = room_digest()
+    keys = {lid: figure_key(path, room=room) for lid, path in solutions.items()}
     found = {lid: _cached(cache / lid, keys[lid]) for lid in solutions}
     stale = [lid for lid, paths in found.items() if paths is None]
     if not stale:
@@ -161,6 +171,18 @@ def _fence(code: str, language: str = "python") -> str:
     return f"{fence}{language}\n{code.strip(chr(10))}\n{fence}"
 
 
+@functools.lru_cache(maxsize=64)
+def _cells(path: Path, mtime_ns: int) -> tuple:
+    """A lab file's cells, as jupytext reads them (once per version of the file)."""
+    import jupytext
+
+    return tuple(jupytext.read(path).cells)
+
+
+def lab_cells(path: Path) -> tuple:
+    return _cells(path, path.stat().st_mtime_ns)
+
+
 def _heading(cells) -> tuple[int, str]:
     for i, cell in enumerate(cells):
         if cell.cell_type == "markdown" and (m := re.match(r"#\s+(.+)", cell.source.lstrip())):
@@ -170,11 +192,9 @@ def _heading(cells) -> tuple[int, str]:
 
 def labs_of(figures: dict[str, list[Path]]) -> list[Lab]:
     """The labs in ``labs/`` (the stubs), with their figures."""
-    import jupytext
-
     found = []
     for lid, path in _labs.lab_files("labs").items():
-        _, heading = _heading(jupytext.read(path).cells)
+        _, heading = _heading(lab_cells(path))
         if lid not in figures:
             raise CourseError(f"labs/{path.name} has no solution in solutions/, so no figures for the site")
         found.append(Lab(lid, path.stem, heading, _labs.lab_title(path), tuple(figures[lid])))
@@ -200,9 +220,7 @@ def _figure(src: str, *, alt: str, caption: str = "", width: str = "") -> str:
 
 def lab_page(lab: Lab, conf: dict[str, str]) -> str:
     """A lab's page: its text and its stub code, in the file's order, the demo's figures after the demo."""
-    import jupytext
-
-    cells = jupytext.read(_labs.lab_files("labs")[lab.id]).cells
+    cells = lab_cells(_labs.lab_files("labs")[lab.id])
     title_at, _ = _heading(cells)
     parts = [cells[title_at].source.strip(), _buttons(lab, conf)]
     for i, cell in enumerate(cells):
