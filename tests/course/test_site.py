@@ -1,6 +1,6 @@
 """The site's generator and its checks, without Sphinx: each check is shown a site that fails it.
 
-The real build, and Chromium reading it, are end-to-end runs: tests/e2e/test_site.py.
+The real build, and Chromium reading it, are end-to-end runs: tests/e2e/test_site_build.py.
 """
 
 from __future__ import annotations
