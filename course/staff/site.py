@@ -2,7 +2,7 @@
 
 ``course site`` (``nox -s site``) writes ``build/site/`` in three steps:
 
-1. **Figures.** Every lab's demo is run once on the solutions (``course run``, in a process of its own);
+1. **Figures.** Every lab's demo is run once on the solutions (``course run``, two processes at once);
    its figures are kept in ``build/site-cache/figures/labNN/`` under a key of the code that draws them
    (the solution's syntax tree and the labs' room of ``course/``), so a change to a lab's text, a page
    or a comment never runs a demo again.
