@@ -184,6 +184,9 @@ def grade(
         if not plan:
             return report
         snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp), converted=converted, shown=shown)
+        report.notes += [
+            f"{name}: not graded; it is a link to a file outside your submission" for name in snapshot.refused
+        ]
         sandbox_user = sandbox_setting(sandbox_user, snapshot, report)
         if isolate and sandbox_user == "none" and os.geteuid() == 0:  # root, and no user can read Python
             isolate, report.isolation = False, "none: no unprivileged user can read Python"
@@ -248,6 +251,7 @@ class Snapshot:
     locations: Path  # how messages name the copies (course.grader.locations)
     manifest: Path
     root: Path
+    refused: list[str] = field(default_factory=list)  # lab files not graded: links out of the submission
 
     @classmethod
     def take(
@@ -265,13 +269,17 @@ class Snapshot:
         impl.mkdir()
         # Lab files, and the modules made from notebooks (course.grader.notebook), which a .py file overrides.
         # A submission may be nested (a folder uploaded whole): the shallowest file of each name counts.
-        sources = [
-            p
+        found = [
+            (p, folder)
             for folder in [converted, impl_dir]
             if folder and folder.is_dir()
             for p in sorted(folder.rglob("lab*.py"), key=lambda p: -len(p.parts))
             if _labs.is_lab_file(p)
         ]
+        # A link is followed only to a file inside the submission: never to a classmate's, or to a file
+        # only the grader may read (the grader may be root), which would then be graded and quoted.
+        sources = [p for p, folder in found if p.resolve().is_relative_to(folder.resolve())]
+        refused = sorted({p.name for p, _ in found if p not in sources})
         places = locations.Locations(folders={str(tests): locations.shown_path(tests_dir)})
         for path in sources:  # later copies win: the submission's own shallowest .py files come last
             shutil.copyfile(path, impl / path.name)
@@ -285,7 +293,7 @@ class Snapshot:
         manifest = root / "manifest.json"
         manifest.write_text(json.dumps(hashes))
         manifest.chmod(0o644)
-        return cls(copied, tests, impl, root / "locations.json", manifest, root)
+        return cls(copied, tests, impl, root / "locations.json", manifest, root, refused)
 
 
 ISOLATIONS = ("auto", "required", "off")
