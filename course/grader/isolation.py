@@ -171,7 +171,10 @@ def _wait_as_parent(child: int) -> None:
         except InterruptedError:
             continue
     if os.WIFSIGNALED(status):
+        import resource
+
         sig = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the same death, without a core file of ours
         signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 70)

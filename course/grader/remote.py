@@ -113,10 +113,17 @@ class TestClock:
     left: float = 300.0
     hints: list = field(default_factory=list)
     output: str = ""
+    importing: float = 0.0  # seconds this test waited for the lab to import (its first call, or a restart)
+    budget_left: float | None = None  # what the lab's time budget has left (None: no budget); set by the session
 
     def reset(self, timeout: float | None = None) -> None:
         self.timeout = self.timeout if timeout is None else timeout
-        self.left, self.hints, self.output = self.timeout, [], ""
+        self.left, self.hints, self.output, self.importing = self.timeout, [], "", 0.0
+
+    @property
+    def spent(self) -> float:
+        """The seconds of the student's code this test ran: its calls, and importing the lab."""
+        return max(self.timeout - self.left, 0.0) + self.importing
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -320,12 +327,25 @@ class Sandbox:
             raise type(self.sticky)(*self.sticky.args)
         payload = cloudpickle.dumps((op, target, args, kwargs))
         if self.pid is None:
+            # Importing the lab is the student's code too: charged to the lab's time budget, and limited
+            # by what the budget has left, so that a lab that never finishes importing costs at most that.
+            limit = START_LIMIT_S if clock.budget_left is None else min(START_LIMIT_S, max(clock.budget_left, 0.1))
+            start = time.monotonic()
             try:
-                self._start(time.monotonic() + START_LIMIT_S)
-                ready = self._exchange(None, time.monotonic() + START_LIMIT_S, clock)
+                self._start(start + limit)
+                ready = self._exchange(None, start + limit, clock)
+            except SandboxTimeout:
+                self.sticky = SandboxTimeout(
+                    f"importing the lab took longer than {limit:g} s"
+                    + (", what the lab's time budget had left" if limit < START_LIMIT_S else "")
+                    + " (an infinite loop, or a long computation, at the top of the file?)"
+                )
+                raise SandboxTimeout(*self.sticky.args) from None
             except SandboxFailure as failure:
                 self.sticky = type(failure)(f"while importing the lab: {failure}")
                 raise type(failure)(*self.sticky.args) from None
+            finally:
+                clock.importing += time.monotonic() - start
             if not (isinstance(ready, dict) and (ready.get("ready") or "error" in ready)):
                 self.stop()
                 raise SandboxCrash("the sandbox answered out of turn while starting")

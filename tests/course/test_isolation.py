@@ -163,3 +163,27 @@ def test_the_staff_may_accept_grading_unisolated_and_every_result_says_so(tmp_pa
     report = Report(impl="x")
     assert isolation_setting("off", report) is False
     assert report.isolation.startswith("none") and any("not isolated" in n for n in report.notes)
+
+
+FORGE = """import pytest
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    outcome.get_result().outcome = "passed"
+"""
+
+
+def test_the_trusted_side_reads_no_configuration_above_its_snapshot(tmp_path, monkeypatch, fresh_stubs):
+    """A conftest.py that makes every test pass, and a pytest.ini, in the folder that holds the grader's
+    snapshots (where an unisolated sandbox could write them): the trusted test processes read neither."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    (folder / "conftest.py").write_text(FORGE)
+    (folder / "pytest.ini").write_text("[pytest]\naddopts = -p conftest\n")
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    report = grade(["lab01"], impl=fresh_stubs, isolation="off", jobs=1)
+    assert report.outcomes and report.score == 0, [(o.name, o.status) for o in report.outcomes]
+    assert {o.status for o in report.outcomes} == {"not attempted"}
