@@ -286,7 +286,8 @@ def isolation_table(lab: str, function: str, repeat: int, size: int, lab_ids: li
                     )
                 )
                 times.setdefault((what, off), [None]).append(60 * size / seconds)  # submissions/min
-    whats = list(dict.fromkeys(w for w, _ in times))
+    starts = sandbox_starts(repeat * 4)
+    whats = list(dict.fromkeys(w for w, _ in times)) + list(starts)
     width = max(map(len, whats))
     print(
         f"\nIsolation (course.grader.isolation): {lid}, solutions; the loop in s, median of {repeat}; a class of "
@@ -294,9 +295,50 @@ def isolation_table(lab: str, function: str, repeat: int, size: int, lab_ids: li
     )
     print(f"{'what':<{width}}  {'before':>7}  {'after':>7}  {'after/before':>12}")
     for what in whats:
-        before = statistics.median(times[(what, True)][1:])
-        after = statistics.median(times[(what, False)][1:])
-        print(f"{what:<{width}}  {before:7.2f}  {after:7.2f}  {after / before:11.2f}x", flush=True)
+        if what in starts:
+            before, after = starts[what]
+        else:
+            before = statistics.median(times[(what, True)][1:])
+            after = statistics.median(times[(what, False)][1:])
+        print(f"{what:<{width}}  {before:7.3f}  {after:7.3f}  {after / before:11.2f}x", flush=True)
+
+
+def sandbox_starts(repeat: int) -> dict[str, tuple[float, float]]:
+    """A sandbox's start (s, median): a fork of a process that has imported JAX, alone (before) and then
+    entering its namespaces (after); and bubblewrap's way, which must exec Python and import JAX again."""
+    import jax.numpy  # noqa: F401 - as the fork server has
+
+    from course.grader import isolation
+
+    def once(isolate: bool) -> float:
+        read, write = os.pipe()
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            if isolate:
+                os.setsid()
+                isolation.enter(lab_path=isolation.__file__, workdir="/tmp/w", uid=None, gid=None, cache=None)
+            os.write(write, b"x")
+            os._exit(0)
+        os.read(read, 1)
+        took = time.perf_counter() - start
+        os.waitpid(pid, 0)
+        os.close(read)
+        os.close(write)
+        return took
+
+    runs: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeat):
+        for isolate in (False, True):
+            runs[isolate].append(once(isolate))
+    plain, isolated = statistics.median(runs[False]), statistics.median(runs[True])
+    rows = {"a sandbox's start: fork, then its namespaces": (plain, isolated)}
+    bwrap = shutil.which("bwrap")
+    if bwrap:
+        command = [bwrap, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "--dev", "/dev"]
+        took = [shell([*command, sys.executable, "-c", "import jax.numpy"]) for _ in range(3)]
+        rows["a sandbox's start: fork; bwrap + exec + import jax"] = (plain, statistics.median(took))
+    return rows
 
 
 def first_grades() -> None:

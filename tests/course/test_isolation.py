@@ -158,7 +158,8 @@ def test_a_class_run_refuses_to_grade_unisolated_unless_told(tmp_path, monkeypat
 
 
 def test_the_staff_may_accept_grading_unisolated_and_every_result_says_so(tmp_path):
-    from course.grader.runner import Report, isolation_setting
+    from course.grader import Report
+    from course.grader.runner import isolation_setting
 
     report = Report(impl="x")
     assert isolation_setting("off", report) is False
