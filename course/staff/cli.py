@@ -205,6 +205,20 @@ def _cmd_gradebook(args: argparse.Namespace) -> int:
     return 1 if book.unknown or book.not_graded else 0
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from course.staff.analyze import analyze
+
+    result = analyze(Path(args.graded), Path(args.out))
+    for folder in result.klass.not_graded:
+        print(f"not in the analysis: {folder} ({result.klass.problems.get(folder, 'no results.json')})")
+    hardest = sorted(result.stats, key=lambda s: (s.pass_rate, s.lab))[:5]
+    print(f"{len(result.klass.students)} students, {len(result.stats)} tests; the lowest pass rates:")
+    for s in hardest:
+        print(f"  {s.pass_rate:4.0%}  {s.lab}: {s.test}")
+    print(f"wrote {result.html}, {result.tests_csv} and {result.messages_csv}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -351,6 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a lab's column name, e.g. 'lab01=Lab 1 (12345)' for an existing Canvas assignment (repeatable)",
     )
     p.set_defaults(func=_cmd_gradebook)
+
+    p = sub.add_parser("analyze", help="what a graded class struggles with: tests.csv, messages.csv, index.html")
+    p.add_argument(
+        "graded", metavar="GRADED_DIR", help="the --out of `course grade --submissions` (STUDENT/results.json)"
+    )
+    p.add_argument("--out", default="analysis", metavar="DIR", help="where the page and the CSVs go (analysis/)")
+    p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser("release", help="build the student bundle (no solution code)")
     p.add_argument("--out", default="dist", help="folder for the bundle (default: dist/)")
