@@ -294,7 +294,9 @@ COLORS = {  # one colour per status, in the grid and the legend
 }
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1300px; }
-table { border-collapse: collapse; } td, th { padding: 0.2em 0.7em; border-bottom: 1px solid #ddd; text-align: left; }
+table { border-collapse: collapse; font-size: 13px; }
+td, th { padding: 0.2em 0.5em; border-bottom: 1px solid #ddd; text-align: left; }
+td:first-child { max-width: 26em; overflow-wrap: anywhere; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .legend span { display: inline-block; margin-right: 1.2em; }
 .legend i { display: inline-block; width: 0.9em; height: 0.9em; margin-right: 0.3em; vertical-align: -0.1em;
