@@ -8,7 +8,7 @@
   each status (PASS, FAIL, ERROR, TIMEOUT, CRASH, TODO, NOT RUN, SKIP), the pass rate, the mean points
   and the mean seconds it took;
 - ``messages.csv``: per test, the most common messages of the students it did not pass for, grouped
-  once numbers, shapes and paths are replaced by placeholders, with a count and one student's own
+  once numbers, arrays, shapes and paths are replaced by placeholders, with a count and one student's own
   message as an example;
 - ``index.html``: a score histogram per lab, the tests ranked by pass rate, a students x tests grid
   (hardest tests left, students with the fewest points on top) and the time spent per test. Figures
@@ -90,12 +90,20 @@ _SHAPE = re.compile(r"\((?:\s*\d+\s*,)+\s*(?:\d+\s*)?\)|\(\)")  # (3, 2), (3,), 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])|\bnan\b|\binf\b")
 
 
+_ARRAY = re.compile(r"\[\s*(?:<n>|<array>|\.\.\.)(?:[\s,]+(?:<n>|<array>|\.\.\.))*\s*\]")  # [<n>, <n>, ...]
+
+
 def pattern(message: str) -> str:
-    """``message`` with paths, shapes and numbers replaced by ``<path>``, ``<shape>``, ``<n>``, so that two
-    students' messages of one mistake group together."""
+    """``message`` with paths, shapes, arrays and numbers replaced by ``<path>``, ``<shape>``, ``<array>``,
+    ``<n>``, so that two students' messages of one mistake group together (numpy pads an array's numbers
+    to one width, and its length follows the inputs: an array is one placeholder)."""
     out = _PATH.sub("<path>", message)
     out = _SHAPE.sub("<shape>", out)
-    return _NUMBER.sub("<n>", out)
+    out = _NUMBER.sub("<n>", out)
+    while True:  # [[<n>, <n>], [<n>, <n>]]: the inner arrays first
+        out, n = _ARRAY.subn("<array>", out)
+        if not n:
+            return out
 
 
 def read_class(folder: Path) -> Class:
@@ -118,7 +126,7 @@ def read_class(folder: Path) -> Class:
             ) from None
         if not tests:  # nothing could be graded (not a zip, ...): results.json says why
             klass.not_graded.append(entry.name)
-            klass.problems[entry.name] = message_of("**x**\n\n" + results.get("output", "no tests graded"))
+            klass.problems[entry.name] = " ".join(results.get("output", "no tests graded").split())
             continue
         klass.students[entry.name] = tests
     if not klass.students:
@@ -442,7 +450,8 @@ The CSVs beside this page hold the same numbers: <code>tests.csv</code>, <code>m
 <h2>Every test</h2>
 <table><thead><tr><th>test</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>
 <h2>Most common messages</h2>
-<p>Numbers, shapes and paths replaced by <code>&lt;n&gt;</code>, <code>&lt;shape&gt;</code>, <code>&lt;path&gt;</code>;
+<p>Numbers, arrays, shapes and paths replaced by <code>&lt;n&gt;</code>, <code>&lt;array&gt;</code>,
+<code>&lt;shape&gt;</code>, <code>&lt;path&gt;</code>;
 an example of each is in <code>messages.csv</code>.</p>
 <table><thead><tr><th>test</th><th>status</th><th>students</th><th>message</th><th>e.g.</th></tr></thead>
 <tbody>{messages}</tbody></table>
