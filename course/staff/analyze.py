@@ -327,7 +327,7 @@ def histogram_svg(lab: str, scores: list[float], possible: float, *, bins: int =
     counts = [0] * bins
     for s in scores:
         counts[min(bins - 1, int(bins * s / possible)) if possible else 0] += 1
-    w, h, left, bottom, top = 360, 200, 30, 34, 22
+    w, h, left, bottom, top = 360, 210, 30, 34, 34  # top: room for the title and the tallest bar's count
     bar = (w - left - 10) / bins
     peak = max(counts) or 1
     body = [f'<text x="{left}" y="14" font-weight="600">{html.escape(lab)}: students per score</text>']
