@@ -134,8 +134,15 @@ def test_the_gradescope_autograder_runs_end_to_end(open_tmp, fresh_stubs):
     assert not any(n.startswith("solutions/") for n in names) and not any(n.startswith("tests/course/") for n in names)
     lab01 = labs.lab_files("solutions")["lab01"]
 
-    full = _run_autograder(_autograder(tmp_path / "a", zip_path, {lab01.name: lab01.read_text()}))
+    root = _autograder(tmp_path / "a", zip_path, {lab01.name: lab01.read_text()})
+    users = [
+        {"email": "erin@example.com", "id": 1234, "name": "Erin E"},
+        {"email": "f@example.com", "id": 5, "name": "F"},
+    ]
+    (root / "submission_metadata.json").write_text(json.dumps({"id": 1, "users": users}))  # a group's submission
+    full = _run_autograder(root)
     assert full["score"] == full["max_score"] > 0
+    assert full["extra_data"]["members"] == [{"name": u["name"], "email": u["email"], "id": u["id"]} for u in users]
     assert full["execution_time"] > 0
     for t in full["tests"]:
         assert {"name", "number", "score", "max_score", "status", "output", "tags", "visibility"} <= set(t)
@@ -144,6 +151,7 @@ def test_the_gradescope_autograder_runs_end_to_end(open_tmp, fresh_stubs):
 
     none = _run_autograder(_autograder(tmp_path / "b", zip_path, {lab01.name: (fresh_stubs / lab01.name).read_text()}))
     assert none["score"] == 0 and none["max_score"] == full["max_score"]
+    assert "members" not in none["extra_data"]  # no submission_metadata.json: graded outside Gradescope
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="users are switched only as root")
