@@ -80,3 +80,62 @@ def check_forms() -> list[str]:
 def lab01_notebook_with():
     """``f(cells)``: lab 01's solution notebook (no check cells) with ``cells`` added at its end."""
     return _lab01_with
+
+
+# ---------------------------------------------------------------------------------------------------
+# A class graded for real (lab01), for the staff's tools that read a graded class
+
+STUB = "stub"  # in a student's changes: the function left as the stub gave it
+
+
+def lab_as_student(lab: str, changes: dict[str, str] | None = None) -> str:
+    """The solution as a student hands it in (markers gone), each function named in ``changes`` given
+    that body instead (``STUB``: its ``raise NotImplementedError``)."""
+    import re
+
+    from course import labs
+
+    text = labs.lab_path(lab, "solutions").read_text()
+    changes = changes or {}
+
+    def region(m: re.Match) -> str:
+        indent, body = m.group(1), m.group(2)
+        name = re.findall(r"^def (\w+)\(", text[: m.start()], flags=re.M)[-1]
+        new = changes.get(name)
+        if new is None:
+            return body
+        new = f'raise NotImplementedError("{lab}: {name}")' if new == STUB else new
+        return "".join(f"{indent}{line}\n" if line else "\n" for line in new.splitlines())
+
+    return re.sub(r"^( *)# BEGIN SOLUTION\n(.*?)^ *# END SOLUTION\n", region, text, flags=re.M | re.S)
+
+
+LAB01_FUNCTIONS = "augment step sigmoid perceptron logistic_loss hand_gradient autodiff_gradient train accuracy".split()
+# The class every staff test reads: one submission per folder, lab01 only.
+LAB01_CLASS = {
+    "alice": {},  # honest: the solution
+    "bob": {  # partial: augment stacks on the wrong axis (an error with shapes), train and accuracy left undone
+        "augment": "return jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=0)",
+        "train": STUB,
+        "accuracy": STUB,
+    },
+    "carol": dict.fromkeys(LAB01_FUNCTIONS, STUB),  # the stub, untouched
+    "dave": {"sigmoid": "while True:\n    pass"},  # loops: its tests time out, then the budget stops the lab
+    "team-a": {"step": "return jnp.where(z > 0, 1.0, 0.0).astype(z.dtype)"},  # a group of three; step(0) is wrong
+}
+GROUPS = {"team-a": ["erin", "frank", "gina"]}
+CLASS_TIMEOUT = 5.0  # seconds a test; dave's loop costs at most 3 x this (the lab's budget)
+
+
+@pytest.fixture(scope="session")
+def graded_class(tmp_path_factory):
+    """``(submissions, graded)``: LAB01_CLASS handed in and graded by ``grade_class`` (lab01, seed 0)."""
+    from course.grader.batch import grade_class
+
+    root = tmp_path_factory.mktemp("class")
+    subs = root / "submissions"
+    for folder, changes in LAB01_CLASS.items():
+        (subs / folder).mkdir(parents=True)
+        (subs / folder / "lab01_perceptron.py").write_text(lab_as_student("lab01", changes))
+    grade_class(subs, root / "grades", labs=["lab01"], jobs=2, timeout=CLASS_TIMEOUT, log=lambda line: None)
+    return subs, root / "grades"

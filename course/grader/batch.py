@@ -30,7 +30,7 @@ from course import labs as _labs
 from course.errors import CourseError
 from course.grader import privacy
 from course.grader.report import write_gradescope
-from course.grader.runner import Report, grade, lab_budget
+from course.grader.runner import Report, grade, isolation_setting, lab_budget
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ def grade_class(
     budget: float | str | None = "auto",
     seed: int = 0,
     sandbox_user: str = "auto",
+    isolation: str = "required",
     warm_cache: Path | None = None,
     log=print,
 ) -> Path:
@@ -88,6 +89,10 @@ def grade_class(
 
     ``budget``: each lab's time budget per submission (:func:`course.grader.runner.grade`), so that the
     class takes at most about students x labs x budget / jobs beyond the honest tests' own time.
+    ``isolation``: ``required`` (refuse to start where the machine cannot keep the submissions apart,
+    :mod:`course.grader.isolation`), ``auto`` or ``off`` (:func:`course.grader.runner.grade`).
+    ``warm_cache``: the staff's JAX compilation cache (the solutions'), which isolated sandboxes read
+    under a private layer, and which is copied for each student otherwise.
     """
     out = Path(out)
     budget = lab_budget(budget, timeout)  # checked before any grading starts
@@ -102,6 +107,7 @@ def grade_class(
         "tests": hashlib.sha256(b"".join(p.read_bytes() for p in sorted(tests.glob("test_lab*.py")))).hexdigest(),
     }
     students = discover(submissions)
+    isolate = isolation_setting(isolation, Report(impl=str(submissions)))  # a refusal before anything is graded
     if privacy.sandbox_user(sandbox_user) is None:
         log(
             "warning: the submissions' code runs as this user, who can write the course, the tests and the "
@@ -120,7 +126,7 @@ def grade_class(
             try:  # what goes wrong with one submission (not a zip, a zip bomb, not a notebook) is its row only
                 impl = _unpack(sub, Path(tmp) / "submission")
                 cache = Path(tmp) / "jax-cache"
-                if warm_cache is not None and warm_cache.is_dir():
+                if warm_cache is not None and warm_cache.is_dir() and not isolate:
                     shutil.copytree(warm_cache, cache)
                 report = grade(
                     labs,
@@ -131,6 +137,8 @@ def grade_class(
                     seed=seed,
                     sandbox_user=sandbox_user,
                     sandbox_cache=cache,
+                    warm_cache=warm_cache if isolate and warm_cache is not None and warm_cache.is_dir() else None,
+                    isolation=isolation,
                 )
             except CourseError as exc:
                 report = Report(impl=str(sub.path), problems=[f"not graded: {exc}"], timeout=timeout, budget=budget)
@@ -147,8 +155,8 @@ def grade_class(
 
 def _unpack(sub: Submission, impl: Path) -> Path:
     """The submission as a folder of files at ``impl``."""
-    if sub.path.is_dir():
-        shutil.copytree(sub.path, impl)
+    if sub.path.is_dir():  # links stay links: the grader follows none out of the submission
+        shutil.copytree(sub.path, impl, symlinks=True)
         return impl
     try:
         with zipfile.ZipFile(sub.path) as zf:

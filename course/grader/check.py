@@ -186,6 +186,7 @@ def check(
 
     from course.grader import grade
     from course.grader.locations import Source
+    from course.grader.plugin import sandbox_cache_for
     from course.grader.report import render
 
     if os.environ.get("COURSE_SANDBOX") == "1":
@@ -229,6 +230,7 @@ def check(
             keyword=keyword,
             tests_dir=tests_dir,
             shown={str(module): shown},
+            sandbox_cache=sandbox_cache_for("labs"),  # the student's own, as `course grade` uses: warm
         )
     report.notes += notes
     title = f"{' '.join(functions)}" if functions else ""

@@ -113,10 +113,17 @@ class TestClock:
     left: float = 300.0
     hints: list = field(default_factory=list)
     output: str = ""
+    importing: float = 0.0  # seconds this test waited for the lab to import (its first call, or a restart)
+    budget_left: float | None = None  # what the lab's time budget has left (None: no budget); set by the session
 
     def reset(self, timeout: float | None = None) -> None:
         self.timeout = self.timeout if timeout is None else timeout
-        self.left, self.hints, self.output = self.timeout, [], ""
+        self.left, self.hints, self.output, self.importing = self.timeout, [], "", 0.0
+
+    @property
+    def spent(self) -> float:
+        """The seconds of the student's code this test ran: its calls, and importing the lab."""
+        return max(self.timeout - self.left, 0.0) + self.importing
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -179,7 +186,9 @@ class ForkServer:
 def start_fork_server(log=None) -> tuple[socket.socket, subprocess.Popen]:
     """Start a fork server process (its output to ``log``); returns our end of its socket and the process."""
     ours, theirs = socket.socketpair()
-    env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1"}
+    from course.grader.privacy import grading_environment
+
+    env = {**grading_environment(), "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "course.grader.forkserver", str(theirs.fileno())],
         pass_fds=[theirs.fileno()],
@@ -226,9 +235,16 @@ class Sandbox:
         *,
         user: tuple[int, int] | None = None,
         jax_cache: Path | None = None,
+        warm_cache: Path | None = None,
+        isolate: bool = False,
         limits: Limits = Limits(),
     ) -> None:
-        self.lab_path, self.user, self.jax_cache, self.limits = Path(lab_path).resolve(), user, jax_cache, limits
+        """``jax_cache``: the sandbox's JAX compilation cache, which it writes (its own submission's);
+        ``warm_cache``: instead, a cache it only reads, under a private layer (a class's sandboxes);
+        ``isolate``: in namespaces of its own (:mod:`course.grader.isolation`), where it sees nothing
+        of the machine but Python, the libraries, ``course/``, its lab and its cache."""
+        self.lab_path, self.user, self.limits = Path(lab_path).resolve(), user, limits
+        self.jax_cache, self.warm_cache, self.isolate = jax_cache, warm_cache, isolate
         self.pid: int | None = None
         self.sticky: SandboxFailure | None = None  # the lab cannot even be imported in time: don't retry
 
@@ -236,22 +252,23 @@ class Sandbox:
 
     def _start(self, deadline: float) -> None:
         server = fork_server()
-        self.workdir = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
-        cache = self.jax_cache
-        if cache is not None:
-            cache.mkdir(parents=True, exist_ok=True)
-        if self.user is not None:
-            os.chown(self.workdir, *self.user)
-            if cache is not None:
-                os.chown(cache, *self.user)
         config = {
             "lab_path": str(self.lab_path),
-            "workdir": str(self.workdir),
             "memory_bytes": self.limits.memory_bytes,
-            "uid": self.user[0] if self.user else None,
-            "gid": self.user[1] if self.user else None,
-            "jax_cache": str(cache) if cache else None,
+            "isolate": self.isolate,
+            # As root, an isolated sandbox takes a user id of its own (course.grader.isolation).
+            "uid": self.user[0] if self.user and not self.isolate else None,
+            "gid": self.user[1] if self.user and not self.isolate else None,
+            "cache": self._cache(),
         }
+        if self.isolate:  # a private tmpfs inside the sandbox, at a path of no consequence
+            self.workdir = None
+            config["workdir"] = "/tmp/sandbox"
+        else:
+            self.workdir = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
+            config["workdir"] = str(self.workdir)
+            if self.user is not None:
+                os.chown(self.workdir, *self.user)
         req_r, self.req = os.pipe()
         self.resp, resp_w = os.pipe()
         self.out, out_w = os.pipe()
@@ -262,6 +279,20 @@ class Sandbox:
                 os.close(fd)
         os.set_blocking(self.req, False)
         self.server = server
+
+    def _cache(self) -> dict | None:
+        """The JAX cache as the sandbox is given it: ``path`` (and ``lower``, read-only under a private layer)."""
+        if self.isolate and self.warm_cache is not None:
+            return {"path": "/tmp/jax-cache", "lower": str(self.warm_cache)}
+        cache = self.jax_cache
+        if cache is None:
+            return None
+        cache.mkdir(parents=True, exist_ok=True)
+        if self.isolate:
+            os.chmod(cache, 0o777)  # each sandbox of the submission has a user id of its own
+        elif self.user is not None:
+            os.chown(cache, *self.user)
+        return {"path": str(cache), "lower": None}
 
     def stop(self) -> None:
         """End the sandbox, its process group and anything that escaped it; remove its files."""
@@ -279,7 +310,8 @@ class Sandbox:
             self.server.reap()
         except SandboxFailure:
             pass
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _exit_code(self, wait: float) -> int | None:
         end = time.monotonic() + wait
@@ -295,12 +327,25 @@ class Sandbox:
             raise type(self.sticky)(*self.sticky.args)
         payload = cloudpickle.dumps((op, target, args, kwargs))
         if self.pid is None:
+            # Importing the lab is the student's code too: charged to the lab's time budget, and limited
+            # by what the budget has left, so that a lab that never finishes importing costs at most that.
+            limit = START_LIMIT_S if clock.budget_left is None else min(START_LIMIT_S, max(clock.budget_left, 0.1))
+            start = time.monotonic()
             try:
-                self._start(time.monotonic() + START_LIMIT_S)
-                ready = self._exchange(None, time.monotonic() + START_LIMIT_S, clock)
+                self._start(start + limit)
+                ready = self._exchange(None, start + limit, clock)
+            except SandboxTimeout:
+                self.sticky = SandboxTimeout(
+                    f"importing the lab took longer than {limit:g} s"
+                    + (", what the lab's time budget had left" if limit < START_LIMIT_S else "")
+                    + " (an infinite loop, or a long computation, at the top of the file?)"
+                )
+                raise SandboxTimeout(*self.sticky.args) from None
             except SandboxFailure as failure:
                 self.sticky = type(failure)(f"while importing the lab: {failure}")
                 raise type(failure)(*self.sticky.args) from None
+            finally:
+                clock.importing += time.monotonic() - start
             if not (isinstance(ready, dict) and (ready.get("ready") or "error" in ready)):
                 self.stop()
                 raise SandboxCrash("the sandbox answered out of turn while starting")
@@ -399,6 +444,10 @@ def describe_exit(code: int | None) -> str:
             "SIGBUS": "a bus error",
         }
         return f"the test process died from signal {sig.name} ({meaning.get(sig.name, sig.name)})"
+    from course.grader.isolation import FAILED
+
+    if code == FAILED:
+        return "the sandbox could not isolate itself on this machine (course grade --isolation says more)"
     return f"the test process exited with status {code} in the middle of this test (os._exit or a fatal error)"
 
 

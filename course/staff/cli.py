@@ -1,4 +1,5 @@
-"""The ``course`` command (also ``python -m course``): list, run, grade, assign, notebooks, site, release, gradescope."""
+"""The ``course`` command (also ``python -m course``): list, run, grade, assign, notebooks, site, release, gradescope,
+and the staff's tools for a graded class: similarity, gradebook, analyze, groups."""
 
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         sandbox_user=args.sandbox_user,
         seed=args.seed,
+        isolation=args.isolation or "auto",
         daemon=args.command_line,  # successive commands share a warm grader (course.grader.zygote)
     )
     print(render(report, titles=titles, verbose=args.verbose))
@@ -68,6 +70,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     if args.results:
         write_gradescope(report, Path(args.results))
         print(f"wrote Gradescope results to {args.results}")
+        if args.metadata:
+            _record_members(Path(args.results), Path(args.metadata))
     if args.fail_under is not None:
         pct = 100.0 * report.score / report.max_score if report.max_score else 0.0
         if pct < args.fail_under:
@@ -76,9 +80,21 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_members(results: Path, metadata: Path) -> None:
+    from course.staff.gradescope import record_members
+
+    try:
+        found = record_members(results, metadata)
+    except CourseError as exc:  # the grade stands: a metadata file we cannot read costs only the record
+        print(f"warning: members not recorded: {exc}", file=sys.stderr)
+        return
+    if found is not None:
+        print(f"recorded {len(found)} member(s) from {metadata} in results.json's extra_data")
+
+
 def _grade_class(args: argparse.Namespace) -> int:
     from course.grader.batch import grade_class
-    from course.grader.plugin import cache_root
+    from course.grader.plugin import sandbox_cache_for
 
     start = time.perf_counter()
     gradebook = grade_class(
@@ -90,7 +106,8 @@ def _grade_class(args: argparse.Namespace) -> int:
         budget=args.budget,
         seed=args.seed,
         sandbox_user=args.sandbox_user,
-        warm_cache=cache_root() / "jax-sandbox",
+        isolation=args.isolation or "required",
+        warm_cache=sandbox_cache_for("solutions"),
         log=lambda line: print(line, flush=True),
     )
     print(f"wrote {gradebook} in {time.perf_counter() - start:.1f} s")
@@ -172,12 +189,22 @@ def _cmd_similarity(args: argparse.Namespace) -> int:
     from course.staff.similarity import THRESHOLD, similarity
 
     threshold = THRESHOLD if args.threshold is None else args.threshold
-    result = similarity(Path(args.submissions), Path(args.out), labs=args.labs or None, threshold=threshold)
+    result = similarity(
+        Path(args.submissions),
+        Path(args.out),
+        labs=args.labs or None,
+        threshold=threshold,
+        roster=Path(args.roster) if args.roster else None,
+    )
     for note in result.notes:
         print(f"note: {note}")
     print(f"{len(result.flagged)} of {len(result.pairs)} pairs at or over {threshold:.0%} (either way):")
     for p in result.flagged:
         print(f"  {p.lab}  {p.a}  {p.b}  {p.a_to_b:.0%} / {p.b_to_a:.0%}  ({p.overlap} tokens in common)")
+    if result.same_group:
+        print(f"{len(result.same_group)} pair(s) of one group, not flagged (listed apart in the report):")
+        for p in result.same_group:
+            print(f"  {p.lab}  {p.a}  {p.b}  {p.a_to_b:.0%} / {p.b_to_a:.0%}  (group {p.group})")
     print(f"wrote {result.csv} (every pair, ranked) and {result.html} (side by side); read them before deciding")
     return 0
 
@@ -204,12 +231,57 @@ def _cmd_gradebook(args: argparse.Namespace) -> int:
         *(f"unknown: {s} was graded but is not in the roster; add it to the roster" for s in book.unknown),
         *(f"missing: {s} is in the roster but handed nothing in" for s in book.missing),
         *(f"not graded: {s} has no results.json; run the grading again (it resumes)" for s in book.not_graded),
+        *(
+            f"twice: {m} handed in alone and with {g}; the gradebook has {g}'s grade, decide which counts"
+            for m, g in book.twice
+        ),
     ]
+    by_group: dict[str, list[str]] = {}
+    for member, group in book.credited.items():
+        by_group.setdefault(group, []).append(member)
+    for group, members in by_group.items():
+        print(f"credited {group}'s grade to {', '.join(members)}")
     for line in lines:
         print(line, file=sys.stderr)
     print(f"{len(lines)} student(s) unmatched, listed in {book.problems}" if lines else "every student matched")
-    # A missing student is an ordinary absence; a grade that is in no gradebook is not.
-    return 1 if book.unknown or book.not_graded else 0
+    # A missing student is an ordinary absence; a grade that is in no gradebook (or one of two) is not.
+    return 1 if book.unknown or book.not_graded or book.twice else 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from course.staff.analyze import analyze
+
+    result = analyze(Path(args.graded), Path(args.out))
+    for folder in result.klass.not_graded:
+        print(f"not in the analysis: {folder} ({result.klass.problems.get(folder, 'no results.json')})")
+    hardest = sorted(result.stats, key=lambda s: (s.pass_rate, s.lab))[:5]
+    print(f"{len(result.klass.students)} students, {len(result.stats)} tests; the lowest pass rates:")
+    for s in hardest:
+        print(f"  {s.pass_rate:4.0%}  {s.lab}: {s.test}")
+    print(f"wrote {result.html}, {result.tests_csv} and {result.messages_csv}")
+    return 0
+
+
+def _cmd_groups(args: argparse.Namespace) -> int:
+    from course.staff.groups import write_groups
+
+    result = write_groups(
+        Path(args.roster),
+        Path(args.out),
+        size=args.size,
+        seed=args.seed,
+        avoid=Path(args.avoid) if args.avoid else None,
+    )
+    sizes = sorted({len(m) for m in result.groups.values()})
+    print(
+        f"wrote {len(result.groups)} groups of {' or '.join(map(str, sizes))} in "
+        f"{len(set(result.section.values()))} section(s) to {args.out} (seed {args.seed})"
+    )
+    if args.avoid:
+        print(f"{len(result.together_again)} pair(s) from {args.avoid} are together again (could not be kept apart)")
+        for a, b in result.together_again:
+            print(f"  {a}  {b}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--impl", help=f"{impl_help}, or notebooks: a folder of .ipynb or one (default: labs)")
     p.add_argument("--results", metavar="PATH", help="also write Gradescope's results.json here")
     p.add_argument(
+        "--metadata",
+        metavar="PATH",
+        help="with --results: Gradescope's submission_metadata.json, where present; its users are recorded in "
+        "results.json's extra_data as members",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=float(os.environ.get("COURSE_TIMEOUT", 10)),
@@ -277,6 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         metavar="USER",
         help="who runs the student's code: auto (nobody when run as root), none, or a user name",
+    )
+    p.add_argument(
+        "--isolation",
+        choices=("auto", "required", "off"),
+        default=None,
+        help="each sandbox in Linux namespaces of its own, seeing nothing of other submissions: auto (where "
+        "the machine allows; the default for one submission), required (the default with --submissions: "
+        "refuse where it cannot), off (accept grading without it; results.json says so)",
     )
     p.add_argument(
         "--fail-under", type=float, metavar="PCT", help="exit with status 1 when the score is under PCT percent"
@@ -335,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="flag a pair when either student shares at least this fraction of their own code (default 0.5, "
         "course.staff.similarity.THRESHOLD)",
     )
+    p.add_argument(
+        "--roster", metavar="CSV", help="a roster with a group column: pairs of one group are listed apart, not flagged"
+    )
     p.set_defaults(func=_cmd_similarity)
 
     p = sub.add_parser(
@@ -358,6 +447,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="a lab's column name, e.g. 'lab01=Lab 1 (12345)' for an existing Canvas assignment (repeatable)",
     )
     p.set_defaults(func=_cmd_gradebook)
+
+    p = sub.add_parser("analyze", help="what a graded class struggles with: tests.csv, messages.csv, index.html")
+    p.add_argument(
+        "graded", metavar="GRADED_DIR", help="the --out of `course grade --submissions` (STUDENT/results.json)"
+    )
+    p.add_argument("--out", default="analysis", metavar="DIR", help="where the page and the CSVs go (analysis/)")
+    p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("groups", help="homework groups within each section, from the roster: the roster + group")
+    p.add_argument("roster", metavar="ROSTER", help="folder,Student,ID,SIS User ID,SIS Login ID,Section")
+    p.add_argument("--size", type=int, required=True, metavar="K", help="students a group (sizes K or K+1)")
+    p.add_argument(
+        "--seed", type=int, required=True, metavar="N", help="the shuffle's seed: the same seed, the same groups"
+    )
+    p.add_argument("--out", default="groups.csv", metavar="PATH", help="the roster with a group column (groups.csv)")
+    p.add_argument(
+        "--avoid", metavar="CSV", help="earlier groups (folder,group): keep their members apart where possible"
+    )
+    p.set_defaults(func=_cmd_groups)
 
     p = sub.add_parser("site", help="build the course's website, offline (Sphinx; the `site` dependency group)")
     p.add_argument("--out", default="build/site", help="folder for the site, index.html at its root (build/site)")

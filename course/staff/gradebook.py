@@ -5,9 +5,11 @@
 ``grades/`` holds ``STUDENT/results.json`` for each submission (Gradescope's format, one entry per
 test, named ``"lab01: ..."``). The roster maps each submission's folder name to the LMS's student: a
 CSV with the columns ``folder``, and Canvas' ``Student``, ``ID``, ``SIS User ID``, ``SIS Login ID``,
-``Section`` (copy the last five from a Canvas gradebook export). Nobody is dropped in silence: a
-graded folder not in the roster, a roster student with no submission and a folder that was never
-graded are printed and listed in a file beside the gradebook.
+``Section`` (copy the last five from a Canvas gradebook export), and optionally ``group``: a
+group's one submission, in a folder named by the group, is credited to each of its members (``course
+groups`` writes such a roster). Nobody is dropped in silence: a graded folder not in the roster, a
+roster student with no submission, a folder that was never graded and a group member who also handed
+in alone are printed and listed in a file beside the gradebook.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from course.grader.batch import lab_points
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 ROSTER_COLUMNS = ["folder", *CANVAS_COLUMNS]
+GROUP_COLUMN = "group"  # optional in a roster: the group whose folder holds the student's work
 # Canvas reads a row whose first cell is this as each assignment's points, not as a student.
 POINTS_POSSIBLE = "Points Possible"
 FORMATS = ("canvas", "plain")
@@ -48,6 +51,8 @@ class Gradebook:
     unknown: list[str]  # graded, but not in the roster: not in a Canvas gradebook
     missing: list[str]  # in the roster, but no submission graded: blank (or 0 with missing_as_zero)
     not_graded: list[str]  # a folder in the graded class with no results.json
+    credited: dict[str, str] = field(default_factory=dict)  # member folder -> the group whose grade they got
+    twice: list[tuple[str, str]] = field(default_factory=list)  # (member, group): graded alone and with the group
 
 
 def read_graded(folder: Path) -> Graded:
@@ -80,7 +85,10 @@ def read_graded(folder: Path) -> Graded:
 
 
 def read_roster(path: Path) -> dict[str, dict[str, str]]:
-    """``{folder: {"Student": ..., "ID": ..., ...}}`` from the roster CSV, in its order."""
+    """``{folder: {"Student": ..., "ID": ..., ..., "group": ...}}`` from the roster CSV, in its order.
+
+    ``group`` is ``""`` for a student in no group, and for everyone when the roster has no such column.
+    """
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a roster saved by Excel starts with a BOM
@@ -92,6 +100,7 @@ def read_roster(path: Path) -> dict[str, dict[str, str]]:
                     f"{','.join(ROSTER_COLUMNS)} (the last five as in a Canvas gradebook export)"
                 )
             roster: dict[str, dict[str, str]] = {}
+            grouped = GROUP_COLUMN in (reader.fieldnames or [])
             for line, row in enumerate(reader, start=2):
                 folder = (row["folder"] or "").strip()
                 if not folder:
@@ -104,9 +113,25 @@ def read_roster(path: Path) -> dict[str, dict[str, str]]:
                         "SIS Login ID, and this row has none; copy them from a Canvas gradebook export"
                     )
                 roster[folder] = {c: (row[c] or "").strip() for c in CANVAS_COLUMNS}
+                roster[folder][GROUP_COLUMN] = (row[GROUP_COLUMN] or "").strip() if grouped else ""
     except FileNotFoundError:
         raise CourseError(f"roster {path}: no such file") from None
+    clash = sorted({r[GROUP_COLUMN] for r in roster.values()} & set(roster))
+    if clash:
+        raise CourseError(
+            f"roster {path}: {clash[0]!r} is both a student's folder and a group; rename the group, "
+            "since a group's submission folder is named by it"
+        )
     return roster
+
+
+def roster_groups(roster: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+    """``{group: [member folder, ...]}`` from a roster read by :func:`read_roster`, in its order."""
+    groups: dict[str, list[str]] = {}
+    for folder, row in roster.items():
+        if row[GROUP_COLUMN]:
+            groups.setdefault(row[GROUP_COLUMN], []).append(folder)
+    return groups
 
 
 def _pts(x: float) -> str:
@@ -133,6 +158,10 @@ def write_gradebook(
         (which Canvas leaves as it was).
       columns: a lab's column name in the gradebook (default the lab: ``lab01``), e.g. Canvas'
         ``"Lab 1 (12345)"`` to match an existing assignment by its id.
+
+    With a roster that has a ``group`` column, a graded folder named by a group is its members' work:
+    each member gets its grade. A member who also handed in alone gets the group's grade and is
+    listed as *twice*, with both scores, for the staff to decide.
     """
     if format not in FORMATS:
         raise CourseError(f"--format {format!r}: use one of {', '.join(FORMATS)}")
@@ -140,18 +169,31 @@ def write_gradebook(
         raise CourseError("a Canvas gradebook needs --roster (folder -> Canvas' Student, ID, SIS ... columns)")
     graded = read_graded(graded_dir)
     people = read_roster(roster) if roster is not None else None
+    groups = roster_groups(people) if people is not None else {}
     labs = list(graded.possible)
-    unknown = [s for s in graded.students if people is not None and s not in people]
-    missing = [s for s in people or {} if s not in graded.students and s not in graded.not_graded]
+    own = dict(graded.students)  # what each folder handed in; a group's folder is credited to its members
+    credited, twice = {}, []
+    for group, members in groups.items():
+        if group in own:
+            for member in members:
+                if member in own:
+                    twice.append((member, group))
+                credited[member] = group
+    students = {**own, **{m: graded.students[g] for m, g in credited.items()}}
+    students = {s: g for s, g in students.items() if s not in groups}
+    unknown = [s for s in graded.students if people is not None and s not in people and s not in groups]
+    stalled = set(graded.not_graded)  # a group's folder not graded: its members are not missing either
+    stalled |= {m for g, members in groups.items() if g in graded.not_graded for m in members}
+    missing = [s for s in people or {} if s not in students and s not in stalled]
     not_graded = list(graded.not_graded)
     names = [(columns or {}).get(lab, lab) for lab in labs]
     blank = "0" if missing_as_zero else ""
 
     def empty(student: str) -> str:  # no grade: 0 only for a student who handed nothing in, and only if asked
-        return "" if student in graded.not_graded else blank
+        return "" if student in stalled else blank
 
     def points(student: str) -> list[str]:
-        g = graded.students.get(student)
+        g = students.get(student)
         return [empty(student)] * len(labs) if g is None else [_pts(g.per_lab.get(lab, 0.0)) for lab in labs]
 
     out = Path(out)
@@ -166,9 +208,9 @@ def write_gradebook(
                 w.writerow([*(row[c] for c in CANVAS_COLUMNS), *points(student)])
         else:
             w.writerow(["student", *names, "total", "max"])
-            order = [*(people or {}), *(s for s in graded.students if people is None or s not in people)]
+            order = [*(people or {}), *(s for s in students if people is None or s not in people)]
             for student in order:
-                g = graded.students.get(student)
+                g = students.get(student)
                 total = (empty(student),) * 2 if g is None else (_pts(g.score), _pts(g.max_score))
                 w.writerow([student, *points(student), *total])
     tmp.replace(out)
@@ -185,4 +227,15 @@ def write_gradebook(
         for s in not_graded:
             student = people[s]["Student"] if people and s in people else ""
             w.writerow(["not graded", s, student, "no results.json: grade the class again (it resumes)"])
-    return Gradebook(out, problems, unknown, missing, not_graded)
+        for member, group in twice:
+            alone, together = graded.students[member].score, graded.students[group].score
+            w.writerow(
+                [
+                    "twice",
+                    member,
+                    people[member]["Student"],
+                    f"handed in alone ({_pts(alone)} points) and with {group} ({_pts(together)} points): the "
+                    f"gradebook has {group}'s; decide which counts, then fix that row or remove one submission",
+                ]
+            )
+    return Gradebook(out, problems, unknown, missing, not_graded, credited, twice)

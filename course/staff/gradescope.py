@@ -3,11 +3,14 @@
 Gradescope unpacks the zip into ``/autograder/source``, runs ``setup.sh`` once when it builds the
 image, and ``run_autograder`` for every submission, which it places in ``/autograder/submission``;
 the grade is whatever ``/autograder/results/results.json`` says. Ours runs ``course grade`` on the
-submission with the staff's hidden seed, so answers tabled from the visible tests fail.
+submission with the staff's hidden seed, so answers tabled from the visible tests fail. Gradescope
+also writes ``/autograder/submission_metadata.json``, whose ``users`` are the submission's members
+(several for a group submission); they are recorded in results.json's ``extra_data``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from course import labs as _labs
@@ -16,6 +19,9 @@ from course.grader.runner import lab_budget
 from course.staff import release as _release
 
 NAME = "make-you-dangerous-autograder"
+# What is kept of each of submission_metadata.json's users: Gradescope documents name, email and id
+# (https://gradescope-autograders.readthedocs.io/en/latest/submission_metadata/); sid where a course has one.
+MEMBER_FIELDS = ("name", "email", "id", "sid")
 
 SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image (Ubuntu).
@@ -44,7 +50,7 @@ export COURSE_WARM="${{COURSE_WARM:-1}}"
 exec "$PYTHON" -m course grade {labs}--impl "$ROOT/submission" --results "$ROOT/results/results.json" \\
     --seed "${{COURSE_SEED:-{seed}}}" --timeout "${{COURSE_TIMEOUT:-{timeout:g}}}" \\
     --budget "${{COURSE_BUDGET:-{budget}}}" \\
-    --sandbox-user "${{COURSE_SANDBOX_USER:-nobody}}"
+    --sandbox-user "${{COURSE_SANDBOX_USER:-nobody}}" --metadata "$ROOT/submission_metadata.json"
 """
 
 
@@ -76,3 +82,31 @@ def build_autograder(
         scripts={"setup.sh": SETUP, "run_autograder": run},
         what="the autograder",
     )
+
+
+def members(metadata: Path) -> list[dict]:
+    """The submission's members from Gradescope's ``submission_metadata.json``: each user's name, email, id
+    (and sid where present), in its order; several for a group submission."""
+    metadata = Path(metadata)
+    try:
+        users = json.loads(metadata.read_text(encoding="utf-8"))["users"]
+        if not isinstance(users, list) or not all(isinstance(u, dict) for u in users):
+            raise TypeError("users is not a list of objects")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CourseError(f"{metadata}: not Gradescope's submission metadata, no list of users ({exc})") from None
+    return [{k: u[k] for k in MEMBER_FIELDS if k in u} for u in users]
+
+
+def record_members(results: Path, metadata: Path) -> list[dict] | None:
+    """Add the members in ``metadata`` to ``results``' ``extra_data`` (as ``members``); None where there is no
+    metadata file (grading outside Gradescope)."""
+    if not Path(metadata).exists():
+        return None
+    found = members(metadata)
+    results = Path(results)
+    data = json.loads(results.read_text(encoding="utf-8"))
+    data.setdefault("extra_data", {})["members"] = found
+    tmp = results.with_name(results.name + ".tmp")  # atomically, as write_gradescope does
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(results)
+    return found

@@ -8,7 +8,9 @@ students who handed in the same lab is compared with copydetect (winnowing, as M
 Pygments tokens with every name made one letter, so renaming variables and reordering functions
 changes little); the generated stubs and student notebooks are boilerplate, so the code every
 student was given never counts. A high score is a reason to read two submissions side by side, not
-a verdict.
+a verdict. With a roster that has a ``group`` column (``course groups``), two members of one group
+(or a member and the group's own folder) are expected to share code: such pairs are never flagged,
+and are listed apart.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import html
 import io
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from course import labs as _labs
 from course.errors import CourseError
 from course.grader.batch import MAX_UNZIPPED_BYTES, Submission, discover
 from course.grader.notebook import convert
+from course.staff.gradebook import GROUP_COLUMN, read_roster
 
 # Flag a pair when either side has at least this share of its own code (beyond the stubs) in common
 # with the other. Measured on lab01 (tests/course/test_similarity.py): a copy with every name changed
@@ -59,6 +62,7 @@ class Pair:
     a_to_b: float  # share of A's code (beyond the stubs) also in B
     b_to_a: float
     overlap: int  # characters of filtered code in common (copydetect's "tokens")
+    group: str = ""  # the group both belong to (the roster's group column): expected to share code
 
     @property
     def score(self) -> float:
@@ -75,7 +79,23 @@ class Result:
 
     @property
     def flagged(self) -> list[Pair]:
-        return [p for p in self.pairs if p.score >= self.threshold]
+        return [p for p in self.pairs if p.score >= self.threshold and not p.group]
+
+    @property
+    def same_group(self) -> list[Pair]:
+        """The pairs of one group, never flagged, highest first."""
+        return [p for p in self.pairs if p.group]
+
+
+def group_of(roster: Path | None) -> dict[str, str]:
+    """``{folder: group}`` for every member in ``roster``'s group column, and every group's own folder."""
+    if roster is None:
+        return {}
+    people = read_roster(roster)
+    found = {folder: row[GROUP_COLUMN] for folder, row in people.items() if row[GROUP_COLUMN]}
+    if not found:
+        raise CourseError(f"roster {roster}: no group column, or no one in a group; `course groups` writes one")
+    return found | {g: g for g in found.values()}
 
 
 def submission_code(sub: Submission, wanted: set[str] | None = None) -> tuple[dict[str, LabCode], list[str]]:
@@ -201,10 +221,15 @@ def similarity(
     labs: list[str] | None = None,
     threshold: float = THRESHOLD,
     boilerplate_root: Path | None = None,
+    roster: Path | None = None,
 ) -> Result:
-    """Compare every pair of students per lab; with ``out``, write ``similarity.csv`` and ``similarity.html`` there."""
+    """Compare every pair of students per lab; with ``out``, write ``similarity.csv`` and ``similarity.html`` there.
+
+    ``roster``: with a ``group`` column, pairs of one group are marked with it and never flagged.
+    """
     wanted = {_labs.lab_id(x) for x in labs} if labs else None
     _copydetect()  # before reading a class: a missing library is said first
+    groups = group_of(roster)
     by_lab: dict[str, list[LabCode]] = {}
     notes: list[str] = []
     for sub in discover(Path(submissions)):
@@ -219,6 +244,7 @@ def similarity(
         )
     given = given_hashes(boilerplate_sources(boilerplate_root))
     pairs = [p for lab in sorted(by_lab) for p in compare(by_lab[lab], given)]
+    pairs = [replace(p, group=groups[p.a]) if groups.get(p.a, "") == groups.get(p.b) else p for p in pairs]
     pairs.sort(key=lambda p: (-p.score, -p.overlap, p.lab, p.a, p.b))
     result = Result(pairs, threshold, notes)
     if out is not None:
@@ -229,17 +255,20 @@ def similarity(
     return result
 
 
-CSV_HEADER = ["lab", "student_a", "student_b", "a_to_b", "b_to_a", "max", "tokens_overlapping", "flagged"]
+CSV_HEADER = ["lab", "student_a", "student_b", "a_to_b", "b_to_a", "max", "tokens_overlapping", "flagged", "group"]
 
 
 def write_csv(result: Result, path: Path) -> Path:
-    """One row per pair, highest first: the shares both ways, their max, the overlap, flagged or not."""
+    """One row per pair, highest first: the shares both ways, their max, the overlap, flagged or not, and the
+    group both belong to (never flagged)."""
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(CSV_HEADER)
         for p in result.pairs:
-            flag = "yes" if p.score >= result.threshold else ""
-            w.writerow([p.lab, p.a, p.b, f"{p.a_to_b:.3f}", f"{p.b_to_a:.3f}", f"{p.score:.3f}", p.overlap, flag])
+            flag = "yes" if p.score >= result.threshold and not p.group else ""
+            w.writerow(
+                [p.lab, p.a, p.b, f"{p.a_to_b:.3f}", f"{p.b_to_a:.3f}", f"{p.score:.3f}", p.overlap, flag, p.group]
+            )
     return path
 
 
@@ -262,15 +291,19 @@ def write_html(result: Result, by_lab: dict[str, list[LabCode]], given, path: Pa
 
     e = html.escape
     code = {(c.lab, c.student): c for codes in by_lab.values() for c in codes}
-    rows, sections = [], []
-    shown = [p for p in result.pairs if p.overlap > 0][:REPORT_PAIRS]
+    rows, sections, grouped = [], [], []
+    shown = [p for p in result.pairs if p.overlap > 0 and not p.group][:REPORT_PAIRS]
     for rank, p in enumerate(result.pairs, 1):
         link = f'<a href="#pair-{rank}">{rank}</a>' if p in shown else str(rank)
-        cls = ' class="flagged"' if p.score >= result.threshold else ""
-        rows.append(
-            f"<tr{cls}><td>{link}</td><td>{e(p.lab)}</td><td>{e(p.a)}</td><td>{e(p.b)}</td>"
-            f"<td>{p.a_to_b:.0%}</td><td>{p.b_to_a:.0%}</td><td>{p.overlap}</td></tr>"
+        cls = ' class="flagged"' if p.score >= result.threshold and not p.group else ""
+        cells = (
+            f"<td>{link}</td><td>{e(p.lab)}</td><td>{e(p.a)}</td><td>{e(p.b)}</td>"
+            f"<td>{p.a_to_b:.0%}</td><td>{p.b_to_a:.0%}</td><td>{p.overlap}</td>"
         )
+        if p.group:
+            grouped.append(f"<tr>{cells}<td>{e(p.group)}</td></tr>")
+        else:
+            rows.append(f"<tr{cls}>{cells}</tr>")
     for rank, p in enumerate(result.pairs, 1):
         if p not in shown:
             continue
@@ -297,9 +330,20 @@ other's. Matches are highlighted in both; a high share is a reason to read the t
 {f"<p>Left out:</p><ul>{notes}</ul>" if notes else ""}
 <table><thead><tr><th>#</th><th>lab</th><th>student A</th><th>student B</th><th>A→B</th><th>B→A</th>
 <th>tokens in common</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
+{_grouped_table(grouped)}
 <h2>Side by side</h2>
 {"".join(sections) or "<p>No pair has any code in common beyond the stubs.</p>"}
 </body></html>
 """
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _grouped_table(rows: list[str]) -> str:
+    if not rows:
+        return ""
+    return (
+        "<h2>Pairs of one group</h2><p>The roster puts both in one group: they are expected to share code, and are "
+        "never flagged.</p><table><thead><tr><th>#</th><th>lab</th><th>student A</th><th>student B</th><th>A→B</th>"
+        f"<th>B→A</th><th>tokens in common</th><th>group</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )

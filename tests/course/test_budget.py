@@ -122,6 +122,22 @@ def test_the_budget_is_what_stops_the_lab(fake, budget, jobs):
         assert report.score == 1 and report.budget_spent()["lab42"] >= 2.0
 
 
+def test_a_lab_that_never_finishes_importing_costs_at_most_its_budget(tmp_path):
+    """Importing the lab is the student's code too: charged to the budget, and cut off by it."""
+    source = labs.lab_files("solutions")["lab01"]
+    (tmp_path / "impl").mkdir()
+    (tmp_path / "impl" / source.name).write_text(source.read_text() + "\nwhile True:\n    pass\n")
+    start = time.monotonic()
+    report = grade(["lab01"], impl=tmp_path / "impl", timeout=TIMEOUT, jobs=1)
+    seconds = time.monotonic() - start
+    budget = BUDGET_TIMEOUTS * TIMEOUT
+    assert seconds < budget + OVERHEAD_S < 120, seconds  # not the 120 s an import may otherwise take
+    first, *rest = report.outcomes
+    assert first.status == "timed out" and "importing the lab took longer than" in first.message, first
+    assert budget <= first.charged < budget + 1.0, first.charged
+    assert {o.status for o in rest} == {"not run"} and report.score == 0
+
+
 def test_an_honest_solution_keeps_full_marks_under_the_default_budget():
     report = grade(["lab01"], impl="solutions")
     assert report.budget == BUDGET_TIMEOUTS * report.timeout

@@ -39,6 +39,9 @@ def test_seeded_key_is_the_plain_key_at_seed_0_and_deterministic_otherwise(monke
     monkeypatch.setattr(testing, "SEED", 7)
     a, b = (jax.random.key_data(testing.seeded_key(5)) for _ in range(2))
     assert np.array_equal(a, b) and not np.array_equal(a, plain)
+    monkeypatch.setattr(testing, "SEED", 7 + (1 << 32))  # a seed longer than fold_in's 32 bits
+    long = jax.random.key_data(testing.seeded_key(5))
+    assert not np.array_equal(long, a) and not np.array_equal(long, plain)
 
 
 def test_a_hidden_seed_defeats_answers_tabled_from_the_visible_inputs(tmp_path):
@@ -131,8 +134,15 @@ def test_the_gradescope_autograder_runs_end_to_end(open_tmp, fresh_stubs):
     assert not any(n.startswith("solutions/") for n in names) and not any(n.startswith("tests/course/") for n in names)
     lab01 = labs.lab_files("solutions")["lab01"]
 
-    full = _run_autograder(_autograder(tmp_path / "a", zip_path, {lab01.name: lab01.read_text()}))
+    root = _autograder(tmp_path / "a", zip_path, {lab01.name: lab01.read_text()})
+    users = [
+        {"email": "erin@example.com", "id": 1234, "name": "Erin E"},
+        {"email": "f@example.com", "id": 5, "name": "F"},
+    ]
+    (root / "submission_metadata.json").write_text(json.dumps({"id": 1, "users": users}))  # a group's submission
+    full = _run_autograder(root)
     assert full["score"] == full["max_score"] > 0
+    assert full["extra_data"]["members"] == [{"name": u["name"], "email": u["email"], "id": u["id"]} for u in users]
     assert full["execution_time"] > 0
     for t in full["tests"]:
         assert {"name", "number", "score", "max_score", "status", "output", "tags", "visibility"} <= set(t)
@@ -141,6 +151,7 @@ def test_the_gradescope_autograder_runs_end_to_end(open_tmp, fresh_stubs):
 
     none = _run_autograder(_autograder(tmp_path / "b", zip_path, {lab01.name: (fresh_stubs / lab01.name).read_text()}))
     assert none["score"] == 0 and none["max_score"] == full["max_score"]
+    assert "members" not in none["extra_data"]  # no submission_metadata.json: graded outside Gradescope
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="users are switched only as root")
