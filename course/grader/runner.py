@@ -132,6 +132,7 @@ def grade(
     keyword: str | None = None,
     shown: dict[str, locations.Source] | None = None,
     daemon: bool = False,
+    unreadable: dict[str, str] | None = None,
 ) -> Report:
     """Run the graded tests of ``labs`` (all when None) against ``impl`` and score them.
 
@@ -152,11 +153,14 @@ def grade(
         (:mod:`course.grader.locations`): ``course.check`` names a kernel's cells.
       daemon: fork the grading processes from this user's daemon zygote, which outlives this call (the
         ``course grade`` command line), not from one of this process (:func:`course.grader.zygote.shared`).
+      unreadable: labs that cannot be graded, and why (a submission that could not be unpacked): their
+        tests score 0 with that reason; so do the tests of a lab missing from ``impl``.
 
     ``impl`` may also hold Jupyter notebooks, or be one (``labNN_*.ipynb``): their code cells are graded
     as the lab module (:func:`course.grader.notebook.convert_for_grading`), and ``labs=None`` means their labs.
     """
     start = time.monotonic()
+    not_graded = dict(unreadable or {})
     notebook = _notebook.has_notebooks(impl)
     impl_dir = Path(impl).resolve() if notebook and Path(impl).is_file() else _labs.impl_dir(impl)
     tests_dir = Path(tests_dir).resolve() if tests_dir else _labs.graded_tests_dir()
@@ -167,13 +171,17 @@ def grade(
         shown = dict(shown or {})
         if notebook:
             converted.mkdir()
-            found, report.notes, cells = _notebook.convert_for_grading(impl_dir, converted, labs)
+            found, report.notes, cells, damaged = _notebook.convert_for_grading(impl_dir, converted, labs)
             shown.update({str(converted / name): source for name, source in cells.items()})
-            labs = labs or found + [_labs.lab_id(p.stem) for p in impl_dir.glob("lab*.py") if _labs.is_lab_file(p)]
+            own = [_labs.lab_id(p.stem) for p in impl_dir.glob("lab*.py") if _labs.is_lab_file(p)]
+            labs = labs or sorted({*found, *damaged, *own})
+            not_graded = {**damaged, **not_graded}
         plan = collect(tests_dir, labs)
         if not plan:
             return report
-        snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp), converted=converted, shown=shown)
+        snapshot = Snapshot.take(
+            plan, tests_dir, impl_dir, Path(tmp), converted=converted, shown=shown, unreadable=not_graded
+        )
         sandbox_user = sandbox_setting(sandbox_user, snapshot, report)
         log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
         with log:
@@ -241,6 +249,7 @@ class Snapshot:
         root: Path,
         converted: Path | None = None,
         shown: dict[str, locations.Source] | None = None,  # a source file's path -> how to name it
+        unreadable: dict[str, str] | None = None,  # lab -> why its file could not be read (a damaged notebook)
     ) -> "Snapshot":
         root.chmod(0o755)
         tests, impl = root / "tests" / tests_dir.name, root / "impl"
@@ -261,6 +270,7 @@ class Snapshot:
             own = locations.Source(locations.shown_path(path))
             places.sources[str(impl / path.name)] = (shown or {}).get(str(path), own)
         places.write(root / "locations.json")
+        (root / "not_graded.json").write_text(json.dumps(unreadable or {}), encoding="utf-8")
         for path in [root, *root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         copied = {lid: [tests / p.name for p in files] for lid, files in plan.items()}
@@ -373,6 +383,7 @@ def _pytest_args(snapshot: Snapshot, files: list[Path]) -> list[str]:
         f"--rootdir={snapshot.tests.parent}",
         f"--impl={snapshot.impl}",
         f"--locations={snapshot.locations}",
+        f"--not-graded={snapshot.root / 'not_graded.json'}",
     ]
 
 
