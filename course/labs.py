@@ -63,7 +63,7 @@ def lab_files(impl: str | os.PathLike = "solutions") -> dict[str, Path]:
     """``{"lab01": Path(".../lab01_perceptron.py"), ...}`` in lab order."""
     found = {}
     for path in sorted(impl_dir(impl).glob("lab*.py")):
-        if m := _LAB_FILE.match(path.name):
+        if (m := _LAB_FILE.match(path.name)) and path.is_file():  # a folder named like one is not a lab
             found[m.group(1)] = path
     return found
 

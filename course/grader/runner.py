@@ -262,7 +262,7 @@ class Snapshot:
             for folder in [converted, impl_dir]
             if folder and folder.is_dir()
             for p in sorted(folder.rglob("lab*.py"), key=lambda p: -len(p.parts))
-            if _labs.is_lab_file(p)
+            if _labs.is_lab_file(p) and p.is_file()
         ]
         places = locations.Locations(folders={str(tests): locations.shown_path(tests_dir)})
         for path in sources:  # later copies win: the submission's own shallowest .py files come last

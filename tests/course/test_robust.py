@@ -150,6 +150,14 @@ def test_a_zip_that_cannot_be_unpacked_whole_loses_only_the_entries_in_the_way(t
     assert not any(str(tmp_path) in note for note in notes)
 
 
+def test_a_folder_named_like_a_lab_file_is_not_one(tmp_path):
+    path = tmp_path / "kim.zip"
+    path.write_bytes(_zip([("lab01_x.py/extra.py", b"y = 2\n"), ("lab01_x.py", LAB01.read_bytes())]))
+    impl, notes = batch._unpack(batch.Submission("kim", path), tmp_path / "unpacked")
+    assert (impl / "lab01_x.py").is_dir() and len(notes) == 1 and "'lab01_x.py'" in notes[0]
+    assert labs.lab_files(impl) == {}  # so lab01's tests say that there is no lab01 file
+
+
 def _class(tmp_path) -> Path:
     """A class of lab 01 submissions, every one malformed in its own way, and one good one."""
     subs = tmp_path / "submissions"

@@ -144,9 +144,9 @@ def _recording(name, fn):
     def wrapper(*args, **kwargs):
         result = fn(*args, **kwargs)
         try:
-            entry = (name, _key(args, kwargs), _data(result), _shape(args), _shape(result))
+            entry = (name, _key(args, kwargs), _data(result), _shape(result))
         except (LookupError, NotData):
-            entry = (name, None, None, None, _shape(result))
+            entry = (name, None, None, _shape(result))
         with open({record!r}, "ab") as f:
             _pickle.dump(entry, f)
         return result
@@ -215,7 +215,7 @@ def _table(record: Path, names: list[str]) -> bytes:
     with record.open("rb") as f:
         while True:
             try:
-                name, key, value, _, shape = pickle.load(f)
+                name, key, value, shape = pickle.load(f)
             except EOFError:
                 break
             if key is not None and value is not None:
@@ -245,11 +245,10 @@ def _same(a, b) -> bool:
 def test_a_tabled_lab_scores_zero_under_a_hidden_seed(tmp_path, lab):
     solution = labs.lab_files("solutions")[lab]
     names = _functions(solution)
-    common = COMMON
     (tmp_path / "recorder").mkdir()
     record = tmp_path / "record.pickle"
     (tmp_path / "recorder" / solution.name).write_text(
-        RECORDER.format(lab=lab, common=common, solution=str(solution), record=str(record), functions=names)
+        RECORDER.format(lab=lab, common=COMMON, solution=str(solution), record=str(record), functions=names)
     )
     recorded = grade([lab], impl=tmp_path / "recorder", timeout=120, budget="off", sandbox_user="none")
     assert recorded.score == recorded.max_score > 0, [(o.name, o.status, o.message) for o in recorded.outcomes]
@@ -257,11 +256,12 @@ def test_a_tabled_lab_scores_zero_under_a_hidden_seed(tmp_path, lab):
 
     (tmp_path / "tabled").mkdir()
     blob = _table(record, names).decode()
-    (tmp_path / "tabled" / solution.name).write_text(TABLED.format(lab=lab, common=common, blob=blob))
+    (tmp_path / "tabled" / solution.name).write_text(TABLED.format(lab=lab, common=COMMON, blob=blob))
     visible = grade([lab], impl=tmp_path / "tabled", timeout=60, budget="off", sandbox_user="none")
     hidden = grade([lab], impl=tmp_path / "tabled", timeout=60, budget="off", sandbox_user="none", seed=HIDDEN_SEED)
     passed = [o.name for o in visible.outcomes if o.status == "passed"]
     print(f"{lab}: tabled {visible.score:g}/{visible.max_score:g} at seed 0 ({len(passed)} tests), ", end="")
     print(f"{hidden.score:g}/{hidden.max_score:g} under seed {HIDDEN_SEED}")
+    assert visible.score > 0, f"{lab}: the table answers none of the visible tests: the recording is broken"
     leaked = [f"{o.name}: {o.status}" for o in hidden.outcomes if o.status == "passed"]
     assert hidden.score == 0, f"{lab}: answers tabled from the visible tests pass under seed {HIDDEN_SEED}: {leaked}"
