@@ -77,10 +77,13 @@ def test_output_size(lab, key, n, k, stride, padding, want):
         want,
         f"output_size({n}, {k}, stride={stride}, padding={padding!r})",
     )
-    n = n + int(jax.random.randint(key, (), 1, 100_000))  # a longer axis of the grading seed's
-    want = (n - k) // stride + 1 if padding == "valid" else -(-n // stride)
-    got = lab.output_size(n, k, stride=stride, padding=padding)
-    expect_equal(got, want, f"output_size({n}, {k}, stride={stride}, padding={padding!r})")
+    # A longer axis of the grading seed's, at this stride and at a larger one.
+    kn, ks = jax.random.split(key)
+    n = n + int(jax.random.randint(kn, (), 1, 100_000))
+    for s in (stride, stride + int(jax.random.randint(ks, (), 1, 4))):
+        want = (n - k) // s + 1 if padding == "valid" else -(-n // s)
+        got = lab.output_size(n, k, stride=s, padding=padding)
+        expect_equal(got, want, f"output_size({n}, {k}, stride={s}, padding={padding!r})")
 
 
 CASES = [
