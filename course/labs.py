@@ -63,7 +63,7 @@ def lab_files(impl: str | os.PathLike = "solutions") -> dict[str, Path]:
     """``{"lab01": Path(".../lab01_perceptron.py"), ...}`` in lab order."""
     found = {}
     for path in sorted(impl_dir(impl).glob("lab*.py")):
-        if m := _LAB_FILE.match(path.name):
+        if (m := _LAB_FILE.match(path.name)) and path.is_file():  # a folder named like one is not a lab
             found[m.group(1)] = path
     return found
 
@@ -96,9 +96,17 @@ def lab_path(name: str, impl: str | os.PathLike) -> Path:
 
 
 def lab_title(path: Path) -> str:
-    """The first line of a lab's module docstring, read without importing (and so without JAX)."""
-    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
-    return doc.strip().splitlines()[0] if doc else path.stem
+    """The first line of a lab's module docstring, read without importing (and so without JAX).
+
+    A file that does not parse or decode (a student's, mid-edit) has its name for a title: grading it
+    says what is wrong with it, test by test.
+    """
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_bytes()))
+    except (SyntaxError, ValueError, OSError, RecursionError, MemoryError):  # ValueError: bad bytes, a NUL
+        return path.stem
+    lines = doc.strip().splitlines() if doc else []
+    return lines[0] if lines else path.stem
 
 
 def load_lab(name: str, impl: str | os.PathLike) -> ModuleType:

@@ -16,6 +16,7 @@ student's grading would load.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -29,8 +30,9 @@ from pathlib import Path
 from course import labs as _labs
 from course.errors import CourseError
 from course.grader import privacy
+from course.grader.locations import Source
 from course.grader.report import write_gradescope
-from course.grader.runner import Report, grade, isolation_setting, lab_budget
+from course.grader.runner import Report, collect, grade, isolation_setting, lab_budget
 
 
 @dataclass(frozen=True)
@@ -116,15 +118,16 @@ def grade_class(
 
     def one(sub: Submission) -> None:
         target = out / sub.student
-        stamp = fingerprint(sub, settings)
-        done = target / "grading.json"
-        if done.exists() and json.loads(done.read_text()).get("fingerprint") == stamp:
-            log(f"{sub.student}: already graded")
-            return
+        stamp = None
         with tempfile.TemporaryDirectory(prefix="course-student-") as tmp:
             os.chmod(tmp, 0o711)  # the sandbox's user must reach its cache (jax-cache, which it is given) inside
             try:  # what goes wrong with one submission (not a zip, a zip bomb, not a notebook) is its row only
-                impl = _unpack(sub, Path(tmp) / "submission")
+                stamp = fingerprint(sub, settings)
+                done = target / "grading.json"
+                if done.exists() and json.loads(done.read_text()).get("fingerprint") == stamp:
+                    log(f"{sub.student}: already graded")
+                    return
+                impl, notes = _unpack(sub, Path(tmp) / "submission")
                 cache = Path(tmp) / "jax-cache"
                 if warm_cache is not None and warm_cache.is_dir() and not isolate:
                     shutil.copytree(warm_cache, cache)
@@ -139,47 +142,119 @@ def grade_class(
                     sandbox_cache=cache,
                     warm_cache=warm_cache if isolate and warm_cache is not None and warm_cache.is_dir() else None,
                     isolation=isolation,
+                    shown=_shown(impl),
                 )
-            except CourseError as exc:
-                report = Report(impl=str(sub.path), problems=[f"not graded: {exc}"], timeout=timeout, budget=budget)
+                report.notes[:0] = notes
+            except CourseError as exc:  # the submission's own fault: the same bytes get the same answer
+                report = _not_graded(sub, str(exc), labs, timeout=timeout, budget=budget, seed=seed, tmp=Path(tmp))
+            except Exception as exc:  # noqa: BLE001 - a bug of ours must cost this row, not the class's gradebook
+                stamp = None  # tried again by the next run
+                why = f"the grader failed on it ({type(exc).__name__}: {exc})"
+                report = _not_graded(sub, why, labs, timeout=timeout, budget=budget, seed=seed, tmp=Path(tmp))
         target.mkdir(parents=True, exist_ok=True)
         write_gradescope(report, target / "results.json")
-        done.write_text(json.dumps({"fingerprint": stamp, "score": report.score, "max_score": report.max_score}))
+        if stamp is not None:
+            (target / "grading.json").write_text(
+                json.dumps({"fingerprint": stamp, "score": report.score, "max_score": report.max_score})
+            )
+        else:
+            (target / "grading.json").unlink(missing_ok=True)
         log(f"{sub.student}: {report.score:g}/{report.max_score:g} in {report.duration:.1f} s")
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for future in [pool.submit(one, sub) for sub in students]:
             future.result()
-    return write_gradebook(out, [s.student for s in students])
+    gradebook = write_gradebook(out, [s.student for s in students])
+    with gradebook.open(newline="") as f:
+        failed = [(row["student"], row[NOT_GRADED]) for row in csv.DictReader(f) if row[NOT_GRADED]]
+    if failed:
+        log(f"could not grade {len(failed)} submission(s), listed in {gradebook.name} ({NOT_GRADED!r}):")
+        for student, why in failed:
+            log(f"  {student}: {why}")
+    return gradebook
 
 
-def _unpack(sub: Submission, impl: Path) -> Path:
-    """The submission as a folder of files at ``impl``."""
+def _not_graded(sub: Submission, why: str, labs: list[str] | None, *, timeout, budget, seed, tmp: Path) -> Report:
+    """The results of a submission that could not be graded at all: every test of its labs at 0 points,
+    each saying why (so its row has the class's maximum), and the reason as the report's problem."""
+    try:
+        empty = Path(tempfile.mkdtemp(prefix="nothing-", dir=tmp))
+        wanted = list(collect(_labs.graded_tests_dir(), labs))
+        report = grade(
+            wanted, impl=empty, timeout=timeout, budget=budget, jobs=1, seed=seed, unreadable=dict.fromkeys(wanted, why)
+        )
+    except Exception:  # noqa: BLE001 - then at least the reason, with no tests
+        report = Report(impl=sub.path.name, timeout=timeout, budget=budget)
+    report.impl = sub.path.name
+    report.problems.insert(0, f"not graded: {why}")
+    return report
+
+
+def _shown(impl: Path) -> dict[str, Source]:
+    """Each lab file of an unpacked submission named by its place in the submission, not our folder."""
+    return {
+        str(p.resolve()): Source(str(p.relative_to(impl)))
+        for p in impl.rglob("lab*.py")
+        if _labs.is_lab_file(p) and p.is_file()
+    }
+
+
+def _unpack(sub: Submission, impl: Path) -> tuple[Path, list[str]]:
+    """The submission as a folder of files at ``impl``, and notes on what of it could not be unpacked."""
     if sub.path.is_dir():  # links stay links: the grader follows none out of the submission
         shutil.copytree(sub.path, impl, symlinks=True)
-        return impl
+        return impl, []
     try:
         with zipfile.ZipFile(sub.path) as zf:
-            _safe_extract(zf, impl)
-    except zipfile.BadZipFile:
-        raise CourseError(f"{sub.path.name} is not a zip file") from None
-    return impl
+            notes = _safe_extract(zf, impl)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        raise CourseError(
+            f"{sub.path.name} is not a zip file (or a damaged one): hand in a .zip of your lab files"
+        ) from None
+    return impl, notes
 
 
 MAX_UNZIPPED_BYTES = 256 << 20  # a submission is lab files: more than this is a zip bomb, not homework
 
 
-def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> None:
-    """Extract only regular files that land inside ``dest`` (no absolute paths, no ``..``)."""
+def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> list[str]:
+    """Extract only regular files that land inside ``dest`` (no absolute paths, no ``..``); returns a note
+    for each entry that could not be written (a name too long, a file where a folder should be, a
+    damaged entry), which is left out: the rest of the submission is graded as usual."""
     dest.mkdir(parents=True)
-    if sum(info.file_size for info in zf.infolist()) > MAX_UNZIPPED_BYTES:
+    infos = zf.infolist()
+    if sum(info.file_size for info in infos) > MAX_UNZIPPED_BYTES:
         raise CourseError(f"the zip unpacks to more than {MAX_UNZIPPED_BYTES >> 20} MiB")
-    for info in zf.infolist():
-        target = (dest / info.filename).resolve()
-        if info.is_dir() or not target.is_relative_to(dest.resolve()):
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(zf.read(info))
+    notes = []
+    for info in infos:
+        try:
+            target = (dest / info.filename).resolve()
+            if info.is_dir() or not target.is_relative_to(dest.resolve()):
+                continue
+            data = zf.read(info)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        except (OSError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile, EOFError) as exc:
+            notes.append(f"{_entry(info.filename)} in the zip could not be unpacked ({_why(exc)}), so it was left out")
+    return notes
+
+
+def _entry(name: str) -> str:
+    """A zip entry's name, shortened for a message."""
+    return repr(name if len(name) <= 80 else name[:40] + "…" + name[-30:])
+
+
+def _why(exc: BaseException) -> str:
+    """Why an entry could not be written, in words (never our temporary path)."""
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return "a file of the same name is in the way of a folder, or the reverse"
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        return "its name is too long"
+    if isinstance(exc, RuntimeError | NotImplementedError):
+        return "it is encrypted or compressed in a way this grader cannot read"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return "it is damaged"
 
 
 def lab_points(results: dict) -> tuple[dict[str, float], dict[str, float]]:
@@ -193,21 +268,28 @@ def lab_points(results: dict) -> tuple[dict[str, float], dict[str, float]]:
     return earned, possible
 
 
+NOT_GRADED = "not graded"  # the gradebook's last column: why a submission could not be graded, if it could not
+
+
 def write_gradebook(out: Path, students: list[str]) -> Path:
-    """``out/gradebook.csv``: student, one column per lab (points earned), total, max."""
+    """``out/gradebook.csv``: student, one column per lab (points earned), total, max, and why a submission
+    could not be graded (empty when it was)."""
     rows, labs = [], set()
     for student in students:
         results = json.loads((out / student / "results.json").read_text())
         per_lab, _ = lab_points(results)
         labs |= set(per_lab)
-        rows.append((student, per_lab, results["score"], results["max_score"]))
+        problems = results.get("extra_data", {}).get("problems", [])
+        why = "; ".join(p.removeprefix("not graded: ") for p in problems if p.startswith("not graded: "))
+        rows.append((student, per_lab, results["score"], results["max_score"], why))
     columns = sorted(labs)
     path = out / "gradebook.csv"
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["student", *columns, "total", "max"])
-        for student, per_lab, score, max_score in rows:
-            w.writerow([student, *(f"{per_lab.get(c, 0.0):g}" for c in columns), f"{score:g}", f"{max_score:g}"])
+        w.writerow(["student", *columns, "total", "max", NOT_GRADED])
+        for student, per_lab, score, max_score, why in rows:
+            points = [f"{per_lab.get(c, 0.0):g}" for c in columns]
+            w.writerow([student, *points, f"{score:g}", f"{max_score:g}", why])
     tmp.replace(path)
     return path

@@ -109,30 +109,81 @@ def module_source(
     return "\n".join(lines) + "\n", notes, where
 
 
+def _course_metadata(nb) -> dict:
+    """The notebook's ``course`` metadata (``{"lab": ..., "source": ...}``), or ``{}`` where it is missing
+    or of another type: a notebook is the student's file, and its metadata may hold anything."""
+    meta = nb.get("metadata") if isinstance(nb, dict) else None
+    course = meta.get("course") if isinstance(meta, dict) else None
+    return course if isinstance(course, dict) else {}
+
+
 def notebook_lab(path: Path, nb=None) -> str | None:
     """Which lab a notebook is: its ``course`` metadata, else a ``labNN`` in its file name."""
-    if nb is not None and (lab := nb.metadata.get("course", {}).get("lab")):
-        return _labs.lab_id(lab)
+    lab = _course_metadata(nb).get("lab")
+    if isinstance(lab, (str, int)) and not isinstance(lab, bool):
+        try:
+            return _labs.lab_id(str(lab))
+        except CourseError:  # metadata that names no lab: the file's name may
+            pass
     m = re.search(r"(lab\d{2})", path.stem, re.I)
     return m.group(1).lower() if m else None
 
 
+def code_cells(nb, name: str) -> list[tuple[str, str]]:
+    """``(label, source)`` of each code cell, in order; a :class:`CourseError` naming the cell where a
+    cell is not one (a damaged file: a source that is a number, a cell that is not an object)."""
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if not isinstance(cells, list):
+        raise CourseError(f"{name} is not a notebook: it has no list of cells")
+    out = []
+    for n, cell in enumerate(cells, 1):
+        if not isinstance(cell, dict):
+            raise CourseError(f"{name}, cell {n} is damaged (not a cell at all); {_RESAVE}")
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list) and all(isinstance(line, str) for line in source):
+            source = "".join(source)  # the on-disk form: a list of lines
+        if not isinstance(source, str):
+            raise CourseError(
+                f"{name}, cell {n}: its code is {_kind(source)}, not text, so the file is damaged; {_RESAVE}"
+            )
+        out.append((_label(cell, n), source))
+    return out
+
+
+_RESAVE = "open it in Jupyter (or Colab) and save it again, or hand in the lab's .py file instead"
+
+
 def convert(path: Path) -> Converted:
-    """One ``.ipynb`` file as a lab module."""
+    """One ``.ipynb`` file as a lab module; a :class:`CourseError` saying why for a file that is not one."""
     import nbformat
 
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # a truncated download, or not a notebook at all
-        raise CourseError(f"{path.name} is not a readable notebook: {exc}") from exc
+        raise CourseError(f"{path.name} is not a readable notebook: {_reason(exc)}; {_RESAVE}") from exc
     lab = notebook_lab(path, nb)
     if lab is None:
         raise CourseError(f"{path.name}: which lab is this? Name the file labNN_….ipynb (e.g. lab01_perceptron.ipynb)")
-    cells = [(_label(c, n), c.source) for n, c in enumerate(nb.cells, 1) if c.cell_type == "code"]
-    source, notes, where = module_source(cells, origin=path.name)
-    stem = Path(nb.metadata.get("course", {}).get("source", "")).stem
+    source, notes, where = module_source(code_cells(nb, path.name), origin=path.name)
+    stem = _course_metadata(nb).get("source")
+    stem = Path(stem).stem if isinstance(stem, str) else ""
     name = f"{stem}.py" if _labs.is_lab_file(f"{stem}.py") and stem.startswith(lab) else f"{lab}_notebook.py"
     return Converted(lab, name, source, notes, where)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a file is not a notebook, in words (the reader's own message names its internals)."""
+    if type(exc).__name__ == "NotJSONError" or isinstance(exc, (ValueError, UnicodeError)) and "JSON" in str(exc):
+        return "it is not a notebook file at all (a truncated download, or another kind of file named .ipynb?)"
+    return "its contents are not laid out as a Jupyter notebook's"
+
+
+def _kind(value) -> str:
+    """What a JSON value is, in words."""
+    kinds = {bool: "true/false", int: "a number", float: "a number", type(None): "empty (null)", list: "a list"}
+    return kinds.get(type(value), "an object" if isinstance(value, dict) else type(value).__name__)
 
 
 def _label(cell, position: int) -> str:
@@ -148,12 +199,13 @@ def has_notebooks(impl: str | os.PathLike) -> bool:
 
 def convert_for_grading(
     source: Path, dest: Path, wanted: list[str] | None = None
-) -> tuple[list[str], list[str], dict[str, Source]]:
+) -> tuple[list[str], list[str], dict[str, Source], dict[str, str]]:
     """Write the lab module of each notebook in ``source`` (a folder, or one ``.ipynb``) into ``dest``.
 
     Only the labs ``wanted`` (all when None). A lab that also has a ``labNN_*.py`` in the folder is
-    graded from that file. Returns the labs converted, notes for the report, and for each module
-    written (by file name) how messages name its lines (:class:`course.grader.locations.Source`).
+    graded from that file. Returns the labs converted, notes for the report, for each module written
+    (by file name) how messages name its lines (:class:`course.grader.locations.Source`), and for each
+    lab whose notebook could not be read, why (its tests then score 0 with that reason).
     """
 
     wanted = {_labs.lab_id(x) for x in wanted} if wanted else None
@@ -164,10 +216,18 @@ def convert_for_grading(
     present = (
         {_labs.lab_id(p.stem) for p in source.glob("lab*.py") if _labs.is_lab_file(p)} if source.is_dir() else set()
     )
-    labs, notes, shown = [], [], {}
+    labs, notes, shown, unreadable = [], [], {}, {}
     notes += [f"{p.name}: not graded; it is a link to a file outside your submission" for p in outside]
     for path in files:
-        conv = convert(path)
+        try:
+            conv = convert(path)
+        except CourseError as exc:  # that lab's tests say why; the other notebooks are graded as usual
+            lab = notebook_lab(path)
+            if lab is not None and (wanted is None or lab in wanted) and lab not in present:
+                unreadable.setdefault(lab, str(exc))
+            elif lab is None:
+                notes.append(f"not graded: {exc}")
+            continue
         if wanted is not None and conv.lab not in wanted:
             continue
         if conv.lab in present:
@@ -181,4 +241,4 @@ def convert_for_grading(
         labs.append(conv.lab)
         notes += conv.notes
         notes.append(f"{path.name}: graded as {conv.lab} (its code cells, in order; the demo does not run)")
-    return labs, notes, shown
+    return labs, notes, shown, {lab: why for lab, why in unreadable.items() if lab not in labs}

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import zlib
@@ -70,6 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--locations", default=None, help=argparse.SUPPRESS)
     # The grader's: its settings as one file in the snapshot (never on a command line a sandbox could read).
     group.addoption("--settings", default=None, help=argparse.SUPPRESS)
+    # The grader's: {lab: why} for labs whose file could not be read (a damaged notebook); their tests say why.
+    group.addoption("--not-graded", default=None, help=argparse.SUPPRESS)
 
 
 def cache_root() -> Path:
@@ -192,7 +195,7 @@ def lab(request: pytest.FixtureRequest):
     folder = impl_dir(config)
     setting = config.getoption("--sandbox-user")
     user = privacy.sandbox_user(setting)
-    path = _labs.lab_path(lid, folder)
+    path = _lab_file(config, lid, folder)
     unreadable = user and privacy.unreadable_as(*user, [str(path), *privacy.needed_by_sandboxes()])
     if unreadable:  # e.g. a pyenv under /root, which the unprivileged user cannot even read
         if setting != "auto":
@@ -210,6 +213,24 @@ def lab(request: pytest.FixtureRequest):
     )
     yield remote.RemoteLab(sandbox, _clock)
     sandbox.stop()
+
+
+def _lab_file(config: pytest.Config, lid: str, folder: Path) -> Path:
+    """The lab's file under test, or a :class:`CourseError` saying, in the student's terms, why there is none."""
+    from course.errors import CourseError
+
+    reasons = config.getoption("--not-graded")
+    if reasons:
+        why = json.loads(Path(reasons).read_text(encoding="utf-8")).get(lid)
+        if why:
+            raise CourseError(f"{lid} could not be graded: {why}")
+    path = _labs.lab_files(folder).get(lid)
+    if path is None:
+        raise CourseError(
+            f"{lid} could not be graded: the submission has no {lid} file (name it like the course's, "
+            f"{lid}_<topic>.py, or hand in its notebook {lid}_<topic>.ipynb)"
+        )
+    return path
 
 
 @pytest.fixture

@@ -100,6 +100,7 @@ def gradescope(report: Report) -> dict:
             "timeout_s": report.timeout,
             "budget_s": report.budget,  # null: graded without a budget
             "budget_spent_s": report.budget_spent(),
+            "problems": list(report.problems),  # what stopped tests from being graded (a class's gradebook lists them)
         },
     }
     spent = [

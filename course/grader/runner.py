@@ -135,6 +135,7 @@ def grade(
     daemon: bool = False,
     isolation: str = "auto",
     warm_cache: Path | None = None,
+    unreadable: dict[str, str] | None = None,
 ) -> Report:
     """Run the graded tests of ``labs`` (all when None) against ``impl`` and score them.
 
@@ -159,11 +160,14 @@ def grade(
         ``course grade`` command line), not from one of this process (:func:`course.grader.zygote.shared`).
       isolation: ``auto`` (each sandbox in namespaces of its own where the machine allows,
         :mod:`course.grader.isolation`), ``required`` (refuse to grade where it does not), ``off``.
+      unreadable: labs that cannot be graded, and why (a submission that could not be unpacked): their
+        tests score 0 with that reason; so do the tests of a lab missing from ``impl``.
 
     ``impl`` may also hold Jupyter notebooks, or be one (``labNN_*.ipynb``): their code cells are graded
     as the lab module (:func:`course.grader.notebook.convert_for_grading`), and ``labs=None`` means their labs.
     """
     start = time.monotonic()
+    not_graded = dict(unreadable or {})
     notebook = _notebook.has_notebooks(impl)
     impl_dir = Path(impl).resolve() if notebook and Path(impl).is_file() else _labs.impl_dir(impl)
     tests_dir = Path(tests_dir).resolve() if tests_dir else _labs.graded_tests_dir()
@@ -177,13 +181,18 @@ def grade(
         shown = dict(shown or {})
         if notebook:
             converted.mkdir()
-            found, report.notes, cells = _notebook.convert_for_grading(impl_dir, converted, labs)
+            found, notes, cells, damaged = _notebook.convert_for_grading(impl_dir, converted, labs)
+            report.notes += notes
             shown.update({str(converted / name): source for name, source in cells.items()})
-            labs = labs or found + [_labs.lab_id(p.stem) for p in impl_dir.glob("lab*.py") if _labs.is_lab_file(p)]
+            own = [_labs.lab_id(p.stem) for p in impl_dir.glob("lab*.py") if _labs.is_lab_file(p)]
+            labs = labs or sorted({*found, *damaged, *own})
+            not_graded = {**damaged, **not_graded}
         plan = collect(tests_dir, labs)
         if not plan:
             return report
-        snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp), converted=converted, shown=shown)
+        snapshot = Snapshot.take(
+            plan, tests_dir, impl_dir, Path(tmp), converted=converted, shown=shown, unreadable=not_graded
+        )
         report.notes += [
             f"{name}: not graded; it is a link to a file outside your submission" for name in snapshot.refused
         ]
@@ -262,6 +271,7 @@ class Snapshot:
         root: Path,
         converted: Path | None = None,
         shown: dict[str, locations.Source] | None = None,  # a source file's path -> how to name it
+        unreadable: dict[str, str] | None = None,  # lab -> why its file could not be read (a damaged notebook)
     ) -> "Snapshot":
         root.chmod(0o755)
         tests, impl = root / "tests" / tests_dir.name, root / "impl"
@@ -274,7 +284,7 @@ class Snapshot:
             for folder in [converted, impl_dir]
             if folder and folder.is_dir()
             for p in sorted(folder.rglob("lab*.py"), key=lambda p: -len(p.parts))
-            if _labs.is_lab_file(p)
+            if _labs.is_lab_file(p) and p.is_file()
         ]
         # A link is followed only to a file inside the submission: never to a classmate's, or to a file
         # only the grader may read (the grader may be root), which would then be graded and quoted.
@@ -286,6 +296,7 @@ class Snapshot:
             own = locations.Source(locations.shown_path(path))
             places.sources[str(impl / path.name)] = (shown or {}).get(str(path), own)
         places.write(root / "locations.json")
+        (root / "not_graded.json").write_text(json.dumps(unreadable or {}), encoding="utf-8")
         for path in [root, *root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         copied = {lid: [tests / p.name for p in files] for lid, files in plan.items()}
@@ -445,6 +456,7 @@ def _pytest_args(snapshot: Snapshot, files: list[Path]) -> list[str]:
         f"--rootdir={snapshot.tests.parent}",
         f"--impl={snapshot.impl}",
         f"--locations={snapshot.locations}",
+        f"--not-graded={snapshot.root / 'not_graded.json'}",
     ]
 
 

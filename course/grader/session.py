@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import traceback
 from pathlib import Path
 
 import pytest
 
 from course import labs as _labs
+from course.errors import CourseError
 from course.grader import locations
 from course.grader import plugin as _plugin
 from course.grader.privacy import set_dumpable
@@ -39,6 +41,9 @@ HINTS = [
         "int() or indexing with a traced value; keep shapes and sizes static (Python ints)",
     ),
     ("NonConcreteBooleanIndexError", "boolean masks change the shape; use jnp.where(mask, x, 0) instead of x[mask]"),
+    ("codec can't decode", "the file is not saved as UTF-8 (a letter typed in another encoding?): save it as UTF-8"),
+    ("Non-UTF-8 code", "the file is not saved as UTF-8 (a letter typed in another encoding?): save it as UTF-8"),
+    ("null bytes", "the file holds NUL bytes, so it is not a text file: save it again as plain UTF-8 text"),
 ]
 RANK_HINT = (
     "implicit rank promotion at {where}: {shapes}. Broadcasting an (N, 1) against an (N,) "
@@ -55,6 +60,7 @@ _RANK = {
     "timed out": 6,
     "crashed": 7,
 }
+_MODULE_NAME = re.compile(r"module '_course_(?P<lab>lab\d{2})\w*_[0-9a-f]{8}'")
 _stream = None
 _results: dict[str, dict] = {}
 _spent: dict[str, float] = {}  # lab -> seconds its tests that did not pass spent in the student's code
@@ -182,12 +188,16 @@ def classify(exc: BaseException, tb) -> tuple[str, str]:
         return exc.status, str(exc)
     if isinstance(exc, BudgetSpent):
         return "not run", str(exc)
+    if isinstance(exc, CourseError):  # the grader's own words: a lab that could not be graded, and why
+        return "error", str(exc)
     if isinstance(exc, StudentError):
         if exc.type_name == "NotImplementedError" and STUB_MESSAGE.match(exc.message):
             return "not attempted", f"{exc.message} is still a stub (it raises NotImplementedError)"
         if exc.type_name in ("SystemExit", "KeyboardInterrupt"):
             return "crashed", f"the code called sys.exit({exc.message}) / raised {exc.type_name}"
         text = f"{exc.type_name}: {exc.message}".split("\n--------------------")[0]  # JAX's note on filtered frames
+        # The module's name is the grader's (course.labs.import_file); the student knows their file.
+        text = _MODULE_NAME.sub(lambda m: f"your {m['lab']} file", text)
         hint = next((h for pattern, h in HINTS if pattern in exc.type_name or pattern in text), "")
         return "error", f"{text}\n  at {_where(exc.frames)}" + (f"\n  hint: {hint}" if hint else "")
     if isinstance(exc, (AssertionError, pytest.fail.Exception)):
@@ -226,7 +236,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         status, message = "skipped", str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else "skipped"
     elif call.excinfo is not None:
         status, message = classify(call.excinfo.value, call.excinfo.tb)
-        if report.when != "call" and status == "error":
+        if report.when != "call" and status == "error" and not isinstance(call.excinfo.value, CourseError):
             message = f"(while setting up the test) {message}"
     else:
         status, message = "error", str(report.longrepr)[-2000:]

@@ -52,19 +52,28 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     if args.submissions:
         return _grade_class(args)
     impl = args.impl or "labs"
-    titles = _titles(impl)
     start = time.perf_counter()
-    report = grade(
-        args.labs or None,
-        impl=impl,
-        timeout=args.timeout,
-        budget=args.budget,
-        jobs=args.jobs,
-        sandbox_user=args.sandbox_user,
-        seed=args.seed,
-        isolation=args.isolation or "auto",
-        daemon=args.command_line,  # successive commands share a warm grader (course.grader.zygote)
-    )
+    try:
+        titles = _titles(impl)
+        report = grade(
+            args.labs or None,
+            impl=impl,
+            timeout=args.timeout,
+            budget=args.budget,
+            jobs=args.jobs,
+            sandbox_user=args.sandbox_user,
+            seed=args.seed,
+            isolation=args.isolation or "auto",
+            daemon=args.command_line,  # successive commands share a warm grader (course.grader.zygote)
+        )
+    except Exception as exc:
+        if args.results:  # Gradescope shows results.json, whatever happened: 0, and why
+            from course.grader import Report
+
+            why = str(exc) if isinstance(exc, CourseError) else f"the grader failed ({type(exc).__name__}: {exc})"
+            write_gradescope(Report(impl=str(impl), problems=[f"not graded: {why}"]), Path(args.results))
+            print(f"wrote Gradescope results (not graded) to {args.results}", file=sys.stderr)
+        raise
     print(render(report, titles=titles, verbose=args.verbose))
     print(f"(graded {impl} in {time.perf_counter() - start:.1f} s)")
     if args.results:

@@ -153,6 +153,13 @@ def test_the_gradescope_autograder_runs_end_to_end(open_tmp, fresh_stubs):
     assert none["score"] == 0 and none["max_score"] == full["max_score"]
     assert "members" not in none["extra_data"]  # no submission_metadata.json: graded outside Gradescope
 
+    # A syntax error gets results too: 0, with the error at the student's line.
+    broken = lab01.read_text().replace("def sigmoid(z", "def sigmoid(z,,", 1)
+    line = next(n for n, text in enumerate(broken.splitlines(), 1) if "z,," in text)
+    syntax = _run_autograder(_autograder(tmp_path / "c", zip_path, {lab01.name: broken}))
+    assert syntax["score"] == 0 and syntax["max_score"] == full["max_score"]
+    assert all("SyntaxError" in t["output"] and f"{lab01.name}:{line}" in t["output"] for t in syntax["tests"])
+
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="users are switched only as root")
 def test_as_root_a_sandbox_user_who_cannot_read_the_tests_is_refused_or_noted(tmp_path):

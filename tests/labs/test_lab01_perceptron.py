@@ -26,30 +26,43 @@ def np_loss(theta, x, y):
     return float(np.mean(np.logaddexp(0, -z) * y + np.logaddexp(0, z) * (1 - y)))
 
 
-def test_augment_appends_a_column_of_ones(lab):
+def test_augment_appends_a_column_of_ones(lab, key):
     x = jnp.array([[2.0, 3.0], [-1.0, 0.5], [0.0, 0.0]])
     expect_close(lab.augment(x), [[2, 3, 1], [-1, 0.5, 1], [0, 0, 1]], "augment(x)", atol=0)
+    x = jax.random.normal(key, (5, 3))  # the grading seed's inputs
+    expect_close(lab.augment(x), np.c_[np.asarray(x), np.ones(5)], "augment of a (5, 3) batch", atol=0)
 
 
 @pytest.mark.parametrize(
     "z, want", [(-3.0, 0.0), (-1e-6, 0.0), (0.0, 1.0), (2.5, 1.0)], ids=["neg", "tiny-neg", "zero", "pos"]
 )
-def test_step(lab, z, want):
+def test_step(lab, key, z, want):
     expect_close(lab.step(jnp.array([z])), [want], f"step({z})", atol=0)
+    zs = jnp.concatenate([jnp.array([z]), jax.random.normal(key, (8,))])  # and the grading seed's values
+    expect_close(lab.step(zs), (np.asarray(zs) >= 0).astype(np.float32), f"step of {len(zs)} values", atol=0)
 
 
-def test_sigmoid_matches_the_formula(lab):
+def test_sigmoid_matches_the_formula(lab, key):
     z = jnp.linspace(-8.0, 8.0, 33)
     expect_close(lab.sigmoid(z), np_sigmoid(z), "sigmoid(z) on [-8, 8]", atol=1e-6)
     expect_close(lab.sigmoid(jnp.array([0.0])), [0.5], "sigmoid(0)", atol=1e-7)
+    z = 4.0 * jax.random.normal(key, (33,))
+    expect_close(lab.sigmoid(z), np_sigmoid(z), "sigmoid(z) of 33 random values", atol=1e-6)
 
 
-def test_perceptron_is_f_of_the_augmented_dot_product(lab):
+def test_perceptron_is_f_of_the_augmented_dot_product(lab, key):
     # Hand-worked: theta = (w1, w2, b) = (1, -2, 0.5); x = (3, 1) -> z = 3 - 2 + 0.5 = 1.5
     theta = jnp.array([1.0, -2.0, 0.5])
     x = jnp.array([[3.0, 1.0], [0.0, 1.0]])  # second: z = -2 + 0.5 = -1.5
     expect_close(lab.perceptron(theta, x, lab.step), [1.0, 0.0], "perceptron with step", atol=0)
     expect_close(lab.perceptron(theta, x), np_sigmoid([1.5, -1.5]), "perceptron with sigmoid (default)", atol=1e-6)
+    kt, kx = jax.random.split(key)  # the grading seed's weights and inputs
+    theta, x = jax.random.normal(kt, (4,)), jax.random.normal(kx, (10, 3))
+    z = np.c_[np.asarray(x, np.float64), np.ones(10)] @ np.asarray(theta, np.float64)
+    expect_close(lab.perceptron(theta, x), np_sigmoid(z), "perceptron with sigmoid, random theta and x", atol=1e-6)
+    sure = np.abs(z) > 1e-4  # float32 may round a z this close to 0 to either side
+    got = np.asarray(lab.perceptron(theta, x, lab.step))
+    expect_close(got[sure], (z[sure] >= 0).astype(np.float32), "perceptron with step, random theta and x", atol=0)
 
 
 def test_logistic_loss_matches_cross_entropy(lab, key):
@@ -61,16 +74,16 @@ def test_logistic_loss_matches_cross_entropy(lab, key):
     expect_close(lab.logistic_loss(theta, x, y), want, "logistic_loss", atol=1e-5)
 
 
-def test_logistic_loss_is_stable_for_confident_predictions(lab):
-    # z = ±100: log σ(z) in float32 underflows to log(0) = -inf unless written with softplus.
-    x = jnp.array([[100.0], [-100.0]])
-    theta = jnp.array([1.0, 0.0])
-    expect_close(
-        lab.logistic_loss(theta, x, jnp.array([1.0, 0.0])), 0.0, "loss of two confident right answers", atol=1e-6
-    )
-    expect_close(
-        lab.logistic_loss(theta, x, jnp.array([0.0, 1.0])), 100.0, "loss of two confident wrong answers", atol=1e-3
-    )
+def test_logistic_loss_is_stable_for_confident_predictions(lab, key):
+    # z = ±100, then the grading seed's z in [40, 140]: log σ(z) in float32 underflows to log(0) = -inf
+    # unless written with softplus.
+    for z in [100.0, float(40.0 + 100.0 * jax.random.uniform(key))]:
+        x, theta = jnp.array([[z], [-z]]), jnp.array([1.0, 0.0])
+        right, wrong = np.logaddexp(0.0, -z), np.logaddexp(0.0, z)  # softplus in float64: ~0 and ~z
+        got = lab.logistic_loss(theta, x, jnp.array([1.0, 0.0]))
+        expect_close(got, right, f"loss of two confident right answers (z = ±{z:.4g})", atol=1e-6)
+        got = lab.logistic_loss(theta, x, jnp.array([0.0, 1.0]))
+        expect_close(got, wrong, f"loss of two confident wrong answers (z = ±{z:.4g})", atol=1e-3)
 
 
 def _finite_difference(f, theta, eps=1e-6):
@@ -110,18 +123,30 @@ def test_training_separates_separable_data(lab, key):
     expect_close(np_accuracy(theta, x, y), 1.0, "training accuracy on separable data (recomputed from theta)", atol=0)
 
 
-def test_accuracy_counts_thresholded_predictions(lab):
+def test_accuracy_counts_thresholded_predictions(lab, key):
     theta = jnp.array([1.0, 0.0])  # predicts 1 where x >= 0
     x = jnp.array([[-2.0], [-1.0], [1.0], [2.0]])
     expect_close(
         lab.accuracy(theta, x, jnp.array([0.0, 1.0, 1.0, 1.0])), 0.75, "accuracy with one mistake in four", atol=1e-7
     )
+    kt, kx, ky = jax.random.split(key, 3)  # the grading seed's weights, points and labels
+    theta, x = jax.random.normal(kt, (3,)), jax.random.normal(kx, (40, 2))
+    y = jax.random.bernoulli(ky, 0.5, (40,)).astype(jnp.float32)
+    z = np.c_[np.asarray(x, np.float64), np.ones(40)] @ np.asarray(theta, np.float64)
+    want = float(np.mean((z >= 0) == (np.asarray(y) > 0.5)))
+    expect_close(lab.accuracy(theta, x, y), want, "accuracy of random weights on 40 random points", atol=1e-6)
 
 
-def test_xor_defeats_one_perceptron(lab):
+def test_xor_defeats_one_perceptron(lab, key):
     x, y = datasets.xor()
-    theta, _ = lab.train(jnp.array([0.1, -0.2, 0.05]), x, y, learning_rate=1.0, steps=200)
+    # A start of the grading seed's, each weight at least 0.5 from 0: the loss on XOR is convex with its
+    # minimum at theta = 0 (where every pull cancels), so gradient descent from here must lower it.
+    ks, km = jax.random.split(key)
+    start = jnp.where(jax.random.bernoulli(ks, 0.5, (3,)), 1.0, -1.0) * (0.5 + jax.random.uniform(km, (3,)))
+    theta, _ = lab.train(start, x, y, learning_rate=1.0, steps=200)
+    expect_equal(jnp.isfinite(theta).all(), True, "all weights finite after training on XOR")
     acc = np_accuracy(theta, x, y)
     # No line separates XOR: at most 3 of the 4 points can be right, whatever the training does.
     expect(acc <= 0.75 + 1e-6, f"a single perceptron cannot classify XOR perfectly, yet accuracy is {acc}")
-    expect_equal(jnp.isfinite(theta).all(), True, "all weights finite after training on XOR")
+    before, after = np_loss(start, x, y), np_loss(theta, x, y)
+    expect(after < before - 1e-3, f"training on XOR should lower the loss from the start: {before:.4f} -> {after:.4f}")

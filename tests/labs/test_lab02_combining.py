@@ -16,9 +16,19 @@ REFERENCE = {
 }
 
 
+NUMPY = {
+    "relu": lambda z: np.maximum(z, 0.0),
+    "tanh": np.tanh,
+    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+}
+
+
 @pytest.mark.parametrize("name", list(REFERENCE))
-def test_activation_matches_numpy(lab, name):
+def test_activation_matches_numpy(lab, key, name):
     expect_close(getattr(lab, name)(jnp.asarray(Z)), REFERENCE[name], f"{name}(z) on [-5, 5]", atol=1e-6)
+    z = 3.0 * jax.random.normal(key, (4, 6))  # the grading seed's values, in a batch
+    want = NUMPY[name](np.asarray(z, np.float64))
+    expect_close(getattr(lab, name)(z), want, f"{name}(z) of a (4, 6) batch of random values", atol=1e-6)
 
 
 def test_init_dense_shapes_and_scale(lab, key):
@@ -48,13 +58,26 @@ def test_dense_is_xw_plus_b(lab, key):
     expect_close(lab.dense(params, x), want, "dense(params, x)", atol=1e-5)
 
 
-def test_mlp_composes_layers(lab):
+def test_mlp_composes_layers(lab, key):
     # Hand-worked: x = [1, -2]; layer 1 = identity weights, bias 0 -> relu([1, -2]) = [1, 0];
     # layer 2: [1, 0] @ [[2], [3]] + 1 = 3.
     params = [{"w": jnp.eye(2), "b": jnp.zeros(2)}, {"w": jnp.array([[2.0], [3.0]]), "b": jnp.array([1.0])}]
     expect_close(lab.mlp(params, jnp.array([[1.0, -2.0]]), lab.relu), [[3.0]], "mlp with relu", atol=1e-6)
     # No activation: [1, -2] @ [[2], [3]] + 1 = -3; the output layer is always linear.
     expect_close(lab.mlp(params, jnp.array([[1.0, -2.0]]), lab.identity), [[-3.0]], "mlp with identity", atol=1e-6)
+    # The grading seed's network (3 -> 5 -> 4 -> 2) and inputs, against a numpy forward pass.
+    keys = jax.random.split(key, 7)
+    sizes = [3, 5, 4, 2]
+    params = [
+        {"w": jax.random.normal(keys[2 * i], (a, b)), "b": jax.random.normal(keys[2 * i + 1], (b,))}
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+    ]
+    x = jax.random.normal(keys[6], (6, 3))
+    expect_close(lab.mlp(params, x, lab.relu), numpy_mlp(params, x), "mlp with relu, a random network", atol=1e-4)
+    linear = np.asarray(x, np.float64)
+    for layer in params:
+        linear = linear @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64)
+    expect_close(lab.mlp(params, x, lab.identity), linear, "mlp with identity, a random network", atol=1e-4)
 
 
 @pytest.mark.points(2)

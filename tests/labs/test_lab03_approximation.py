@@ -22,7 +22,7 @@ def test_init_network_shapes(lab, key, width, depth):
         expect(float(jnp.std(params[0]["b"])) > 0.3, "hidden biases should be random N(0, 1), not zero")
 
 
-def test_forward_matches_a_hand_computation(lab):
+def test_forward_matches_a_hand_computation(lab, key):
     # Hidden: relu(x·[1, -1] + [0, 0.5]); output: h·[2, 3] - 1. At x = 1: h = [1, 0] -> 1; at x = -1: h = [0, 1.5] -> 3.5
     params = [
         {"w": jnp.array([[1.0, -1.0]]), "b": jnp.array([0.0, 0.5])},
@@ -35,6 +35,20 @@ def test_forward_matches_a_hand_computation(lab):
         "forward with tanh",
         atol=1e-6,
     )
+    # The grading seed's network (1 -> 6 -> 4 -> 1) and inputs, against numpy forward passes.
+    keys = jax.random.split(key, 7)
+    sizes = [1, 6, 4, 1]
+    params = [
+        {"w": jax.random.normal(keys[2 * i], (a, b)), "b": jax.random.normal(keys[2 * i + 1], (b,))}
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+    ]
+    x = 2.0 * jax.random.normal(keys[6], (9, 1))
+    expect_close(lab.forward(params, x), numpy_mlp(params, x), "forward with relu, a random network", atol=1e-4)
+    h = np.asarray(x, np.float64)
+    for i, layer in enumerate(params):
+        h = h @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64)
+        h = np.tanh(h) if i < len(params) - 1 else h
+    expect_close(lab.forward(params, x, jnp.tanh), h, "forward with tanh, a random network", atol=1e-4)
 
 
 def test_mse(lab, key):

@@ -71,18 +71,23 @@ def test_finite_differences_in_float64(lab, key):
         expect_close(got[name], want[name], f"finite_differences for {name} (float64)", atol=1e-7, rtol=1e-6)
 
 
-def _fd_of_known_function(lab):
+def _fd_of_known_function(lab, a, b):
     """Runs in the sandbox: f(a, b) = sum(a²) + 3·b in float64."""
     with jax.enable_x64(True):
-        params = {"a": jnp.array([1.0, -2.0], jnp.float64), "b": jnp.array(0.5, jnp.float64)}
+        params = {"a": jnp.array(np.asarray(a), jnp.float64), "b": jnp.array(np.asarray(b), jnp.float64)}
         return lab.finite_differences(lambda p: jnp.sum(p["a"] ** 2) + 3 * p["b"], params)
 
 
-def test_finite_differences_of_a_known_function(lab):
-    # f(a, b) = sum(a²) + 3·b  ->  ∂f/∂a = 2a, ∂f/∂b = 3
-    got = lab.run(_fd_of_known_function)
+def test_finite_differences_of_a_known_function(lab, key):
+    # f(a, b) = sum(a²) + 3·b  ->  ∂f/∂a = 2a, ∂f/∂b = 3: at the lecture's point, then at the grading seed's.
+    got = lab.run(_fd_of_known_function, np.array([1.0, -2.0]), np.array(0.5))
     expect_close(got["a"], [2.0, -4.0], "d/da of sum(a²)", atol=1e-6)
     expect_close(got["b"], 3.0, "d/db of 3b", atol=1e-6)
+    ka, kb = jax.random.split(key)
+    a, b = np.asarray(jax.random.normal(ka, (3,)), np.float64), np.asarray(jax.random.normal(kb, ()), np.float64)
+    got = lab.run(_fd_of_known_function, a, b)
+    expect_close(got["a"], 2 * a, f"d/da of sum(a²) at a = {np.round(a, 4)}", atol=1e-6)
+    expect_close(got["b"], 3.0, f"d/db of 3b at b = {b:.4f}", atol=1e-6)
 
 
 @pytest.mark.points(2)

@@ -47,9 +47,16 @@ def test_normalize_maps_bytes_to_unit_floats(lab, key, shape):
     expect_close(got, np.asarray(images) / 255.0, f"normalize of uint8 images {shape}", atol=1e-6)
 
 
-def test_normalize_endpoints(lab):
+def test_normalize_endpoints(lab, key):
     got = lab.normalize(jnp.array([0, 1, 128, 255], jnp.uint8).reshape(1, 2, 2, 1))
     expect_close(got.ravel(), [0.0, 1 / 255, 128 / 255, 1.0], "normalize of 0, 1, 128, 255", atol=1e-7)
+    # The ends among the grading seed's bytes: 0 and 255 must map to exactly 0 and 1.
+    images = (
+        jax.random.randint(key, (2, 3, 3, 1), 0, 256).astype(jnp.uint8).at[0, 0, 0, 0].set(0).at[1, 2, 2, 0].set(255)
+    )
+    got = np.asarray(lab.normalize(images))
+    expect_close(got, np.asarray(images) / 255.0, "normalize of random bytes with 0 and 255 among them", atol=1e-7)
+    expect(got[0, 0, 0, 0] == 0.0 and got[1, 2, 2, 0] == 1.0, "normalize should map 0 to 0.0 and 255 to 1.0 exactly")
 
 
 @pytest.mark.parametrize("hidden", [16, 128])
@@ -85,11 +92,17 @@ def test_loss_is_softmax_cross_entropy(lab, key):
     )
 
 
-def test_loss_is_stable_for_large_logits(lab):
+def test_loss_is_stable_for_large_logits(lab, key):
     logits = jnp.array([[1000.0, 0.0] + [0.0] * 8, [0.0, -1000.0] + [0.0] * 8])
     got = lab.loss(logits, jnp.array([1, 0]))
     # Row 1: true class has logit 0 against 1000 -> 1000; row 2: log(9 + e^-1000) ~ log 9.
     expect_close(got, (1000.0 + np.log(9.0)) / 2, "loss with logits of ±1000 (use log_softmax)", atol=1e-3)
+    # The grading seed's logits, hundreds apart, against numpy's log-sum-exp in float64.
+    kl, ky = jax.random.split(key)
+    logits = 400.0 * jax.random.normal(kl, (5, 10))
+    labels = jax.random.randint(ky, (5,), 0, 10)
+    want = -np.mean(_log_softmax(logits)[np.arange(5), np.asarray(labels)])
+    expect_close(lab.loss(logits, labels), want, "loss with logits in the hundreds", atol=1e-3, rtol=1e-5)
 
 
 def test_loss_gradient_is_softmax_minus_one_hot(lab, key):
@@ -101,11 +114,15 @@ def test_loss_gradient_is_softmax_minus_one_hot(lab, key):
     expect_close(got, want, "d loss / d logits", atol=1e-5)
 
 
-def test_accuracy_counts_argmax_hits(lab):
+def test_accuracy_counts_argmax_hits(lab, key):
     logits = jnp.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
     got = lab.accuracy(logits, jnp.array([1, 0, 0, 0]))
     expect(jnp.asarray(got).dtype == jnp.float32, f"accuracy should be float32, got {jnp.asarray(got).dtype}")
     expect_close(got, 0.75, "accuracy: rows 1, 2 and 4 are right", atol=1e-6)
+    kl, ky = jax.random.split(key)  # the grading seed's logits and labels
+    logits, labels = jax.random.normal(kl, (30, 4)), jax.random.randint(ky, (30,), 0, 4)
+    want = float(np.mean(np.argmax(np.asarray(logits), -1) == np.asarray(labels)))
+    expect_close(lab.accuracy(logits, labels), want, "accuracy of random logits against random labels", atol=1e-6)
 
 
 @pytest.fixture(scope="module")

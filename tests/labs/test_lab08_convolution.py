@@ -35,12 +35,17 @@ def _xla_pool(x, window, stride, kind):
 
 
 @pytest.mark.points(2)
-def test_the_lecture_worked_example(lab):
+def test_the_lecture_worked_example(lab, key):
     x = jnp.asarray(np.stack([PATCH_LINE, PATCH_OFF])[..., None])  # (2, 3, 3, 1)
     w = jnp.asarray(LINE[:, :, None, None])  # (3, 3, 1, 1)
     y = lab.conv2d(x, w, jnp.zeros(1))
     expect_shape(y, (2, 1, 1, 1), "one 3×3 filter on two 3×3 patches ('valid')")
     expect_close(y[:, 0, 0, 0], [3.0, -2.0], "the vertical-line filter on the two patches", atol=1e-6)
+    # The same filter on the grading seed's 0/1 patches: each output is the sum of patch × filter.
+    patches = np.asarray(jax.random.bernoulli(key, 0.5, (4, 3, 3)), np.float32)
+    y = lab.conv2d(jnp.asarray(patches[..., None]), w, jnp.zeros(1))
+    want = (patches * LINE).sum(axis=(1, 2))
+    expect_close(np.asarray(y)[:, 0, 0, 0], want, "the vertical-line filter on 4 random patches", atol=1e-6)
 
 
 @pytest.mark.points(2)
@@ -65,13 +70,20 @@ def test_channel_arithmetic(lab, key):
     ],
     ids=lambda v: str(v),
 )
-def test_output_size(lab, n, k, stride, padding, want):
+def test_output_size(lab, key, n, k, stride, padding, want):
     # valid: floor((n - k) / s) + 1; same: ceil(n / s)
     expect_equal(
         lab.output_size(n, k, stride=stride, padding=padding),
         want,
         f"output_size({n}, {k}, stride={stride}, padding={padding!r})",
     )
+    # A longer axis of the grading seed's, at this stride and at a larger one.
+    kn, ks = jax.random.split(key)
+    n = n + int(jax.random.randint(kn, (), 1, 100_000))
+    for s in (stride, stride + int(jax.random.randint(ks, (), 1, 4))):
+        want = (n - k) // s + 1 if padding == "valid" else -(-n // s)
+        got = lab.output_size(n, k, stride=s, padding=padding)
+        expect_equal(got, want, f"output_size({n}, {k}, stride={s}, padding={padding!r})")
 
 
 CASES = [
@@ -131,10 +143,13 @@ def test_pool2d_agrees_with_xla(lab, key, kind, window, stride):
 @pytest.mark.parametrize(
     "kind, want", [("max", [[5.0, 7.0], [13.0, 15.0]]), ("avg", [[2.5, 4.5], [10.5, 12.5]])], ids=["max", "avg"]
 )
-def test_pool_stride_defaults_to_the_window(lab, kind, want):
+def test_pool_stride_defaults_to_the_window(lab, key, kind, want):
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)  # rows 0-3, 4-7, 8-11, 12-15
     got = lab.pool2d(x, window=2, kind=kind)[0, :, :, 0]
     expect_close(got, want, f"2×2 {kind} pool of 0..15 (the stride defaults to 2)", atol=1e-6)
+    x = jax.random.normal(key, (2, 6, 9, 2))  # the grading seed's batch
+    got = lab.pool2d(x, window=3, kind=kind)
+    expect_close(got, _xla_pool(x, 3, 3, kind), f"3×3 {kind} pool (the stride defaults to 3)", atol=1e-5)
 
 
 def _jaxprs(lab, x, w):
@@ -151,7 +166,15 @@ def _jaxprs(lab, x, w):
 
 
 @pytest.mark.unverifiable  # the jaxprs are the sandbox's word: they cannot be recomputed here, so 1 point
-def test_from_scratch_uses_no_convolution_or_window_primitive(lab):
+def test_from_scratch_uses_no_convolution_or_window_primitive(lab, key):
+    # A program without those primitives counts only if it computes the right thing (a function that
+    # returns its input has none either): the grading seed's inputs, against XLA's own ops.
+    kx, kw = jax.random.split(key)
+    x, w = jax.random.normal(kx, (1, 8, 8, 2)), jax.random.normal(kw, (3, 3, 2, 2))
+    got = lab.conv2d(x, w, jnp.zeros(2), stride=2, padding="same")
+    expect_close(got, _xla_conv(x, w, jnp.zeros(2), 2, "same"), "conv2d (stride 2, 'same')", atol=1e-4, rtol=1e-4)
+    got = lab.pool2d(x, window=2, kind="max")
+    expect_close(got, _xla_pool(x, 2, 2, "max"), "2×2 max pooling", atol=1e-5)
     conv, pool, big, small = lab.run(_jaxprs, jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 2)))
     expect("conv_general_dilated" not in conv, "conv2d must be written with jax.numpy, not lax.conv_general_dilated")
     expect("reduce_window" not in pool, "pool2d must be written with jax.numpy, not lax.reduce_window")

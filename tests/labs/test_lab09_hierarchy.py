@@ -14,7 +14,7 @@ def test_max_pool3_matches_numpy(lab, key):
     expect_close(lab.max_pool3(x), want, "3×3 max-pooling", atol=0)
 
 
-def test_strokes_mark_only_the_centre_of_a_stroke(lab):
+def test_strokes_mark_only_the_centre_of_a_stroke(lab, key):
     image = np.zeros((1, 9, 9, 1), np.float32)
     image[0, 4, 3:6, 0] = 1.0  # a 3-pixel horizontal stroke centred at (4, 4)
     image[0, 0:3, 8, 0] = 1.0  # a 3-pixel vertical stroke centred at (1, 8)
@@ -24,18 +24,46 @@ def test_strokes_mark_only_the_centre_of_a_stroke(lab):
     want[0, 4, 4, 0] = 1.0  # horizontal filter at the centre: 3·2 = 6 > 5; at the ends only 2·2 = 4
     want[0, 1, 8, 1] = 1.0
     expect_close(s, want, "stroke centres (1.0) and nothing else", atol=0)
+    # The grading seed's scenes, a batch of 4: in each, the two strokes in two different corners of a
+    # 13×13 image, far enough apart (4 pixels) that no 3×3 filter sees both, so each is found at its
+    # centre alone.
+    corners = [(r, c) for r in (2, 9) for c in (2, 9)]
+    image, want, centres = np.zeros((4, 13, 13, 1), np.float32), np.zeros((4, 13, 13, 2), np.float32), []
+    for n, k in enumerate(jax.random.split(key, 4)):
+        kc, kr = jax.random.split(k)
+        (r1, c1), (r2, c2) = (corners[int(i)] for i in jax.random.permutation(kc, 4)[:2])
+        r1, c1, r2, c2 = (x + int(d) for x, d in zip((r1, c1, r2, c2), jax.random.randint(kr, (4,), 0, 2)))
+        image[n, r1, c1 - 1 : c1 + 2, 0] = 1.0  # horizontal, centred at (r1, c1)
+        image[n, r2 - 1 : r2 + 2, c2, 0] = 1.0  # vertical, centred at (r2, c2)
+        want[n, r1, c1, 0] = want[n, r2, c2, 1] = 1.0
+        centres.append(((r1, c1), (r2, c2)))
+    got = lab.strokes(jnp.asarray(image))
+    expect_close(got, want, f"stroke centres at {centres} (image by image) and nothing else", atol=0)
 
 
-def test_parts_find_an_eye_pair_a_nose_and_a_mouth(lab):
-    pooled = np.zeros((1, 9, 9, 2), np.float32)
-    pooled[0, 1, [3, 5], 0] = 1.0  # two eyes with a gap
-    pooled[0, 3:6, 4, 1] = 1.0  # a nose
-    pooled[0, 7, 3:6, 0] = 1.0  # a mouth
-    p = np.asarray(lab.parts(jnp.asarray(pooled)))
-    expect_shape(p, (1, 9, 9, 3), "part maps")
-    for channel, name, where in [(0, "eye pair", (1, 4)), (1, "nose", (4, 4)), (2, "mouth", (7, 4))]:
-        found = list(zip(*np.nonzero(p[0, :, :, channel])))
-        expect(found == [where], f"{name}: expected exactly one at {where}, found at {found}")
+def _face_parts(size, shifts):
+    """Pooled strokes (len(shifts), size, size, 2): in each, two eyes with a gap, a nose and a mouth,
+    moved by that image's (dr, dc)."""
+    pooled = np.zeros((len(shifts), size, size, 2), np.float32)
+    for n, (dr, dc) in enumerate(shifts):
+        pooled[n, 1 + dr, [3 + dc, 5 + dc], 0] = 1.0  # two eyes with a gap
+        pooled[n, 3 + dr : 6 + dr, 4 + dc, 1] = 1.0  # a nose
+        pooled[n, 7 + dr, 3 + dc : 6 + dc, 0] = 1.0  # a mouth
+    return pooled
+
+
+def test_parts_find_an_eye_pair_a_nose_and_a_mouth(lab, key):
+    # The lecture's face at the top of a 9×9 map, then 4 faces moved by the grading seed within 13×13
+    # maps: a 'SAME' convolution moves its answer with them.
+    seeded = [tuple(int(d) for d in row) for row in jax.random.randint(key, (4, 2), 0, 5)]
+    for size, shifts in [(9, [(0, 0)]), (13, seeded)]:
+        p = np.asarray(lab.parts(jnp.asarray(_face_parts(size, shifts))))
+        expect_shape(p, (len(shifts), size, size, 3), "part maps")
+        for n, (dr, dc) in enumerate(shifts):
+            for channel, name, (r, c) in [(0, "eye pair", (1, 4)), (1, "nose", (4, 4)), (2, "mouth", (7, 4))]:
+                where = (r + dr, c + dc)
+                found = [(int(i), int(j)) for i, j in zip(*np.nonzero(p[n, :, :, channel]))]
+                expect(found == [where], f"{name}: expected exactly one at {where}, found at {found}")
 
 
 @pytest.mark.points(3)

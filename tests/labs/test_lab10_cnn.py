@@ -167,6 +167,9 @@ def test_dropout_is_identity_when_not_training(lab, key):
     x = jax.random.normal(key, (4, 6, 6, 3))
     expect_close(lab.dropout(x, rate=0.5, key=key, train=False), x, "dropout with train=False", atol=0.0)
     expect_close(lab.dropout(x, rate=0.0, key=key, train=True), x, "dropout with rate 0", atol=0.0)
+    # ... and only then: training at rate 0.5, it is not the identity (some of the 432 units are dropped).
+    dropped = np.asarray(lab.dropout(x, rate=0.5, key=key, train=True)) == 0
+    expect(dropped.any(), "dropout with train=True and rate 0.5 returned every unit: it should drop about half")
 
 
 @pytest.mark.points(2)

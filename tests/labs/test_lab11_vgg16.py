@@ -179,27 +179,45 @@ def _check_table(got, want, what):
         expect_equal(int(n), want_n, f"{what}: parameters of {name}")
 
 
+def _seeded_shape(n: int) -> tuple[int, int, int]:
+    """An input shape (H, W, C) of the grading seed's: 32 to 255 pixels a side, 1 to 4 channels."""
+    h, w, c = _rng(n).integers([32, 32, 1], [256, 256, 5])
+    return int(h), int(w), int(c)
+
+
 def test_the_blocks_are_configuration_d(lab):
     blocks = lab.vgg16_blocks()
     expect(blocks is not None, "vgg16_blocks returned None (missing `return`?)")
     got = [[int(f) for f in block] for block in blocks]
     expect(got == CONFIG_D, f"VGG16's filters per convolution, block by block: expected {CONFIG_D}, got {got}")
+    # A function of no inputs can be copied from a table, so the blocks are also put to work: your
+    # layer_table of them on an input of the grading seed's has the arithmetic's rows.
+    shape = _seeded_shape(11)
+    _check_table(
+        lab.layer_table(got, input_shape=shape, include_top=False),
+        _expected_table(CONFIG_D, shape, False),
+        f"layer_table(vgg16_blocks(), input_shape={shape})",
+    )
 
 
 @pytest.mark.parametrize("kh, kw, c_in, filters", [(3, 3, 3, 64), (3, 3, 512, 512), (5, 3, 2, 7), (1, 1, 10, 1)])
 def test_conv_params(lab, kh, kw, c_in, filters):
-    expect_equal(
-        lab.conv_params(kh, kw, c_in, filters),
-        filters * (kh * kw * c_in + 1),
-        f"conv_params({kh}, {kw}, {c_in}, {filters}): one bias per filter",
-    )
+    seeded = [int(v) for v in _rng(kh * 1000 + filters).integers(1, [8, 8, 600, 600])]  # the grading seed's
+    for kh, kw, c_in, filters in [(kh, kw, c_in, filters), seeded]:
+        expect_equal(
+            lab.conv_params(kh, kw, c_in, filters),
+            filters * (kh * kw * c_in + 1),
+            f"conv_params({kh}, {kw}, {c_in}, {filters}): one bias per filter",
+        )
 
 
 @pytest.mark.parametrize("n_in, n_out", [(25088, 4096), (4096, 1000), (3, 2)])
 def test_dense_params(lab, n_in, n_out):
-    expect_equal(
-        lab.dense_params(n_in, n_out), n_out * (n_in + 1), f"dense_params({n_in}, {n_out}): weights and biases"
-    )
+    seeded = [int(v) for v in _rng(n_in + 7 * n_out).integers(1, [30000, 5000])]  # the grading seed's
+    for n_in, n_out in [(n_in, n_out), seeded]:
+        expect_equal(
+            lab.dense_params(n_in, n_out), n_out * (n_in + 1), f"dense_params({n_in}, {n_out}): weights and biases"
+        )
 
 
 @pytest.mark.points(3)
@@ -211,6 +229,9 @@ def test_the_vgg16_table(lab, include_top, total):
     # Keras' documented totals; the same numbers as the sum of the arithmetic above.
     assert sum(n for _, _, n in want) == total
     expect_equal(sum(int(n) for _, _, n in rows), total, "the whole network's parameter count")
+    shape = _seeded_shape(12 + include_top)  # and on an input of the grading seed's
+    rows = lab.layer_table(CONFIG_D, input_shape=shape, include_top=include_top)
+    _check_table(rows, _expected_table(CONFIG_D, shape, include_top), f"VGG16 on an input of shape {shape}")
 
 
 @pytest.mark.points(2)
@@ -225,6 +246,15 @@ def test_other_vgg_shapes(lab):
         lab.layer_table(blocks, input_shape=(32, 32, 3), include_top=True, classes=10),
         _expected_table(blocks, (32, 32, 3), True, classes=10),
         "a small VGG with a 10-class top",
+    )
+    # The grading seed's VGG: 2 to 4 blocks of 1 to 3 convolutions, 1 to 16 filters each.
+    rng = _rng(13)
+    blocks = [[int(f) for f in rng.integers(1, 17, rng.integers(1, 4))] for _ in range(rng.integers(2, 5))]
+    shape, classes = _seeded_shape(14), int(rng.integers(2, 20))
+    _check_table(
+        lab.layer_table(blocks, input_shape=shape, include_top=True, classes=classes),
+        _expected_table(blocks, shape, True, classes=classes),
+        f"a VGG of blocks {blocks} on a {shape} input with a {classes}-class top",
     )
 
 
@@ -311,12 +341,19 @@ def test_all_filters_at_once(lab):
 
 @pytest.mark.unverifiable  # the jaxprs are the sandbox's word: they cannot be recomputed here, so 1 point
 def test_the_layer_is_one_program(lab):
-    sizes = lab.run(_program_sizes, _tiny_params(), 3)
+    params = _tiny_params()
+    sizes = lab.run(_program_sizes, params, 3)
     expect(
         sizes[6] <= sizes[2] + 2,
         f"visualize_filters' program grows with the number of filters ({sizes[2]} lines "
         f"for 2 filters, {sizes[6]} for 6): vmap over them instead of a Python loop",
     )
+    # A small program counts only if it is the recipe (a function that returns its input is small too):
+    # two filters from the grading seed's starts, against the recipe computed here.
+    starts = _starts(2, seed=8)
+    got = lab.visualize_filters(_features, params, jnp.arange(2), jnp.asarray(starts), steps=3, step_size=0.1)
+    want = np.stack([_reference_ascent(params, s, f, 3, 0.1) for f, s in enumerate(starts)])
+    expect_close(got, want, "visualize_filters on 2 filters vs the recipe computed here", atol=2e-3, rtol=1e-3)
 
 
 # ---------------------------------------------------------------------------------- 4. display
