@@ -135,9 +135,14 @@ def test_two_processes_end_with_the_parameters_of_one(runs, loop):
     assert len(rank0) == len(alone) == 8  # conv1, conv2, dense1, dense2: kernel and bias each
     for a, b in zip(rank0, rank1):
         np.testing.assert_array_equal(a, b)  # one replicated array, read on each process
-    for got, want in zip(rank0, alone):
-        # 16 Adadelta steps: only the order of the gradient's sums differs (measured: ~3e-7 apart).
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    for i, (got, want) in enumerate(zip(rank0, alone)):
+        # 16 Adadelta steps where only the order of the gradient's sums differs. Each leaf is compared as a
+        # whole: max pooling routes a gradient to the larger of two near-equal inputs, so rounding can move
+        # one element's update (jax 0.10.2, this CPU: conv1's bias 7.7e-4 apart relative to its norm, the
+        # dense layers under 1e-5). A wrong split (each batch's second half taken from another batch) ends 5.6e-2
+        # (conv1's kernel) to 8.8e-1 (dense1's bias) apart, measured the same way.
+        drift = np.linalg.norm(got - want) / np.linalg.norm(want)
+        assert drift < 1e-2, f"leaf {i} {want.shape}: two processes end {drift:.1e} (relative) from one"
 
 
 @pytest.mark.parametrize("loop", LOOPS)
