@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import os
 import platform
 import random
@@ -139,7 +140,8 @@ def throughput_table(size: int, lab_ids: list[str], timeout: float, jobs: list[i
                             log=lambda line: None,
                         )
                     )
-                    total = sum(float(r.split(",")[-2]) for r in gradebook.read_text().splitlines()[1:])
+                    with gradebook.open(newline="") as f:
+                        total = sum(float(row["total"]) for row in csv.DictReader(f))
                     cells[budget] = (seconds, total)
                 mixed = ", ".join(f"{c} {k}" for k, c in counts.items())
                 rows.append((f"{mix} ({mixed})", n, cells))
