@@ -22,14 +22,16 @@ import os
 import shutil
 import tempfile
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from course import labs as _labs
 from course.errors import CourseError
 from course.grader import privacy
-from course.grader.report import write_gradescope
+from course.grader.report import gradescope, write_results
 from course.grader.runner import Report, grade, lab_budget
 
 
@@ -71,6 +73,17 @@ def fingerprint(sub: Submission, settings: dict) -> str:
     return h.hexdigest()
 
 
+class Workers(Protocol):
+    """Where a class's submissions are graded other than in this process's threads (a Dask cluster:
+    :mod:`course.grader.cluster`)."""
+
+    def grade(self, pending: list[Submission], options: dict, log) -> Iterator[tuple[Submission, dict, bool]]:
+        """``(submission, results, final)`` as each is done: its results.json (:func:`grade_submission`
+        with ``options``), and whether that is its grade (False: the grading failed, not the submission;
+        the next run grades it again)."""
+        ...
+
+
 def grade_class(
     submissions: Path,
     out: Path,
@@ -83,11 +96,14 @@ def grade_class(
     sandbox_user: str = "auto",
     warm_cache: Path | None = None,
     log=print,
+    workers: Workers | None = None,
 ) -> Path:
     """Grade every submission; write each student's results.json and the gradebook; return its path.
 
     ``budget``: each lab's time budget per submission (:func:`course.grader.runner.grade`), so that the
     class takes at most about students x labs x budget / jobs beyond the honest tests' own time.
+    ``workers``: grade there (each worker with its own warm cache) instead of in ``jobs`` threads here;
+    the results, grading.json and the gradebook are written here either way.
     """
     out = Path(out)
     budget = lab_budget(budget, timeout)  # checked before any grading starts
@@ -102,47 +118,89 @@ def grade_class(
         "tests": hashlib.sha256(b"".join(p.read_bytes() for p in sorted(tests.glob("test_lab*.py")))).hexdigest(),
     }
     students = discover(submissions)
-    if privacy.sandbox_user(sandbox_user) is None:
+    stamps, pending = {}, []
+    for sub in students:
+        stamps[sub.student] = fingerprint(sub, settings)
+        done = out / sub.student / "grading.json"
+        if done.exists() and json.loads(done.read_text()).get("fingerprint") == stamps[sub.student]:
+            log(f"{sub.student}: already graded")
+        else:
+            pending.append(sub)
+    options = {"labs": labs, "timeout": timeout, "budget": budget, "seed": seed, "sandbox_user": sandbox_user}
+    if workers is None:
+        graded = _in_threads(pending, options, jobs=jobs, warm_cache=warm_cache, log=log)
+    else:
+        graded = workers.grade(pending, options, log)
+    for sub, results, final in graded:
+        target = out / sub.student
+        target.mkdir(parents=True, exist_ok=True)
+        write_results(results, target / "results.json")
+        if not final:
+            continue
+        (target / "grading.json").write_text(
+            json.dumps(
+                {"fingerprint": stamps[sub.student], "score": results["score"], "max_score": results["max_score"]}
+            )
+        )
+        log(f"{sub.student}: {results['score']:g}/{results['max_score']:g} in {results['execution_time']:.1f} s")
+    return write_gradebook(out, [s.student for s in students])
+
+
+def _in_threads(
+    pending: list[Submission], options: dict, *, jobs: int, warm_cache: Path | None, log
+) -> Iterator[tuple[Submission, dict, bool]]:
+    """Grade ``jobs`` submissions at once in this process's threads; yield each as it is done."""
+    if privacy.sandbox_user(options["sandbox_user"]) is None:
         log(
             "warning: the submissions' code runs as this user, who can write the course, the tests and the "
             "grades: only grading as root (the sandbox then runs as nobody) keeps students from each other"
         )
-
-    def one(sub: Submission) -> None:
-        target = out / sub.student
-        stamp = fingerprint(sub, settings)
-        done = target / "grading.json"
-        if done.exists() and json.loads(done.read_text()).get("fingerprint") == stamp:
-            log(f"{sub.student}: already graded")
-            return
-        with tempfile.TemporaryDirectory(prefix="course-student-") as tmp:
-            os.chmod(tmp, 0o711)  # the sandbox's user must reach its cache (jax-cache, which it is given) inside
-            try:  # what goes wrong with one submission (not a zip, a zip bomb, not a notebook) is its row only
-                impl = _unpack(sub, Path(tmp) / "submission")
-                cache = Path(tmp) / "jax-cache"
-                if warm_cache is not None and warm_cache.is_dir():
-                    shutil.copytree(warm_cache, cache)
-                report = grade(
-                    labs,
-                    impl=impl,
-                    timeout=timeout,
-                    budget=budget,
-                    jobs=1,
-                    seed=seed,
-                    sandbox_user=sandbox_user,
-                    sandbox_cache=cache,
-                )
-            except CourseError as exc:
-                report = Report(impl=str(sub.path), problems=[f"not graded: {exc}"], timeout=timeout, budget=budget)
-        target.mkdir(parents=True, exist_ok=True)
-        write_gradescope(report, target / "results.json")
-        done.write_text(json.dumps({"fingerprint": stamp, "score": report.score, "max_score": report.max_score}))
-        log(f"{sub.student}: {report.score:g}/{report.max_score:g} in {report.duration:.1f} s")
-
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(one, sub) for sub in students]:
+        futures = {pool.submit(grade_submission, sub, warm_cache=warm_cache, **options): sub for sub in pending}
+        for future in as_completed(futures):
+            if future.exception() is None:
+                yield futures[future], future.result(), True
+        for future in futures:  # what went wrong beyond one submission stops the run, the others recorded
             future.result()
-    return write_gradebook(out, [s.student for s in students])
+
+
+def grade_submission(
+    sub: Submission,
+    *,
+    labs: list[str] | None,
+    timeout: float,
+    budget: float | None,
+    seed: int,
+    sandbox_user: str,
+    warm_cache: Path | None,
+) -> dict:
+    """One student's grading, in a private temporary folder: their results.json (Gradescope's format), a
+    dict of plain data, so that a worker of a cluster can send it back (:mod:`course.grader.cluster`)."""
+    with tempfile.TemporaryDirectory(prefix="course-student-") as tmp:
+        os.chmod(tmp, 0o711)  # the sandbox's user must reach its cache (jax-cache, which it is given) inside
+        try:  # what goes wrong with one submission (not a zip, a zip bomb, not a notebook) is its row only
+            impl = _unpack(sub, Path(tmp) / "submission")
+            cache = Path(tmp) / "jax-cache"
+            if warm_cache is not None and warm_cache.is_dir():
+                shutil.copytree(warm_cache, cache)
+            report = grade(
+                labs,
+                impl=impl,
+                timeout=timeout,
+                budget=budget,
+                jobs=1,
+                seed=seed,
+                sandbox_user=sandbox_user,
+                sandbox_cache=cache,
+            )
+        except CourseError as exc:
+            report = not_graded(str(sub.path), exc, timeout=timeout, budget=budget)
+    return gradescope(report)
+
+
+def not_graded(impl: str, why: object, *, timeout: float, budget: float | None) -> Report:
+    """The report of a submission that could not be graded: no test, the reason as its problem."""
+    return Report(impl=impl, problems=[f"not graded: {why}"], timeout=timeout, budget=budget)
 
 
 def _unpack(sub: Submission, impl: Path) -> Path:
