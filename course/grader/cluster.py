@@ -4,8 +4,8 @@
     course grade --submissions submissions/ --out grades/ --cluster tcp://scheduler:8786 lab01
 
 ``local:N`` starts a ``distributed.LocalCluster`` of N worker processes (one thread each) on this
-machine, listening on 127.0.0.1 only, with no dashboard; an address joins a scheduler that is already
-running (one that dask-jobqueue starts on Slurm, or the Dask Helm chart on Kubernetes: docs/staff.md).
+machine, listening on 127.0.0.1 only, over TLS with a key made for the run, with no dashboard; an
+address joins a scheduler that is already running (one that dask-jobqueue starts on Slurm, or the Dask Helm chart on Kubernetes: docs/staff.md).
 
 Workers share no file system with this machine: each task is sent the submission's bytes (a ``.zip``
 as handed in, or a folder zipped in memory) and the grading settings, and sends back the student's
@@ -62,6 +62,17 @@ def _distributed():
             "pip install -e . --group staff"
         ) from None
     return distributed
+
+
+def _temporary_security(distributed):
+    """TLS with a certificate and key made now, in memory, for one LocalCluster and its client."""
+    try:
+        return distributed.security.Security.temporary()
+    except ImportError:
+        raise CourseError(
+            "--cluster local:N keeps its workers to this command with TLS, which needs the cryptography "
+            "package: pip install -e . --group staff"
+        ) from None
 
 
 def describe() -> dict[str, str]:
@@ -245,21 +256,26 @@ def connect(
     count = _local_workers(spec)
     with contextlib.ExitStack() as stack:
         if count is None:
-            address = spec
+            address, security = spec, None  # Dask's configuration says how to reach it (TLS: docs/staff.md)
             _reachable(address)
         else:
+            # A Dask scheduler runs whatever a client sends it, and a student's code can reach 127.0.0.1:
+            # only the processes of this command hold the key of this TLS.
+            security = _temporary_security(distributed)
             local = distributed.LocalCluster(
                 n_workers=count,
                 threads_per_worker=1,  # a grading uses a core's worth of processes of its own
                 processes=True,
                 host="127.0.0.1",  # nothing of it reachable from another machine
+                protocol="tls://",
+                security=security,
                 dashboard_address=None,
                 silence_logs=logging.ERROR,
             )
             stack.enter_context(local)
             address = local.scheduler_address
         try:
-            client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+            client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False, security=security)
         except (OSError, TimeoutError) as exc:
             raise CourseError(f"--cluster {spec}: could not join the Dask scheduler at {address}: {exc}") from None
         stack.enter_context(client)
