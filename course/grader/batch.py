@@ -7,6 +7,8 @@ one. For each student, ``grades/STUDENT/results.json`` (Gradescope's format) is 
 grading is done, then ``grades/gradebook.csv`` has one row per student, one column per lab and the
 total. A submission that hangs, crashes or cheats costs only its own row. Run it again after an
 interruption and the students already graded — same submission, same settings — are not regraded.
+Each student's grading is :func:`grade_submission`, in this process's threads or, with ``workers``,
+as a task on Dask distributed workers (:mod:`course.grader.cluster`); results are written here.
 
 Each student's sandboxes get a JAX compilation cache of their own (started from a copy of the staff's
 warm one when there is one), so one student's code cannot plant compiled programs that another
