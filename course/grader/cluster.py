@@ -194,7 +194,7 @@ class Cluster:
         for future in distributed.as_completed(futures, loop=self.client.loop):
             sub = futures[future]
             try:
-                yield sub, future.result(), True
+                results = future.result()
             except Exception as exc:  # noqa: BLE001 - a task that failed costs its row only, this run only
                 why = (
                     f"the Dask worker grading it died ({exc})"
@@ -203,6 +203,8 @@ class Cluster:
                 )
                 log(f"{sub.student}: not graded: {why}; run the command again to grade it")
                 yield sub, self._not_graded(sub, f"{why}; the next run grades it again", options), False
+                continue
+            yield sub, results, True
 
     @staticmethod
     def _not_graded(sub: Submission, why, options: dict) -> dict:
