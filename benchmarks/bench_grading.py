@@ -4,6 +4,11 @@ the old, then one lab, every lab, and a class of synthetic submissions (tables).
     python benchmarks/bench_grading.py [--lab lab01] [--function step] [--repeat 5]
                                        [--class-size 50] [--class-labs lab01 lab02] [--jobs 2]
     python benchmarks/bench_grading.py --throughput [--class-size 6] [--class-labs lab01] [--timeout 5]
+    python benchmarks/bench_grading.py --isolation-only [--repeat 5]
+
+Every run starts with the isolation table: the student's loop (``check`` in a warm kernel, ``course
+grade``) and a class of six (honest, and a hostile mix) with each sandbox in namespaces of its own
+(after, :mod:`course.grader.isolation`) and without (before, ``--isolation off``), interleaved.
 
 The loop's table times each way a student checks, with the grader's processes forked from a warm
 zygote (now) and started from scratch (``COURSE_WARM=0``: the old path), interleaved, median of
@@ -48,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course import labs  # noqa: E402
 from course.grader import check, grade  # noqa: E402
 from course.grader.batch import grade_class  # noqa: E402
-from course.grader.plugin import cache_root  # noqa: E402
+from course.grader.plugin import sandbox_cache_for  # noqa: E402
 from course.staff import assign, notebooks
 
 BROKEN = {
@@ -130,7 +135,7 @@ def throughput_table(size: int, lab_ids: list[str], timeout: float, jobs: list[i
                             jobs=n,
                             timeout=timeout,
                             budget=budget,
-                            warm_cache=cache_root() / "jax-sandbox",
+                            warm_cache=sandbox_cache_for("solutions"),
                             log=lambda line: None,
                         )
                     )
@@ -222,6 +227,78 @@ def loop_table(lab: str, function: str, repeat: int) -> None:
         print(f"{what:<{width}}  {now:6.2f}  {old:6.2f}  {now / old:6.2f}x  {runs}")
 
 
+@contextlib.contextmanager
+def unisolated(off: bool):
+    """Inside the block when ``off``: ``check()`` and ``grade()`` grade as before the namespaces
+    (``isolation`` auto then finds them unavailable); ``course grade`` is given ``--isolation off``."""
+    from course.grader import isolation
+
+    before = isolation.unavailable
+    if off:
+        isolation.unavailable = lambda: "turned off for the benchmark"
+    try:
+        yield
+    finally:
+        isolation.unavailable = before
+
+
+def isolation_table(lab: str, function: str, repeat: int, size: int, lab_ids: list[str], timeout: float) -> None:
+    """The student's loop and a class's throughput, the sandboxes isolated (after) and not (before), interleaved."""
+    from course.grader import isolation
+
+    if isolation.unavailable() is not None:
+        print(f"\nIsolation: not available here ({isolation.unavailable()}); no table")
+        return
+    lid = labs.lab_id(lab)
+    times: dict[tuple[str, bool], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        notebook = Path(tmp) / f"{labs.lab_files('solutions')[lid].stem}.ipynb"
+        notebook.write_text(notebooks.dumps(notebooks.build(labs.lab_files("solutions")[lid], checks=False)))
+        course = [sys.executable, "-m", "course", "grade", lid, "--impl", "solutions"]
+        rows = {
+            f"check({lid!r}, {function!r}), warm kernel": lambda off: check.check(lid, function, notebook=notebook),
+            f"check({lid!r}), warm kernel": lambda off: check.check(lid, notebook=notebook),
+            f"python -m course grade {lid}": lambda off: shell(course + (["--isolation", "off"] if off else [])),
+        }
+        for _ in range(repeat + 1):  # the first round warms the caches, and is not counted
+            for off in (True, False):
+                with unisolated(off):
+                    for what, fn in rows.items():
+                        start = time.perf_counter()
+                        result = fn(off)
+                        took = result if isinstance(result, float) else time.perf_counter() - start
+                        times.setdefault((what, off), []).append(took)
+        for kind, kinds in {"honest": ["solution"], "hostile": ["solution", "loops everywhere", "crashes"]}.items():
+            counts = mixed_class(Path(tmp) / kind, size, lab_ids, kinds)
+            what = f"class of {size}, {kind} ({', '.join(f'{c} {k}' for k, c in counts.items())}), --jobs 2"
+            for off in (True, False) * 2:  # twice each, interleaved
+                out = Path(tmp) / f"grades-{kind}-{off}-{len(times.get((what, off), []))}"
+                seconds, _ = timed(
+                    lambda: grade_class(
+                        Path(tmp) / kind,
+                        out,
+                        labs=lab_ids,
+                        jobs=2,
+                        timeout=timeout,
+                        isolation="off" if off else "required",
+                        warm_cache=sandbox_cache_for("solutions"),
+                        log=lambda line: None,
+                    )
+                )
+                times.setdefault((what, off), [None]).append(60 * size / seconds)  # submissions/min
+    whats = list(dict.fromkeys(w for w, _ in times))
+    width = max(map(len, whats))
+    print(
+        f"\nIsolation (course.grader.isolation): {lid}, solutions; the loop in s, median of {repeat}; a class of "
+        f"{' '.join(lab_ids)} at --timeout {timeout:g} in submissions/min; before = --isolation off"
+    )
+    print(f"{'what':<{width}}  {'before':>7}  {'after':>7}  {'after/before':>12}")
+    for what in whats:
+        before = statistics.median(times[(what, True)][1:])
+        after = statistics.median(times[(what, False)][1:])
+        print(f"{what:<{width}}  {before:7.2f}  {after:7.2f}  {after / before:11.2f}x", flush=True)
+
+
 def first_grades() -> None:
     """Each lab's first grade (``course grade``, no compilation cache), now and on the old path."""
     print("\nA lab's first grade: python -m course grade LAB --impl solutions, empty compilation cache (s)")
@@ -265,9 +342,15 @@ def main() -> None:
         help="after the loop's table, the class's throughput before and after the time budget (then stop)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="--throughput: seconds per test (default 10)")
+    parser.add_argument(
+        "--isolation-only", action="store_true", help="only the table of isolated sandboxes, before and after"
+    )
     args = parser.parse_args()
 
     header()
+    isolation_table(args.lab, args.function, args.repeat, 6, args.class_labs[:1], 5.0)
+    if args.isolation_only:
+        return
     loop_table(args.lab, args.function, args.repeat)
     if args.first_grades:
         first_grades()
@@ -292,7 +375,7 @@ def main() -> None:
                 Path(tmp) / "grades",
                 labs=args.class_labs,
                 jobs=args.jobs,
-                warm_cache=cache_root() / "jax-sandbox",
+                warm_cache=sandbox_cache_for("solutions"),
                 log=lambda line: None,
             )
         )

@@ -34,7 +34,7 @@ from course import labs as _labs
 from course.errors import CourseError
 from course.grader import privacy
 from course.grader.report import gradescope, write_results
-from course.grader.runner import Report, grade, lab_budget
+from course.grader.runner import Report, grade, isolation_setting, lab_budget
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ def grade_class(
     budget: float | str | None = "auto",
     seed: int = 0,
     sandbox_user: str = "auto",
+    isolation: str = "required",
     warm_cache: Path | None = None,
     log=print,
     workers: Workers | None = None,
@@ -104,6 +105,10 @@ def grade_class(
 
     ``budget``: each lab's time budget per submission (:func:`course.grader.runner.grade`), so that the
     class takes at most about students x labs x budget / jobs beyond the honest tests' own time.
+    ``isolation``: ``required`` (refuse to start where the machine cannot keep the submissions apart,
+    :mod:`course.grader.isolation`), ``auto`` or ``off`` (:func:`course.grader.runner.grade`).
+    ``warm_cache``: the staff's JAX compilation cache (the solutions'), which isolated sandboxes read
+    under a private layer, and which is copied for each student otherwise.
     ``workers``: grade there (each worker with its own warm cache) instead of in ``jobs`` threads here;
     the results, grading.json and the gradebook are written here either way.
     """
@@ -128,7 +133,14 @@ def grade_class(
             log(f"{sub.student}: already graded")
         else:
             pending.append(sub)
-    options = {"labs": labs, "timeout": timeout, "budget": budget, "seed": seed, "sandbox_user": sandbox_user}
+    options = {
+        "labs": labs,
+        "timeout": timeout,
+        "budget": budget,
+        "seed": seed,
+        "sandbox_user": sandbox_user,
+        "isolation": isolation,
+    }
     if workers is None:
         graded = _in_threads(pending, options, jobs=jobs, warm_cache=warm_cache, log=log)
     else:
@@ -152,6 +164,7 @@ def _in_threads(
     pending: list[Submission], options: dict, *, jobs: int, warm_cache: Path | None, log
 ) -> Iterator[tuple[Submission, dict, bool]]:
     """Grade ``jobs`` submissions at once in this process's threads; yield each as it is done."""
+    isolation_setting(options["isolation"], Report(impl="this machine"))  # a refusal before anything is graded
     if privacy.sandbox_user(options["sandbox_user"]) is None:
         log(
             "warning: the submissions' code runs as this user, who can write the course, the tests and the "
@@ -174,6 +187,7 @@ def grade_submission(
     budget: float | None,
     seed: int,
     sandbox_user: str,
+    isolation: str,
     warm_cache: Path | None,
 ) -> dict:
     """One student's grading, in a private temporary folder: their results.json (Gradescope's format), a
@@ -181,9 +195,10 @@ def grade_submission(
     with tempfile.TemporaryDirectory(prefix="course-student-") as tmp:
         os.chmod(tmp, 0o711)  # the sandbox's user must reach its cache (jax-cache, which it is given) inside
         try:  # what goes wrong with one submission (not a zip, a zip bomb, not a notebook) is its row only
+            isolate = isolation_setting(isolation, Report(impl=str(sub.path)))  # this machine's, known by now
             impl = _unpack(sub, Path(tmp) / "submission")
             cache = Path(tmp) / "jax-cache"
-            if warm_cache is not None and warm_cache.is_dir():
+            if warm_cache is not None and warm_cache.is_dir() and not isolate:
                 shutil.copytree(warm_cache, cache)
             report = grade(
                 labs,
@@ -194,6 +209,8 @@ def grade_submission(
                 seed=seed,
                 sandbox_user=sandbox_user,
                 sandbox_cache=cache,
+                warm_cache=warm_cache if isolate and warm_cache is not None and warm_cache.is_dir() else None,
+                isolation=isolation,
             )
         except CourseError as exc:
             report = not_graded(str(sub.path), exc, timeout=timeout, budget=budget)
@@ -207,8 +224,8 @@ def not_graded(impl: str, why: object, *, timeout: float, budget: float | None) 
 
 def _unpack(sub: Submission, impl: Path) -> Path:
     """The submission as a folder of files at ``impl``."""
-    if sub.path.is_dir():
-        shutil.copytree(sub.path, impl)
+    if sub.path.is_dir():  # links stay links: the grader follows none out of the submission
+        shutil.copytree(sub.path, impl, symlinks=True)
         return impl
     try:
         with zipfile.ZipFile(sub.path) as zf:

@@ -41,6 +41,7 @@ from course.errors import CourseError
 from course.grader import privacy
 from course.grader.batch import MAX_UNZIPPED_BYTES, Submission, grade_submission, not_graded
 from course.grader.report import gradescope
+from course.grader.runner import Report, isolation_setting
 
 CONNECT_TIMEOUT_S = 10.0  # a scheduler that does not answer in this time is not there
 WORKERS_TIMEOUT_S = 120.0  # a scheduler with no worker yet (a batch job still queued) gets this long
@@ -110,7 +111,7 @@ def differences(here: dict[str, str], there: dict[str, str]) -> list[str]:
 def grade_sent(name: str, data: bytes, options: dict, expected: dict[str, str]) -> dict:
     """On a worker: a submission sent as the bytes of a .zip named ``name``, graded here; its
     results.json as a dict (what :func:`course.grader.batch.grade_submission` returns)."""
-    from course.grader.plugin import cache_root
+    from course.grader.plugin import sandbox_cache_for
 
     wrong = differences(expected, describe())
     if wrong:  # a worker that joined after the check at the start
@@ -118,7 +119,13 @@ def grade_sent(name: str, data: bytes, options: dict, expected: dict[str, str]) 
     with tempfile.TemporaryDirectory(prefix="course-sent-") as tmp:
         path = Path(tmp) / Path(name).name
         path.write_bytes(data)
-        return grade_submission(Submission(path.stem, path), warm_cache=cache_root() / "jax-sandbox", **options)
+        # The worker's own warm cache: the solutions' compiled programs, filled by grading them once there.
+        return grade_submission(Submission(path.stem, path), warm_cache=sandbox_cache_for("solutions"), **options)
+
+
+def _isolated(setting: str) -> bool:
+    """On a worker: whether its sandboxes are isolated (``--isolation``; ``required`` refuses where not)."""
+    return isolation_setting(setting, Report(impl="a worker"))
 
 
 def pack(sub: Submission) -> tuple[str, bytes]:
@@ -145,10 +152,10 @@ class Cluster:
         self.spec = spec
         self.expected = describe()
 
-    def check(self, sandbox_user: str, log) -> int:
-        """Refuse workers whose course, tests, Python or libraries differ from this machine's, or that
-        cannot run the sandboxes as ``sandbox_user``; warn where sandboxes run as the worker's own user.
-        Returns the number of workers."""
+    def check(self, sandbox_user: str, isolation: str, log) -> int:
+        """Refuse workers whose course, tests, Python or libraries differ from this machine's, that cannot
+        run the sandboxes as ``sandbox_user``, or cannot isolate them where ``isolation`` is required;
+        warn where sandboxes run as the worker's own user. Returns the number of workers."""
         try:
             found = self.client.run(describe)
         except Exception as exc:  # noqa: BLE001 - whatever stops a worker from running the course
@@ -163,6 +170,10 @@ class Cluster:
                 f"--cluster {self.spec}: {len(wrong)} of {len(found)} workers have another course than this "
                 f"machine's, so their grades would not be this course's:\n  " + "\n  ".join(wrong) + f"\n{INSTALL}"
             )
+        try:
+            self.client.run(_isolated, isolation)
+        except CourseError as exc:
+            raise CourseError(f"--cluster {self.spec}: on the workers, {exc}") from None
         try:
             users = self.client.run(privacy.sandbox_user, sandbox_user)
         except Exception as exc:  # noqa: BLE001 - a user the workers do not have, or cannot switch to
@@ -250,7 +261,7 @@ def _reachable(address: str) -> None:
 
 @contextlib.contextmanager
 def connect(
-    spec: str, *, sandbox_user: str = "auto", log=print, wait_s: float = WORKERS_TIMEOUT_S
+    spec: str, *, sandbox_user: str = "auto", isolation: str = "required", log=print, wait_s: float = WORKERS_TIMEOUT_S
 ) -> Iterator[Cluster]:
     """Dask workers for ``course grade --cluster SPEC``, checked (:meth:`Cluster.check`); a LocalCluster
     started here ends with the block."""
@@ -291,6 +302,6 @@ def connect(
                     "with the course installed (docs/staff.md)"
                 ) from None
         cluster = Cluster(client, spec)
-        workers = cluster.check(sandbox_user, log)
+        workers = cluster.check(sandbox_user, isolation, log)
         log(f"grading on {workers} Dask worker(s) of the scheduler at {address}")
         yield cluster

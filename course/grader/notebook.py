@@ -159,10 +159,13 @@ def convert_for_grading(
     wanted = {_labs.lab_id(x) for x in wanted} if wanted else None
     source = Path(source)
     files = [source] if source.is_file() else sorted(source.glob("*.ipynb"))
+    outside = [p for p in files if source.is_dir() and not p.resolve().is_relative_to(source.resolve())]
+    files = [p for p in files if p not in outside]  # a link out of the submission is never read
     present = (
         {_labs.lab_id(p.stem) for p in source.glob("lab*.py") if _labs.is_lab_file(p)} if source.is_dir() else set()
     )
     labs, notes, shown = [], [], {}
+    notes += [f"{p.name}: not graded; it is a link to a file outside your submission" for p in outside]
     for path in files:
         conv = convert(path)
         if wanted is not None and conv.lab not in wanted:

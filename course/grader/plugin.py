@@ -61,12 +61,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="the sandboxes' JAX compilation cache (default: .cache/jax-sandbox[-UID])",
     )
+    group.addoption(
+        "--isolate",
+        action="store_true",
+        help="run each lab in namespaces of its own (Linux; course.grader.isolation), seeing nothing but its lab",
+    )
     # The grader's: how messages name the copies it runs (course.grader.locations), as the student knows them.
     group.addoption("--locations", default=None, help=argparse.SUPPRESS)
+    # The grader's: its settings as one file in the snapshot (never on a command line a sandbox could read).
+    group.addoption("--settings", default=None, help=argparse.SUPPRESS)
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("COURSE_CACHE_DIR", _labs.root() / ".cache"))
+
+
+def sandbox_cache_for(impl: str | os.PathLike) -> Path:
+    """The JAX compilation cache that the sandboxes of one submission (``impl``, as staff named it) write.
+
+    One per submission, so that no submission's sandbox can plant a compiled program that another's
+    would load; the solutions' is the staff's warm cache, which a class's sandboxes only read.
+    """
+    import hashlib
+
+    name = str((_labs.root() / str(impl) if str(impl) in _labs.IMPLS else Path(impl)).resolve())
+    return cache_root() / "jax-sandbox" / hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def grading_setting(config: pytest.Config, name: str):
+    """A grading setting: from the grader's settings file (``--settings``) where it has one, else the option."""
+    return config.stash[_SETTINGS].get(name, config.getoption(f"--{name.replace('_', '-')}"))
 
 
 def configure_jax(cache_dir: Path | None = None) -> None:
@@ -92,6 +116,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "visibility(v): Gradescope visibility: visible (default), hidden, after_due_date, after_published"
     )
     config.addinivalue_line("markers", "tags(*names): Gradescope tags for the test (its lab is always one)")
+    import json
+
+    settings = config.getoption("--settings")
+    config.stash[_SETTINGS] = json.loads(Path(settings).read_text()) if settings else {}
     impl = config.getoption("--impl") or _labs.default_impl()
     config.stash[_IMPL] = _labs.impl_dir(impl)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -99,7 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _clock = TestClock(timeout=config.getoption("--lab-timeout"))
     from course.grader import testing
 
-    testing.SEED = config.getoption("--seed")
+    testing.SEED = int(grading_setting(config, "seed"))
     if config.getoption("--locations"):
         from course.grader import locations
 
@@ -107,6 +135,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _IMPL = pytest.StashKey[Path]()
+_SETTINGS = pytest.StashKey[dict]()
 
 
 def impl_dir(config: pytest.Config) -> Path:
@@ -171,10 +200,14 @@ def lab(request: pytest.FixtureRequest):
         print(f"course: user nobody cannot read {unreadable}; running the lab as this user instead", file=sys.stderr)
         user = None
     cache = Path(
-        config.getoption("--sandbox-cache")
+        grading_setting(config, "sandbox_cache")
         or cache_root() / ("jax-sandbox" if user is None else f"jax-sandbox-{user[0]}")
     )
-    sandbox = remote.Sandbox(path, user=user, jax_cache=cache)
+    isolate = bool(grading_setting(config, "isolate")) and not (user is None and os.geteuid() == 0)
+    warm = config.stash[_SETTINGS].get("warm_cache")
+    sandbox = remote.Sandbox(
+        path, user=user, jax_cache=cache, warm_cache=Path(warm) if warm and isolate else None, isolate=isolate
+    )
     yield remote.RemoteLab(sandbox, _clock)
     sandbox.stop()
 

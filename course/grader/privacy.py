@@ -30,6 +30,24 @@ def _prctl():
         return None
 
 
+# What the grading processes (the zygote, the trusted test processes, the fork servers) inherit of the
+# environment of whoever grades: what Python, JAX, XLA and the course read, and nothing else. The fork
+# servers' memory is their sandboxes' memory, so anything kept here a student's code could find there:
+# not the staff's tokens, not the hidden seed (COURSE_SEED is read by the command line and stops there).
+GRADING_ENVIRONMENT = ("PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "LD_LIBRARY_PATH")
+GRADING_PREFIXES = ("LC_", "JAX_", "XLA_", "TF_CPP_", "OMP_", "MKL_", "OPENBLAS_", "GLIBC_TUNABLES", "MPL", "COURSE_")
+SECRETS = ("COURSE_SEED",)
+
+
+def grading_environment() -> dict[str, str]:
+    """This process's environment as the grading processes may see it (:data:`GRADING_ENVIRONMENT`)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if (k in GRADING_ENVIRONMENT or k.startswith(GRADING_PREFIXES)) and k not in SECRETS
+    }
+
+
 def set_dumpable(flag: bool) -> bool | None:
     """Set this process's dumpable flag; return the previous one (None where there is no prctl)."""
     prctl = _prctl()

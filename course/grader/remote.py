@@ -179,7 +179,9 @@ class ForkServer:
 def start_fork_server(log=None) -> tuple[socket.socket, subprocess.Popen]:
     """Start a fork server process (its output to ``log``); returns our end of its socket and the process."""
     ours, theirs = socket.socketpair()
-    env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1"}
+    from course.grader.privacy import grading_environment
+
+    env = {**grading_environment(), "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "course.grader.forkserver", str(theirs.fileno())],
         pass_fds=[theirs.fileno()],
@@ -226,9 +228,16 @@ class Sandbox:
         *,
         user: tuple[int, int] | None = None,
         jax_cache: Path | None = None,
+        warm_cache: Path | None = None,
+        isolate: bool = False,
         limits: Limits = Limits(),
     ) -> None:
-        self.lab_path, self.user, self.jax_cache, self.limits = Path(lab_path).resolve(), user, jax_cache, limits
+        """``jax_cache``: the sandbox's JAX compilation cache, which it writes (its own submission's);
+        ``warm_cache``: instead, a cache it only reads, under a private layer (a class's sandboxes);
+        ``isolate``: in namespaces of its own (:mod:`course.grader.isolation`), where it sees nothing
+        of the machine but Python, the libraries, ``course/``, its lab and its cache."""
+        self.lab_path, self.user, self.limits = Path(lab_path).resolve(), user, limits
+        self.jax_cache, self.warm_cache, self.isolate = jax_cache, warm_cache, isolate
         self.pid: int | None = None
         self.sticky: SandboxFailure | None = None  # the lab cannot even be imported in time: don't retry
 
@@ -236,22 +245,23 @@ class Sandbox:
 
     def _start(self, deadline: float) -> None:
         server = fork_server()
-        self.workdir = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
-        cache = self.jax_cache
-        if cache is not None:
-            cache.mkdir(parents=True, exist_ok=True)
-        if self.user is not None:
-            os.chown(self.workdir, *self.user)
-            if cache is not None:
-                os.chown(cache, *self.user)
         config = {
             "lab_path": str(self.lab_path),
-            "workdir": str(self.workdir),
             "memory_bytes": self.limits.memory_bytes,
-            "uid": self.user[0] if self.user else None,
-            "gid": self.user[1] if self.user else None,
-            "jax_cache": str(cache) if cache else None,
+            "isolate": self.isolate,
+            # As root, an isolated sandbox takes a user id of its own (course.grader.isolation).
+            "uid": self.user[0] if self.user and not self.isolate else None,
+            "gid": self.user[1] if self.user and not self.isolate else None,
+            "cache": self._cache(),
         }
+        if self.isolate:  # a private tmpfs inside the sandbox, at a path of no consequence
+            self.workdir = None
+            config["workdir"] = "/tmp/sandbox"
+        else:
+            self.workdir = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
+            config["workdir"] = str(self.workdir)
+            if self.user is not None:
+                os.chown(self.workdir, *self.user)
         req_r, self.req = os.pipe()
         self.resp, resp_w = os.pipe()
         self.out, out_w = os.pipe()
@@ -262,6 +272,20 @@ class Sandbox:
                 os.close(fd)
         os.set_blocking(self.req, False)
         self.server = server
+
+    def _cache(self) -> dict | None:
+        """The JAX cache as the sandbox is given it: ``path`` (and ``lower``, read-only under a private layer)."""
+        if self.isolate and self.warm_cache is not None:
+            return {"path": "/tmp/jax-cache", "lower": str(self.warm_cache)}
+        cache = self.jax_cache
+        if cache is None:
+            return None
+        cache.mkdir(parents=True, exist_ok=True)
+        if self.isolate:
+            os.chmod(cache, 0o777)  # each sandbox of the submission has a user id of its own
+        elif self.user is not None:
+            os.chown(cache, *self.user)
+        return {"path": str(cache), "lower": None}
 
     def stop(self) -> None:
         """End the sandbox, its process group and anything that escaped it; remove its files."""
@@ -279,7 +303,8 @@ class Sandbox:
             self.server.reap()
         except SandboxFailure:
             pass
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _exit_code(self, wait: float) -> int | None:
         end = time.monotonic() + wait
@@ -399,6 +424,10 @@ def describe_exit(code: int | None) -> str:
             "SIGBUS": "a bus error",
         }
         return f"the test process died from signal {sig.name} ({meaning.get(sig.name, sig.name)})"
+    from course.grader.isolation import FAILED
+
+    if code == FAILED:
+        return "the sandbox could not isolate itself on this machine (course grade --isolation says more)"
     return f"the test process exited with status {code} in the middle of this test (os._exit or a fatal error)"
 
 

@@ -96,6 +96,7 @@ def gradescope(report: Report) -> dict:
         "test_output_format": "md",
         "tests": tests,
         "extra_data": {
+            "isolation": report.isolation,
             "timeout_s": report.timeout,
             "budget_s": report.budget,  # null: graded without a budget
             "budget_spent_s": report.budget_spent(),

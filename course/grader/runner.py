@@ -82,6 +82,7 @@ class Report:
     notes: list[str] = field(default_factory=list)  # what was done to the submission (notebooks converted)
     timeout: float | None = None  # seconds a test may spend in the student's code
     budget: float | None = None  # seconds a lab's tests that do not pass may spend there together; None: no budget
+    isolation: str = ""  # how the sandboxes were kept apart: "namespaces", or "none: why"
 
     def by_lab(self) -> dict[str, list[Outcome]]:
         out: dict[str, list[Outcome]] = {}
@@ -132,6 +133,8 @@ def grade(
     keyword: str | None = None,
     shown: dict[str, locations.Source] | None = None,
     daemon: bool = False,
+    isolation: str = "auto",
+    warm_cache: Path | None = None,
 ) -> Report:
     """Run the graded tests of ``labs`` (all when None) against ``impl`` and score them.
 
@@ -145,13 +148,17 @@ def grade(
       jobs: grading processes run at once (default: one per CPU core, at most one per lab).
       sandbox_user: who runs the student's code: ``auto`` (``nobody`` when we are root), ``none``, or a name.
       seed: varies every test's random inputs (0: the inputs students see when they grade themselves).
-      sandbox_cache: the sandboxes' JAX compilation cache (default: one per user under ``.cache``).
+      sandbox_cache: the JAX compilation cache the sandboxes write (default: this submission's own,
+        :func:`course.grader.plugin.sandbox_cache_for`).
+      warm_cache: instead, a cache written by the staff that isolated sandboxes only read (a class).
       log_path: where the grading processes' own output goes (default: a temporary file).
       keyword: only the tests pytest's ``-k`` expression selects (``course.check`` of a few functions).
       shown: how messages name lab files of ``impl`` (by path) other than as the files they are
         (:mod:`course.grader.locations`): ``course.check`` names a kernel's cells.
       daemon: fork the grading processes from this user's daemon zygote, which outlives this call (the
         ``course grade`` command line), not from one of this process (:func:`course.grader.zygote.shared`).
+      isolation: ``auto`` (each sandbox in namespaces of its own where the machine allows,
+        :mod:`course.grader.isolation`), ``required`` (refuse to grade where it does not), ``off``.
 
     ``impl`` may also hold Jupyter notebooks, or be one (``labNN_*.ipynb``): their code cells are graded
     as the lab module (:func:`course.grader.notebook.convert_for_grading`), and ``labs=None`` means their labs.
@@ -162,6 +169,9 @@ def grade(
     tests_dir = Path(tests_dir).resolve() if tests_dir else _labs.graded_tests_dir()
     budget = lab_budget(budget, timeout)
     report = Report(impl=str(impl), seed=seed, timeout=timeout, budget=budget)
+    isolate = isolation_setting(isolation, report)
+    if sandbox_cache is None:
+        sandbox_cache = _plugin_cache_for(impl)
     with privacy.closed_to_same_user(), tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         converted = Path(tmp) / "notebooks"
         shown = dict(shown or {})
@@ -174,7 +184,18 @@ def grade(
         if not plan:
             return report
         snapshot = Snapshot.take(plan, tests_dir, impl_dir, Path(tmp), converted=converted, shown=shown)
+        report.notes += [
+            f"{name}: not graded; it is a link to a file outside your submission" for name in snapshot.refused
+        ]
         sandbox_user = sandbox_setting(sandbox_user, snapshot, report)
+        if isolate and sandbox_user == "none" and os.geteuid() == 0:  # root, and no user can read Python
+            isolate, report.isolation = False, "none: no unprivileged user can read Python"
+        settings = {
+            "seed": seed,
+            "isolate": isolate,
+            "sandbox_cache": str(sandbox_cache),
+            "warm_cache": str(warm_cache) if warm_cache else None,
+        }
         log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
         with log:
             events = run(
@@ -183,8 +204,7 @@ def grade(
                 timeout=timeout,
                 budget=budget,
                 sandbox_user=sandbox_user,
-                seed=seed,
-                sandbox_cache=sandbox_cache,
+                settings=settings,
                 log=log,
                 keyword=keyword,
                 daemon=daemon,
@@ -231,6 +251,7 @@ class Snapshot:
     locations: Path  # how messages name the copies (course.grader.locations)
     manifest: Path
     root: Path
+    refused: list[str] = field(default_factory=list)  # lab files not graded: links out of the submission
 
     @classmethod
     def take(
@@ -248,13 +269,17 @@ class Snapshot:
         impl.mkdir()
         # Lab files, and the modules made from notebooks (course.grader.notebook), which a .py file overrides.
         # A submission may be nested (a folder uploaded whole): the shallowest file of each name counts.
-        sources = [
-            p
+        found = [
+            (p, folder)
             for folder in [converted, impl_dir]
             if folder and folder.is_dir()
             for p in sorted(folder.rglob("lab*.py"), key=lambda p: -len(p.parts))
             if _labs.is_lab_file(p)
         ]
+        # A link is followed only to a file inside the submission: never to a classmate's, or to a file
+        # only the grader may read (the grader may be root), which would then be graded and quoted.
+        sources = [p for p, folder in found if p.resolve().is_relative_to(folder.resolve())]
+        refused = sorted({p.name for p, _ in found if p not in sources})
         places = locations.Locations(folders={str(tests): locations.shown_path(tests_dir)})
         for path in sources:  # later copies win: the submission's own shallowest .py files come last
             shutil.copyfile(path, impl / path.name)
@@ -268,7 +293,41 @@ class Snapshot:
         manifest = root / "manifest.json"
         manifest.write_text(json.dumps(hashes))
         manifest.chmod(0o644)
-        return cls(copied, tests, impl, root / "locations.json", manifest, root)
+        return cls(copied, tests, impl, root / "locations.json", manifest, root, refused)
+
+
+ISOLATIONS = ("auto", "required", "off")
+
+
+def isolation_setting(setting: str, report: Report) -> bool:
+    """Whether to isolate the sandboxes (``--isolation``), recorded in the report; ``required`` refuses
+    to grade where this machine cannot (a class run's default), naming the remedy."""
+    from course.grader import isolation
+
+    if setting not in ISOLATIONS:
+        raise CourseError(f"--isolation {setting!r}: choose one of {', '.join(ISOLATIONS)}")
+    if setting == "off":
+        report.isolation = "none: turned off (--isolation off)"
+        report.notes.append("the sandboxes were not isolated from each other (--isolation off)")
+        return False
+    reason = isolation.unavailable()
+    if reason is None:
+        report.isolation = "namespaces"
+        return True
+    if setting == "required":
+        raise CourseError(
+            f"this machine cannot keep the submissions apart ({reason}). Grade on Linux with user "
+            "namespaces allowed (sysctl kernel.unprivileged_userns_clone=1, or as root), or pass "
+            "--isolation off to accept grading without it (every results.json will say so)"
+        )
+    report.isolation = f"none: {reason}"
+    return False
+
+
+def _plugin_cache_for(impl) -> Path:
+    from course.grader.plugin import sandbox_cache_for
+
+    return sandbox_cache_for(impl)
 
 
 def sandbox_setting(setting: str, snapshot: Snapshot, report: Report) -> str:
@@ -330,8 +389,7 @@ def run(
     jobs: int | None,
     timeout: float,
     sandbox_user: str,
-    seed: int,
-    sandbox_cache: Path | None,
+    settings: dict,
     log,
     budget: float | None = None,
     keyword: str | None = None,
@@ -342,19 +400,23 @@ def run(
     procs: list[_Process] = []
     needed = needed_modules(snapshot)
     warm = zygote.shared(course_path(), preload=needed, daemon=daemon)
+    # The settings a sandbox must not learn (the hidden seed) travel as a file only we can read, never on
+    # a command line: every process's command line is visible in /proc, and the zygote's memory is the sandboxes'.
+    settings_file = snapshot.root / "settings.json"
+    settings_file.write_text(json.dumps(settings))
+    settings_file.chmod(0o600)
     options = [
         f"--lab-timeout={timeout:g}",
         f"--sandbox-user={sandbox_user}",
-        f"--seed={seed}",
+        f"--settings={settings_file}",
         *([f"--budget={budget}"] if budget is not None else []),
         *(["-k", keyword] if keyword else []),
-        *([f"--sandbox-cache={sandbox_cache}"] if sandbox_cache is not None else []),
     ]
     # One lab's tests are shared out only where processes come warm (each share would import JAX anew).
     for n, (files, share) in enumerate(groups(snapshot.plan, jobs, split=keyword is None and warm is not None)):
         read_fd, write_fd = os.pipe()
         args = [*_pytest_args(snapshot, files), *options, f"--share={share}"]
-        env = {**os.environ, **_environment(snapshot, n)}
+        env = {**privacy.grading_environment(), **_environment(snapshot, n)}
         procs += _start(warm, needed, args, env=env, cwd=snapshot.root, events_fd=write_fd, log=log)
         os.close(write_fd)
         selector.register(os.fdopen(read_fd, "rb"), selectors.EVENT_READ)
@@ -365,11 +427,21 @@ def run(
 
 
 def _pytest_args(snapshot: Snapshot, files: list[Path]) -> list[str]:
-    """A trusted test process's pytest command line: our plugins only, the snapshot's tests and copies."""
+    """A trusted test process's pytest command line: our plugins only, the snapshot's tests and copies.
+
+    Its configuration is the snapshot's own empty ``pytest.ini`` (``-c``), and no ``conftest.py`` above
+    the snapshot is read (``--confcutdir``): pytest never searches the folders around it, where a
+    submission might have written one."""
+    ini = snapshot.root / "pytest.ini"
+    if not ini.exists():
+        ini.write_text("[pytest]\n")
+        ini.chmod(0o644)
     return [
         *map(str, files),
         *("-p", "course.grader.plugin", "-p", "course.grader.session", "-o", "addopts=", "-p", "no:cacheprovider"),
         *("--assert=plain", "-q", "--no-header", "--tb=no"),
+        *("-c", str(ini)),
+        f"--confcutdir={snapshot.root}",
         f"--rootdir={snapshot.tests.parent}",
         f"--impl={snapshot.impl}",
         f"--locations={snapshot.locations}",

@@ -42,6 +42,23 @@ def lab_attribute(name: str):
 
 def main(config: dict, requests_fd: int, responses_fd: int, output_fd: int) -> None:
     """The sandbox's entry point, in a child of the fork server. Never returns normally."""
+    os.setsid()  # our own session and process group: the grader kills the group, children included
+    if config.get("isolate"):  # namespaces of its own (course.grader.isolation); a refusal ends it here
+        from course.grader import isolation
+
+        root = os.geteuid() == 0
+        try:
+            identity = isolation.enter(
+                lab_path=config["lab_path"],
+                workdir=config["workdir"],
+                uid=config.get("uid"),
+                gid=config.get("gid"),
+                cache=config.get("cache"),
+            )
+        except OSError as exc:
+            os.write(output_fd, f"the sandbox could not isolate itself: {exc}\n".encode())
+            os._exit(isolation.FAILED)
+        config["uid"], config["gid"] = identity if root else (None, None)  # a user id of its own, as root
     _contain(config, output_fd)
     import_error = _import_lab(config["lab_path"])
     wire.write_frame(responses_fd, wire.encode({"ready": True, "pid": os.getpid()}))
@@ -52,8 +69,12 @@ def main(config: dict, requests_fd: int, responses_fd: int, output_fd: int) -> N
         wire.write_frame(responses_fd, _answer(frame, import_error))
 
 
+# The only variables a sandbox inherits (its environment is otherwise empty: the grader's is never shown
+# to student code). XLA reads XLA_FLAGS when the sandbox first compiles; the rest is locale and threads.
+ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "XLA_FLAGS", "OMP_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL")
+
+
 def _contain(config: dict, output_fd: int) -> None:
-    os.setsid()  # our own session and process group: the grader kills the group, children included
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
@@ -63,18 +84,19 @@ def _contain(config: dict, output_fd: int) -> None:
         _limit(resource.RLIMIT_AS, int(config["memory_bytes"]))
     workdir = config["workdir"]
     if config.get("uid") is not None:
-        os.setgroups([])
-        os.setgid(config["gid"])
-        os.setuid(config["uid"])  # from here on, nothing of the grader's is writable
+        if os.geteuid() == 0:  # not isolated (course.grader.isolation changes identity itself)
+            os.setgroups([])
+            os.setgid(config["gid"])
+            os.setuid(config["uid"])  # from here on, nothing of the grader's is writable
         _limit(resource.RLIMIT_NPROC, 256)
     os.chdir(workdir)
-    os.environ.update(HOME=workdir, TMPDIR=workdir, MPLBACKEND="Agg", MPLCONFIGDIR=workdir, JAX_PLATFORMS="cpu")
+    kept = {name: os.environ[name] for name in ENVIRONMENT if name in os.environ}
+    os.environ.clear()
+    os.environ.update(kept, HOME=workdir, TMPDIR=workdir, MPLBACKEND="Agg", MPLCONFIGDIR=workdir, JAX_PLATFORMS="cpu")
     os.environ["COURSE_SANDBOX"] = "1"  # course.check() does nothing in a graded notebook
-    for name in ("COURSE_GRADER_RESULTS",):
-        os.environ.pop(name, None)
     jax.config.update("jax_platforms", "cpu")
-    if config.get("jax_cache"):
-        jax.config.update("jax_compilation_cache_dir", config["jax_cache"])
+    if config.get("cache"):
+        jax.config.update("jax_compilation_cache_dir", config["cache"]["path"])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     # JAX's defaults, as students run them; rank promotion only warns, and we turn it into a hint.

@@ -94,4 +94,7 @@ def seeded_key(n: int):
     import jax
 
     key = jax.random.key(n)
-    return key if SEED == 0 else jax.random.fold_in(key, SEED)
+    if SEED == 0:
+        return key
+    key = jax.random.fold_in(key, SEED & 0xFFFFFFFF)  # fold_in takes 32 bits: a longer seed folds in again
+    return jax.random.fold_in(key, SEED >> 32 & 0xFFFFFFFF) if SEED >> 32 else key

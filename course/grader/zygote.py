@@ -357,8 +357,10 @@ def _spawn(argv: list[str], path: str, **options):
 
 
 def _environment(path: str) -> dict[str, str]:
+    from course.grader.privacy import grading_environment
+
     return {
-        **os.environ,
+        **grading_environment(),
         "PYTHONPATH": path,
         "MPLBACKEND": "Agg",
         "JAX_PLATFORMS": "cpu",

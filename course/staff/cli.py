@@ -63,6 +63,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         sandbox_user=args.sandbox_user,
         seed=args.seed,
+        isolation=args.isolation or "auto",
         daemon=args.command_line,  # successive commands share a warm grader (course.grader.zygote)
     )
     print(render(report, titles=titles, verbose=args.verbose))
@@ -80,7 +81,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
 def _grade_class(args: argparse.Namespace) -> int:
     from course.grader.batch import grade_class
-    from course.grader.plugin import cache_root
+    from course.grader.plugin import sandbox_cache_for
 
     def log(line: str) -> None:
         print(line, flush=True)
@@ -93,7 +94,8 @@ def _grade_class(args: argparse.Namespace) -> int:
         budget=args.budget,
         seed=args.seed,
         sandbox_user=args.sandbox_user,
-        warm_cache=cache_root() / "jax-sandbox",
+        isolation=args.isolation or "required",
+        warm_cache=sandbox_cache_for("solutions"),
         log=log,
     )
     if args.cluster is None:
@@ -103,7 +105,7 @@ def _grade_class(args: argparse.Namespace) -> int:
 
         if args.jobs is not None:
             raise CourseError("--jobs is the number of threads here; with --cluster, the workers grade (local:N: N)")
-        with connect(args.cluster, sandbox_user=args.sandbox_user, log=log) as workers:
+        with connect(args.cluster, sandbox_user=args.sandbox_user, isolation=options["isolation"], log=log) as workers:
             gradebook = grade_class(Path(args.submissions), Path(args.out), workers=workers, **options)
     print(f"wrote {gradebook} in {time.perf_counter() - start:.1f} s")
     return 0
@@ -282,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         metavar="USER",
         help="who runs the student's code: auto (nobody when run as root), none, or a user name",
+    )
+    p.add_argument(
+        "--isolation",
+        choices=("auto", "required", "off"),
+        default=None,
+        help="each sandbox in Linux namespaces of its own, seeing nothing of other submissions: auto (where "
+        "the machine allows; the default for one submission), required (the default with --submissions: "
+        "refuse where it cannot), off (accept grading without it; results.json says so)",
     )
     p.add_argument(
         "--fail-under", type=float, metavar="PCT", help="exit with status 1 when the score is under PCT percent"

@@ -6,8 +6,7 @@ grade. (Failure modes of honest code — loops, exits, segfaults — are in test
 """
 
 import json
-import shutil
-import tempfile
+import os
 import textwrap
 import time
 from pathlib import Path
@@ -118,23 +117,18 @@ def attack(x):
                 pass
     os._exit(1)
 """,
-    # Start processes that try to outlive grading: one in a new session, one double-forked.
+    # Start processes that try to outlive grading: one in a new session, one double-forked. Both are
+    # `sleep` with a duration no other process has, so that the test finds them by their command line
+    # (a sandbox in a PID namespace of its own knows them by other numbers than the machine does).
     "lab48_children": """
-import os, subprocess, time
+import os, subprocess
 def attack(x):
-    pids = [subprocess.Popen(["sleep", "300"], start_new_session=True).pid]
-    read, write = os.pipe()
+    subprocess.Popen(["sleep", "{marker}1"], start_new_session=True)
     if os.fork() == 0:
         os.setsid()
-        pid = os.fork()
-        if pid == 0:
-            time.sleep(300)
-            os._exit(0)
-        os.write(write, str(pid).encode())
+        if os.fork() == 0:
+            os.execvp("sleep", ["sleep", "{marker}2"])
         os._exit(0)
-    pids.append(int(os.read(read, 32)))
-    with open({pid_file!r}, "w") as f:
-        f.write(" ".join(map(str, pids)))
     return x  # wrong: what is tested here is that the children are gone afterwards
 """,
     # Allocate without bound: one huge array, and a loop of large ones.
@@ -209,14 +203,11 @@ def hostile(tmp_path_factory):
     (root / "labs").mkdir()
     tests_dir = root / "tests" / "labs"
     tests_dir.mkdir(parents=True)
-    # The sandbox's user (nobody, as root) writes the children's pids here: not under pytest's private tmp.
-    shared = Path(tempfile.mkdtemp(prefix="course-hostile-"))
-    shared.chmod(0o777)
-    pid_file = shared / "pids"
+    marker = f"300.{os.getpid()}"  # lab48's children: `sleep 300.PID1`, `sleep 300.PID2`
     for name, attack in ATTACKS.items():
         lab = name[:5]
         source = textwrap.dedent(HONEST.format(lab=lab)) + textwrap.dedent(attack).format(
-            lab=name, tests_dir=str(tests_dir), pid_file=str(pid_file)
+            lab=name, tests_dir=str(tests_dir), marker=marker
         )
         (root / "labs" / f"{name}.py").write_text(source)
         tests = {"lab51_tamper": TAMPER_TESTS, "lab52_proc": PROC_TESTS}.get(name) or TESTS.format(
@@ -225,8 +216,7 @@ def hostile(tmp_path_factory):
         (tests_dir / f"test_{name}.py").write_text(tests)
     start = time.monotonic()
     report = grade(impl=root / "labs", tests_dir=tests_dir, timeout=8.0, jobs=2)
-    yield report, pid_file, time.monotonic() - start
-    shutil.rmtree(shared, ignore_errors=True)
+    yield report, marker, time.monotonic() - start
 
 
 def _by_lab(report):
@@ -292,13 +282,24 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="checks processes through /proc (Linux)")
 def test_no_process_started_by_the_student_outlives_grading(hostile):
-    _, pid_file, _ = hostile
-    pids = [int(p) for p in pid_file.read_text().split()]
-    assert len(pids) == 2
+    _, marker, _ = hostile
     deadline = time.monotonic() + 5
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while _sleeping(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [p for p in pids if _alive(p)], "processes started by the student's code survived grading"
+    assert not _sleeping(marker), "processes started by the student's code survived grading"
+
+
+def _sleeping(marker: str) -> list[int]:
+    """The live processes of the machine whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _alive(int(entry.name)):
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
 
 
 def test_as_root_the_sandbox_cannot_write_the_tests_the_course_or_the_manifest(hostile):

@@ -39,6 +39,9 @@ def test_seeded_key_is_the_plain_key_at_seed_0_and_deterministic_otherwise(monke
     monkeypatch.setattr(testing, "SEED", 7)
     a, b = (jax.random.key_data(testing.seeded_key(5)) for _ in range(2))
     assert np.array_equal(a, b) and not np.array_equal(a, plain)
+    monkeypatch.setattr(testing, "SEED", 7 + (1 << 32))  # a seed longer than fold_in's 32 bits
+    long = jax.random.key_data(testing.seeded_key(5))
+    assert not np.array_equal(long, a) and not np.array_equal(long, plain)
 
 
 def test_a_hidden_seed_defeats_answers_tabled_from_the_visible_inputs(tmp_path):
