@@ -7,6 +7,8 @@ one. For each student, ``grades/STUDENT/results.json`` (Gradescope's format) is 
 grading is done, then ``grades/gradebook.csv`` has one row per student, one column per lab and the
 total. A submission that hangs, crashes or cheats costs only its own row. Run it again after an
 interruption and the students already graded — same submission, same settings — are not regraded.
+Each student's grading is :func:`grade_submission`, in this process's threads or, with ``workers``,
+as a task on Dask distributed workers (:mod:`course.grader.cluster`); results are written here.
 
 Each student's sandboxes get a JAX compilation cache of their own (started from a copy of the staff's
 warm one when there is one), so one student's code cannot plant compiled programs that another
@@ -23,15 +25,17 @@ import os
 import shutil
 import tempfile
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from course import labs as _labs
 from course.errors import CourseError
 from course.grader import privacy
 from course.grader.locations import Source
-from course.grader.report import write_gradescope
+from course.grader.report import gradescope, write_results
 from course.grader.runner import Report, collect, grade, isolation_setting, lab_budget
 
 
@@ -73,6 +77,17 @@ def fingerprint(sub: Submission, settings: dict) -> str:
     return h.hexdigest()
 
 
+class Workers(Protocol):
+    """Where a class's submissions are graded other than in this process's threads (a Dask cluster:
+    :mod:`course.grader.cluster`)."""
+
+    def grade(self, pending: list[Submission], options: dict, log) -> Iterator[tuple[Submission, dict, bool]]:
+        """``(submission, results, final)`` as each is done: its results.json (:func:`grade_submission`
+        with ``options``), and whether that is its grade (False: the grading failed, not the submission;
+        the next run grades it again)."""
+        ...
+
+
 def grade_class(
     submissions: Path,
     out: Path,
@@ -86,6 +101,7 @@ def grade_class(
     isolation: str = "required",
     warm_cache: Path | None = None,
     log=print,
+    workers: Workers | None = None,
 ) -> Path:
     """Grade every submission; write each student's results.json and the gradebook; return its path.
 
@@ -95,6 +111,8 @@ def grade_class(
     :mod:`course.grader.isolation`), ``auto`` or ``off`` (:func:`course.grader.runner.grade`).
     ``warm_cache``: the staff's JAX compilation cache (the solutions'), which isolated sandboxes read
     under a private layer, and which is copied for each student otherwise.
+    ``workers``: grade there (each worker with its own warm cache) instead of in ``jobs`` threads here;
+    the results, grading.json and the gradebook are written here either way.
     """
     out = Path(out)
     budget = lab_budget(budget, timeout)  # checked before any grading starts
@@ -109,61 +127,42 @@ def grade_class(
         "tests": hashlib.sha256(b"".join(p.read_bytes() for p in sorted(tests.glob("test_lab*.py")))).hexdigest(),
     }
     students = discover(submissions)
-    isolate = isolation_setting(isolation, Report(impl=str(submissions)))  # a refusal before anything is graded
-    if privacy.sandbox_user(sandbox_user) is None:
-        log(
-            "warning: the submissions' code runs as this user, who can write the course, the tests and the "
-            "grades: only grading as root (the sandbox then runs as nobody) keeps students from each other"
-        )
-
-    def one(sub: Submission) -> None:
-        target = out / sub.student
-        stamp = None
-        with tempfile.TemporaryDirectory(prefix="course-student-") as tmp:
-            os.chmod(tmp, 0o711)  # the sandbox's user must reach its cache (jax-cache, which it is given) inside
-            try:  # what goes wrong with one submission (not a zip, a zip bomb, not a notebook) is its row only
-                stamp = fingerprint(sub, settings)
-                done = target / "grading.json"
-                if done.exists() and json.loads(done.read_text()).get("fingerprint") == stamp:
-                    log(f"{sub.student}: already graded")
-                    return
-                impl, notes = _unpack(sub, Path(tmp) / "submission")
-                cache = Path(tmp) / "jax-cache"
-                if warm_cache is not None and warm_cache.is_dir() and not isolate:
-                    shutil.copytree(warm_cache, cache)
-                report = grade(
-                    labs,
-                    impl=impl,
-                    timeout=timeout,
-                    budget=budget,
-                    jobs=1,
-                    seed=seed,
-                    sandbox_user=sandbox_user,
-                    sandbox_cache=cache,
-                    warm_cache=warm_cache if isolate and warm_cache is not None and warm_cache.is_dir() else None,
-                    isolation=isolation,
-                    shown=_shown(impl),
-                )
-                report.notes[:0] = notes
-            except CourseError as exc:  # the submission's own fault: the same bytes get the same answer
-                report = _not_graded(sub, str(exc), labs, timeout=timeout, budget=budget, seed=seed, tmp=Path(tmp))
-            except Exception as exc:  # noqa: BLE001 - a bug of ours must cost this row, not the class's gradebook
-                stamp = None  # tried again by the next run
-                why = f"the grader failed on it ({type(exc).__name__}: {exc})"
-                report = _not_graded(sub, why, labs, timeout=timeout, budget=budget, seed=seed, tmp=Path(tmp))
-        target.mkdir(parents=True, exist_ok=True)
-        write_gradescope(report, target / "results.json")
-        if stamp is not None:
-            (target / "grading.json").write_text(
-                json.dumps({"fingerprint": stamp, "score": report.score, "max_score": report.max_score})
-            )
+    stamps, pending = {}, []
+    for sub in students:
+        try:
+            stamps[sub.student] = fingerprint(sub, settings)
+        except OSError:  # a file that cannot be read: grading it says so, and the next run tries again
+            stamps[sub.student] = None
+        done, stamp = out / sub.student / "grading.json", stamps[sub.student]
+        if stamp and done.exists() and json.loads(done.read_text()).get("fingerprint") == stamp:
+            log(f"{sub.student}: already graded")
         else:
+            pending.append(sub)
+    options = {
+        "labs": labs,
+        "timeout": timeout,
+        "budget": budget,
+        "seed": seed,
+        "sandbox_user": sandbox_user,
+        "isolation": isolation,
+    }
+    if workers is None:
+        graded = _in_threads(pending, options, jobs=jobs, warm_cache=warm_cache, log=log)
+    else:
+        graded = workers.grade(pending, options, log)
+    for sub, results, final in graded:
+        target = out / sub.student
+        target.mkdir(parents=True, exist_ok=True)
+        write_results(results, target / "results.json")
+        if not final or stamps[sub.student] is None:  # the next run grades it again
             (target / "grading.json").unlink(missing_ok=True)
-        log(f"{sub.student}: {report.score:g}/{report.max_score:g} in {report.duration:.1f} s")
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(one, sub) for sub in students]:
-            future.result()
+            continue
+        (target / "grading.json").write_text(
+            json.dumps(
+                {"fingerprint": stamps[sub.student], "score": results["score"], "max_score": results["max_score"]}
+            )
+        )
+        log(f"{sub.student}: {results['score']:g}/{results['max_score']:g} in {results['execution_time']:.1f} s")
     gradebook = write_gradebook(out, [s.student for s in students])
     with gradebook.open(newline="") as f:
         failed = [(row["student"], row[NOT_GRADED]) for row in csv.DictReader(f) if row[NOT_GRADED]]
@@ -174,20 +173,91 @@ def grade_class(
     return gradebook
 
 
-def _not_graded(sub: Submission, why: str, labs: list[str] | None, *, timeout, budget, seed, tmp: Path) -> Report:
-    """The results of a submission that could not be graded at all: every test of its labs at 0 points,
-    each saying why (so its row has the class's maximum), and the reason as the report's problem."""
-    try:
-        empty = Path(tempfile.mkdtemp(prefix="nothing-", dir=tmp))
-        wanted = list(collect(_labs.graded_tests_dir(), labs))
-        report = grade(
-            wanted, impl=empty, timeout=timeout, budget=budget, jobs=1, seed=seed, unreadable=dict.fromkeys(wanted, why)
+def _in_threads(
+    pending: list[Submission], options: dict, *, jobs: int, warm_cache: Path | None, log
+) -> Iterator[tuple[Submission, dict, bool]]:
+    """Grade ``jobs`` submissions at once in this process's threads; yield each as it is done."""
+    isolation_setting(options["isolation"], Report(impl="this machine"))  # a refusal before anything is graded
+    if privacy.sandbox_user(options["sandbox_user"]) is None:
+        log(
+            "warning: the submissions' code runs as this user, who can write the course, the tests and the "
+            "grades: only grading as root (the sandbox then runs as nobody) keeps students from each other"
         )
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(grade_submission, sub, warm_cache=warm_cache, **options): sub for sub in pending}
+        for future in as_completed(futures):
+            sub = futures[future]
+            if (exc := future.exception()) is None:
+                yield sub, future.result(), True
+                continue
+            # a bug of ours costs this row, this run only, never the class's gradebook
+            why = f"the grader failed on it ({type(exc).__name__}: {exc})"
+            log(f"{sub.student}: not graded: {why}; run the command again to grade it")
+            yield sub, not_graded(sub, f"{why}; the next run grades it again", options), False
+
+
+def grade_submission(
+    sub: Submission,
+    *,
+    labs: list[str] | None,
+    timeout: float,
+    budget: float | None,
+    seed: int,
+    sandbox_user: str,
+    isolation: str,
+    warm_cache: Path | None,
+) -> dict:
+    """One student's grading, in a private temporary folder: their results.json (Gradescope's format), a
+    dict of plain data, so that a worker of a cluster can send it back (:mod:`course.grader.cluster`)."""
+    with tempfile.TemporaryDirectory(prefix="course-student-") as tmp:
+        os.chmod(tmp, 0o711)  # the sandbox's user must reach its cache (jax-cache, which it is given) inside
+        try:  # what goes wrong with one submission (not a zip, a zip bomb, not a notebook) is its row only
+            isolate = isolation_setting(isolation, Report(impl=str(sub.path)))  # this machine's, known by now
+            impl, notes = _unpack(sub, Path(tmp) / "submission")
+            cache = Path(tmp) / "jax-cache"
+            if warm_cache is not None and warm_cache.is_dir() and not isolate:
+                shutil.copytree(warm_cache, cache)
+            report = grade(
+                labs,
+                impl=impl,
+                timeout=timeout,
+                budget=budget,
+                jobs=1,
+                seed=seed,
+                sandbox_user=sandbox_user,
+                sandbox_cache=cache,
+                warm_cache=warm_cache if isolate and warm_cache is not None and warm_cache.is_dir() else None,
+                isolation=isolation,
+                shown=_shown(impl),
+            )
+            report.notes[:0] = notes
+        except CourseError as exc:  # the submission's own fault: the same bytes get the same answer
+            options = {"labs": labs, "timeout": timeout, "budget": budget, "seed": seed}
+            return not_graded(sub, str(exc), options)
+    return gradescope(report)
+
+
+def not_graded(sub: Submission, why: object, options: dict) -> dict:
+    """The results.json of a submission that could not be graded at all: every test of its labs at 0
+    points, each saying why (so its row has the class's maximum), and the reason as its problem."""
+    timeout, budget = options["timeout"], options["budget"]
+    try:
+        with tempfile.TemporaryDirectory(prefix="nothing-") as empty:
+            wanted = list(collect(_labs.graded_tests_dir(), options["labs"]))
+            report = grade(
+                wanted,
+                impl=Path(empty),
+                timeout=timeout,
+                budget=budget,
+                jobs=1,
+                seed=options["seed"],
+                unreadable=dict.fromkeys(wanted, str(why)),
+            )
     except Exception:  # noqa: BLE001 - then at least the reason, with no tests
         report = Report(impl=sub.path.name, timeout=timeout, budget=budget)
     report.impl = sub.path.name
     report.problems.insert(0, f"not graded: {why}")
-    return report
+    return gradescope(report)
 
 
 def _shown(impl: Path) -> dict[str, Source]:

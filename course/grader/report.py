@@ -190,8 +190,13 @@ def _escape(text: str, *, code: bool = False) -> str:
 
 def write_gradescope(report: Report, path: Path) -> None:
     """Write results.json atomically, so a crashed run never leaves half a file for the uploader."""
+    write_results(gradescope(report), path)
+
+
+def write_results(results: dict, path: Path) -> None:
+    """Write a results.json already made (:func:`gradescope`, perhaps on another machine) atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(gradescope(report), indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -51,6 +51,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
     if args.submissions:
         return _grade_class(args)
+    if args.cluster:
+        raise CourseError("--cluster grades a whole class: give its submissions too (--submissions DIR)")
     impl = args.impl or "labs"
     start = time.perf_counter()
     try:
@@ -105,10 +107,11 @@ def _grade_class(args: argparse.Namespace) -> int:
     from course.grader.batch import grade_class
     from course.grader.plugin import sandbox_cache_for
 
+    def log(line: str) -> None:
+        print(line, flush=True)
+
     start = time.perf_counter()
-    gradebook = grade_class(
-        Path(args.submissions),
-        Path(args.out),
+    options = dict(
         labs=args.labs or None,
         jobs=args.jobs or 2,
         timeout=args.timeout,
@@ -117,8 +120,17 @@ def _grade_class(args: argparse.Namespace) -> int:
         sandbox_user=args.sandbox_user,
         isolation=args.isolation or "required",
         warm_cache=sandbox_cache_for("solutions"),
-        log=lambda line: print(line, flush=True),
+        log=log,
     )
+    if args.cluster is None:
+        gradebook = grade_class(Path(args.submissions), Path(args.out), **options)
+    else:
+        from course.grader.cluster import connect
+
+        if args.jobs is not None:
+            raise CourseError("--jobs is the number of threads here; with --cluster, the workers grade (local:N: N)")
+        with connect(args.cluster, sandbox_user=args.sandbox_user, isolation=options["isolation"], log=log) as workers:
+            gradebook = grade_class(Path(args.submissions), Path(args.out), workers=workers, **options)
     print(f"wrote {gradebook} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -387,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="grades",
         metavar="DIR",
         help="with --submissions: where each student's results.json and gradebook.csv go (default grades/)",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="local:N|ADDRESS",
+        help="with --submissions: grade each submission as a task on Dask distributed workers: local:N, N worker "
+        "processes here, or a running scheduler's address (tcp://host:8786); the gradebook is written here",
     )
     p.set_defaults(func=_cmd_grade)
 
