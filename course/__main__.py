@@ -1,3 +1,3 @@
-from course.staff.cli import main
+from course.cli import main
 
 raise SystemExit(main())

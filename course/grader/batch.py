@@ -35,8 +35,9 @@ from course import labs as _labs
 from course.errors import CourseError
 from course.grader import privacy
 from course.grader.locations import Source
+from course.grader.model import Report, Settings
 from course.grader.report import gradescope, write_results
-from course.grader.runner import Report, collect, grade, isolation_setting, lab_budget
+from course.grader.runner import collect, grade, isolation_setting
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,11 @@ class Workers(Protocol):
     """Where a class's submissions are graded other than in this process's threads (a Dask cluster:
     :mod:`course.grader.cluster`)."""
 
-    def grade(self, pending: list[Submission], options: dict, log) -> Iterator[tuple[Submission, dict, bool]]:
+    def grade(
+        self, pending: list[Submission], labs: list[str] | None, settings: Settings, log
+    ) -> Iterator[tuple[Submission, dict, bool]]:
         """``(submission, results, final)`` as each is done: its results.json (:func:`grade_submission`
-        with ``options``), and whether that is its grade (False: the grading failed, not the submission;
+        of ``labs`` with ``settings``), and whether that is its grade (False: the grading failed, not the submission;
         the next run grades it again)."""
         ...
 
@@ -93,44 +96,41 @@ def grade_class(
     out: Path,
     *,
     labs: list[str] | None = None,
-    jobs: int = 2,
-    timeout: float = 10.0,
-    budget: float | str | None = "auto",
-    seed: int = 0,
-    sandbox_user: str = "auto",
-    isolation: str = "required",
+    settings: Settings | None = None,
     warm_cache: Path | None = None,
     log=print,
     workers: Workers | None = None,
+    **changes,
 ) -> Path:
     """Grade every submission; write each student's results.json and the gradebook; return its path.
 
-    ``budget``: each lab's time budget per submission (:func:`course.grader.runner.grade`), so that the
-    class takes at most about students x labs x budget / jobs beyond the honest tests' own time.
-    ``isolation``: ``required`` (refuse to start where the machine cannot keep the submissions apart,
-    :mod:`course.grader.isolation`), ``auto`` or ``off`` (:func:`course.grader.runner.grade`).
+    ``settings``: how to grade (default :meth:`Settings.for_class`: two at once, isolation required),
+    with ``changes``. Each lab's time budget holds per submission, so that the class takes at most
+    about students x labs x budget / jobs beyond the honest tests' own time. ``isolation``
+    ``required`` refuses to start where the machine cannot keep the submissions apart
+    (:mod:`course.grader.isolation`).
     ``warm_cache``: the staff's JAX compilation cache (the solutions'), which isolated sandboxes read
     under a private layer, and which is copied for each student otherwise.
     ``workers``: grade there (each worker with its own warm cache) instead of in ``jobs`` threads here;
     the results, grading.json and the gradebook are written here either way.
     """
     out = Path(out)
-    budget = lab_budget(budget, timeout)  # checked before any grading starts
+    settings = (settings or Settings.for_class()).replace(**changes)  # checked before any grading starts
     out.mkdir(parents=True, exist_ok=True)
     tests = _labs.graded_tests_dir()
     # A fixed test regrades everyone: the tests' bytes are part of what a grade depends on.
-    settings = {
+    stamped = {
         "labs": sorted(labs or []),
-        "timeout": timeout,
-        "budget": budget,
-        "seed": seed,
+        "timeout": settings.timeout,
+        "budget": settings.budget_s,
+        "seed": settings.seed,
         "tests": hashlib.sha256(b"".join(p.read_bytes() for p in sorted(tests.glob("test_lab*.py")))).hexdigest(),
     }
     students = discover(submissions)
     stamps, pending = {}, []
     for sub in students:
         try:
-            stamps[sub.student] = fingerprint(sub, settings)
+            stamps[sub.student] = fingerprint(sub, stamped)
         except OSError:  # a file that cannot be read: grading it says so, and the next run tries again
             stamps[sub.student] = None
         done, stamp = out / sub.student / "grading.json", stamps[sub.student]
@@ -138,18 +138,10 @@ def grade_class(
             log(f"{sub.student}: already graded")
         else:
             pending.append(sub)
-    options = {
-        "labs": labs,
-        "timeout": timeout,
-        "budget": budget,
-        "seed": seed,
-        "sandbox_user": sandbox_user,
-        "isolation": isolation,
-    }
     if workers is None:
-        graded = _in_threads(pending, options, jobs=jobs, warm_cache=warm_cache, log=log)
+        graded = _in_threads(pending, labs, settings, warm_cache=warm_cache, log=log)
     else:
-        graded = workers.grade(pending, options, log)
+        graded = workers.grade(pending, labs, settings, log)
     for sub, results, final in graded:
         target = out / sub.student
         target.mkdir(parents=True, exist_ok=True)
@@ -174,17 +166,20 @@ def grade_class(
 
 
 def _in_threads(
-    pending: list[Submission], options: dict, *, jobs: int, warm_cache: Path | None, log
+    pending: list[Submission], labs: list[str] | None, settings: Settings, *, warm_cache: Path | None, log
 ) -> Iterator[tuple[Submission, dict, bool]]:
-    """Grade ``jobs`` submissions at once in this process's threads; yield each as it is done."""
-    isolation_setting(options["isolation"], Report(impl="this machine"))  # a refusal before anything is graded
-    if privacy.sandbox_user(options["sandbox_user"]) is None:
+    """Grade ``settings.jobs`` submissions at once in this process's threads; yield each as it is done."""
+    isolation_setting(settings.isolation, Report(impl="this machine"))  # a refusal before anything is graded
+    if privacy.sandbox_user(settings.sandbox_user) is None:
         log(
             "warning: the submissions' code runs as this user, who can write the course, the tests and the "
             "grades: only grading as root (the sandbox then runs as nobody) keeps students from each other"
         )
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(grade_submission, sub, warm_cache=warm_cache, **options): sub for sub in pending}
+    with ThreadPoolExecutor(max_workers=max(1, settings.jobs or 1)) as pool:
+        futures = {
+            pool.submit(grade_submission, sub, labs=labs, settings=settings, warm_cache=warm_cache): sub
+            for sub in pending
+        }
         for future in as_completed(futures):
             sub = futures[future]
             if (exc := future.exception()) is None:
@@ -193,26 +188,16 @@ def _in_threads(
             # a bug of ours costs this row, this run only, never the class's gradebook
             why = f"the grader failed on it ({type(exc).__name__}: {exc})"
             log(f"{sub.student}: not graded: {why}; run the command again to grade it")
-            yield sub, not_graded(sub, f"{why}; the next run grades it again", options), False
+            yield sub, not_graded(sub, f"{why}; the next run grades it again", labs, settings), False
 
 
-def grade_submission(
-    sub: Submission,
-    *,
-    labs: list[str] | None,
-    timeout: float,
-    budget: float | None,
-    seed: int,
-    sandbox_user: str,
-    isolation: str,
-    warm_cache: Path | None,
-) -> dict:
+def grade_submission(sub: Submission, *, labs: list[str] | None, settings: Settings, warm_cache: Path | None) -> dict:
     """One student's grading, in a private temporary folder: their results.json (Gradescope's format), a
     dict of plain data, so that a worker of a cluster can send it back (:mod:`course.grader.cluster`)."""
     with tempfile.TemporaryDirectory(prefix="course-student-") as tmp:
         os.chmod(tmp, 0o711)  # the sandbox's user must reach its cache (jax-cache, which it is given) inside
         try:  # what goes wrong with one submission (not a zip, a zip bomb, not a notebook) is its row only
-            isolate = isolation_setting(isolation, Report(impl=str(sub.path)))  # this machine's, known by now
+            isolate = isolation_setting(settings.isolation, Report(impl=str(sub.path)))  # known by now
             impl, notes = _unpack(sub, Path(tmp) / "submission")
             cache = Path(tmp) / "jax-cache"
             if warm_cache is not None and warm_cache.is_dir() and not isolate:
@@ -220,41 +205,28 @@ def grade_submission(
             report = grade(
                 labs,
                 impl=impl,
-                timeout=timeout,
-                budget=budget,
-                jobs=1,
-                seed=seed,
-                sandbox_user=sandbox_user,
+                settings=settings.replace(jobs=1),
                 sandbox_cache=cache,
                 warm_cache=warm_cache if isolate and warm_cache is not None and warm_cache.is_dir() else None,
-                isolation=isolation,
                 shown=_shown(impl),
             )
             report.notes[:0] = notes
         except CourseError as exc:  # the submission's own fault: the same bytes get the same answer
-            options = {"labs": labs, "timeout": timeout, "budget": budget, "seed": seed}
-            return not_graded(sub, str(exc), options)
+            return not_graded(sub, str(exc), labs, settings)
     return gradescope(report)
 
 
-def not_graded(sub: Submission, why: object, options: dict) -> dict:
+def not_graded(sub: Submission, why: object, labs: list[str] | None, settings: Settings) -> dict:
     """The results.json of a submission that could not be graded at all: every test of its labs at 0
     points, each saying why (so its row has the class's maximum), and the reason as its problem."""
-    timeout, budget = options["timeout"], options["budget"]
+    # Nothing of the student's is run: what its results say depends on the timeout, budget and seed only.
+    bare = Settings(timeout=settings.timeout, budget=settings.budget, seed=settings.seed, jobs=1)
     try:
         with tempfile.TemporaryDirectory(prefix="nothing-") as empty:
-            wanted = list(collect(_labs.graded_tests_dir(), options["labs"]))
-            report = grade(
-                wanted,
-                impl=Path(empty),
-                timeout=timeout,
-                budget=budget,
-                jobs=1,
-                seed=options["seed"],
-                unreadable=dict.fromkeys(wanted, str(why)),
-            )
+            wanted = list(collect(_labs.graded_tests_dir(), labs))
+            report = grade(wanted, impl=Path(empty), settings=bare, unreadable=dict.fromkeys(wanted, str(why)))
     except Exception:  # noqa: BLE001 - then at least the reason, with no tests
-        report = Report(impl=sub.path.name, timeout=timeout, budget=budget)
+        report = Report(impl=sub.path.name, timeout=settings.timeout, budget=settings.budget_s)
     report.impl = sub.path.name
     report.problems.insert(0, f"not graded: {why}")
     return gradescope(report)

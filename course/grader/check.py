@@ -14,6 +14,7 @@ from pathlib import Path
 
 from course import labs as _labs
 from course.errors import CourseError
+from course.grader.model import Settings, Status
 from course.grader.notebook import convert, module_source
 
 
@@ -62,9 +63,6 @@ def tests_for(test_file: Path, functions: list[str]) -> list[str]:
     ]
 
 
-_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "ERROR": "#cf222e", "CRASH": "#cf222e", "TIMEOUT": "#bf8700"}
-
-
 class CheckResult:
     """What :func:`check` returns: the grader's lines (plain text), a table in Jupyter; ``.report`` holds the outcomes."""
 
@@ -86,8 +84,6 @@ class CheckResult:
         """One row a test (test, status, points, message), as Jupyter shows a cell's result."""
         from html import escape
 
-        from course.grader.report import MARKS
-
         if self.report is None:
             return f"<pre>{escape(self.text)}</pre>"
         cell = 'style="text-align:left;vertical-align:top;padding:2px 8px"'
@@ -97,9 +93,8 @@ class CheckResult:
             head = escape(f"{lab} {self.title}".strip())
             rows.append(f'<tr><th {cell} colspan="4">{head} — {earned:g}/{possible:g} points</th></tr>')
             for o in outcomes:
-                mark = MARKS[o.status]
-                colour = _COLOURS.get(mark, "#57606a")
-                message = "" if o.status == "passed" else escape(o.message)
+                mark, colour = o.status.mark, o.status.colour
+                message = "" if o.status == Status.PASSED else escape(o.message)
                 rows.append(
                     f"<tr><td {cell}><code>{escape(o.name)}</code></td>"
                     f'<td {cell}><b style="color:{colour}">{mark}</b></td>'
@@ -179,8 +174,9 @@ def check(
     The code is what the kernel has run (``notebook=`` reads a saved ``.ipynb`` instead), made into a
     lab module as ``course grade`` makes a submitted notebook, and graded by the same grader; messages
     name the cell and line (``Cell In[14], line 3``). Set ``COURSE_CHECK=0`` to skip checks (e.g. to
-    run every cell quickly). ``timeout``: seconds per test (default ``$COURSE_TIMEOUT``, else 10, as
-    ``course grade``). While the notebook itself is graded (in the sandbox), it does nothing.
+    run every cell quickly). ``timeout``: seconds per test (default ``$COURSE_TIMEOUT``, else
+    :class:`course.grader.model.Settings`' own, as ``course grade``). While the notebook itself is
+    graded (in the sandbox), it does nothing.
     """
     import tempfile
 
@@ -192,9 +188,9 @@ def check(
     if os.environ.get("COURSE_SANDBOX") == "1":
         return NotChecked()
     lid = _labs.lab_id(lab)
-    timeout = float(os.environ.get("COURSE_TIMEOUT", 10)) if timeout is None else timeout
     if os.environ.get("COURSE_CHECK") == "0":
         return CheckResult(None, f"(check of {lid} skipped: COURSE_CHECK=0)")
+    settings = Settings.from_environment(timeout=timeout, jobs=1)
     if notebook is not None:
         conv = convert(Path(notebook))
         source, notes, shown = conv.source, conv.notes, Source(Path(notebook).name, conv.cells)
@@ -225,8 +221,7 @@ def check(
         report = grade(
             [lid],
             impl=module.parent,
-            timeout=timeout,
-            jobs=1,
+            settings=settings,
             keyword=keyword,
             tests_dir=tests_dir,
             shown={str(module): shown},

@@ -40,7 +40,8 @@ from course import labs as _labs
 from course.errors import CourseError
 from course.grader import privacy
 from course.grader.batch import MAX_UNZIPPED_BYTES, Submission, grade_submission, not_graded
-from course.grader.runner import Report, isolation_setting
+from course.grader.model import Report, Settings
+from course.grader.runner import isolation_setting
 
 CONNECT_TIMEOUT_S = 10.0  # a scheduler that does not answer in this time is not there
 WORKERS_TIMEOUT_S = 120.0  # a scheduler with no worker yet (a batch job still queued) gets this long
@@ -107,7 +108,7 @@ def differences(here: dict[str, str], there: dict[str, str]) -> list[str]:
     ]
 
 
-def grade_sent(name: str, data: bytes, options: dict, expected: dict[str, str]) -> dict:
+def grade_sent(name: str, data: bytes, labs: list[str] | None, settings: Settings, expected: dict[str, str]) -> dict:
     """On a worker: a submission sent as the bytes of a .zip named ``name``, graded here; its
     results.json as a dict (what :func:`course.grader.batch.grade_submission` returns)."""
     from course.grader.plugin import sandbox_cache_for
@@ -119,7 +120,9 @@ def grade_sent(name: str, data: bytes, options: dict, expected: dict[str, str]) 
         path = Path(tmp) / Path(name).name
         path.write_bytes(data)
         # The worker's own warm cache: the solutions' compiled programs, filled by grading them once there.
-        return grade_submission(Submission(path.stem, path), warm_cache=sandbox_cache_for("solutions"), **options)
+        return grade_submission(
+            Submission(path.stem, path), labs=labs, settings=settings, warm_cache=sandbox_cache_for("solutions")
+        )
 
 
 def _isolated(setting: str) -> bool:
@@ -185,7 +188,9 @@ class Cluster:
             )
         return len(found)
 
-    def grade(self, pending: list[Submission], options: dict, log) -> Iterator[tuple[Submission, dict, bool]]:
+    def grade(
+        self, pending: list[Submission], labs: list[str] | None, settings: Settings, log
+    ) -> Iterator[tuple[Submission, dict, bool]]:
         """Each submission a task; yield ``(submission, results, final)`` as each is done. ``final`` is
         False for a task that failed (its worker died, an error there): not this submission's fault, so
         the next run grades it again."""
@@ -198,9 +203,10 @@ class Cluster:
                 failed.append((sub, exc))
                 continue
             key = f"grade-{sub.student}-{uuid.uuid4().hex[:8]}"
-            futures[self.client.submit(grade_sent, name, data, options, self.expected, key=key, pure=False)] = sub
+            task = self.client.submit(grade_sent, name, data, labs, settings, self.expected, key=key, pure=False)
+            futures[task] = sub
         for sub, exc in failed:
-            yield sub, self._not_graded(sub, exc, options), True
+            yield sub, not_graded(sub, exc, labs, settings), True
         for future in distributed.as_completed(futures, loop=self.client.loop):
             sub = futures[future]
             try:
@@ -212,13 +218,9 @@ class Cluster:
                     else f"the grading failed on a Dask worker ({type(exc).__name__}: {exc})"
                 )
                 log(f"{sub.student}: not graded: {why}; run the command again to grade it")
-                yield sub, self._not_graded(sub, f"{why}; the next run grades it again", options), False
+                yield sub, not_graded(sub, f"{why}; the next run grades it again", labs, settings), False
                 continue
             yield sub, results, True
-
-    @staticmethod
-    def _not_graded(sub: Submission, why, options: dict) -> dict:
-        return not_graded(sub, why, options)
 
 
 def _local_workers(spec: str) -> int | None:

@@ -6,8 +6,10 @@
   sandbox process: ``lab.sigmoid(x)`` calls the student's function there and returns data, and
   ``lab.run(fn, *args)`` runs ``fn(lab, *args)`` there (see :mod:`course.grader.remote`). The test's
   own process never imports student code.
-* ``--lab-timeout S``: how long one test may spend in the sandbox (the grader passes its ``--timeout``).
-* The ``key`` fixture is a fixed ``jax.random.key`` per test, derived from the test's name and ``--seed``
+* ``--settings FILE``: what the grader tells a grading process (:class:`course.grader.model.ProcessSettings`:
+  the test timeout, the seed, the sandbox's user and cache...); a plain ``pytest`` run of the course's
+  own tests has none and uses the test suite's (a generous timeout, seed 0).
+* The ``key`` fixture is a fixed ``jax.random.key`` per test, derived from the test's name and the seed
   (staff grade with a seed of their own, so answers tabled from the visible inputs fail).
 * JAX runs with its defaults (as in a notebook) on the CPU, with a persistent compilation cache.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from course import labs as _labs
+from course.grader.model import ProcessSettings
 
 _clock = None  # the running test's TestClock (sandbox time left, hints); made in pytest_configure
 
@@ -36,43 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="which labs the tests exercise: labs (student stubs), solutions, or a folder path "
         "(default: solutions if present, else labs)",
     )
-    group.addoption(
-        "--lab-timeout",
-        type=float,
-        default=300.0,
-        metavar="S",
-        help="seconds one test may spend running lab code in the sandbox (default 300)",
-    )
-    group.addoption(
-        "--seed",
-        type=int,
-        default=0,
-        metavar="S",
-        help="vary every test's random inputs: the keys depend on S (default 0: the visible inputs)",
-    )
-    group.addoption(
-        "--sandbox-user",
-        default="auto",
-        metavar="USER",
-        help="run lab code as this user: auto (nobody when running as root), none, or a name",
-    )
-    group.addoption(
-        "--sandbox-cache",
-        default=None,
-        metavar="DIR",
-        help="the sandboxes' JAX compilation cache (default: .cache/jax-sandbox[-UID])",
-    )
-    group.addoption(
-        "--isolate",
-        action="store_true",
-        help="run each lab in namespaces of its own (Linux; course.grader.isolation), seeing nothing but its lab",
-    )
-    # The grader's: how messages name the copies it runs (course.grader.locations), as the student knows them.
-    group.addoption("--locations", default=None, help=argparse.SUPPRESS)
-    # The grader's: its settings as one file in the snapshot (never on a command line a sandbox could read).
+    # The grader's: its settings as one file in the snapshot (course.grader.model.ProcessSettings), never
+    # on a command line a sandbox could read; without one, the course's own test suite's.
     group.addoption("--settings", default=None, help=argparse.SUPPRESS)
-    # The grader's: {lab: why} for labs whose file could not be read (a damaged notebook); their tests say why.
-    group.addoption("--not-graded", default=None, help=argparse.SUPPRESS)
 
 
 def cache_root() -> Path:
@@ -91,9 +60,9 @@ def sandbox_cache_for(impl: str | os.PathLike) -> Path:
     return cache_root() / "jax-sandbox" / hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
-def grading_setting(config: pytest.Config, name: str):
-    """A grading setting: from the grader's settings file (``--settings``) where it has one, else the option."""
-    return config.stash[_SETTINGS].get(name, config.getoption(f"--{name.replace('_', '-')}"))
+def settings(config: pytest.Config) -> ProcessSettings:
+    """What the grader told this process (``--settings``), else the course's own test suite's settings."""
+    return config.stash[_SETTINGS]
 
 
 def configure_jax(cache_dir: Path | None = None) -> None:
@@ -119,26 +88,24 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "visibility(v): Gradescope visibility: visible (default), hidden, after_due_date, after_published"
     )
     config.addinivalue_line("markers", "tags(*names): Gradescope tags for the test (its lab is always one)")
-    import json
-
-    settings = config.getoption("--settings")
-    config.stash[_SETTINGS] = json.loads(Path(settings).read_text()) if settings else {}
+    told = config.getoption("--settings")
+    config.stash[_SETTINGS] = ProcessSettings.read(told) if told else ProcessSettings.test_suite()
     impl = config.getoption("--impl") or _labs.default_impl()
     config.stash[_IMPL] = _labs.impl_dir(impl)
     os.environ.setdefault("MPLBACKEND", "Agg")
     configure_jax()
-    _clock = TestClock(timeout=config.getoption("--lab-timeout"))
+    _clock = TestClock(timeout=settings(config).timeout)
     from course.grader import testing
 
-    testing.SEED = int(grading_setting(config, "seed"))
-    if config.getoption("--locations"):
+    testing.SEED = settings(config).seed
+    if settings(config).locations:
         from course.grader import locations
 
-        locations.use(locations.Locations.read(Path(config.getoption("--locations"))))
+        locations.use(locations.Locations.read(Path(settings(config).locations)))
 
 
 _IMPL = pytest.StashKey[Path]()
-_SETTINGS = pytest.StashKey[dict]()
+_SETTINGS = pytest.StashKey[ProcessSettings]()
 
 
 def impl_dir(config: pytest.Config) -> Path:
@@ -192,8 +159,8 @@ def lab(request: pytest.FixtureRequest):
     if lid is None:
         raise pytest.UsageError(f"{request.path.name}: the `lab` fixture needs a file named test_labNN_*.py")
     config = request.config
-    folder = impl_dir(config)
-    setting = config.getoption("--sandbox-user")
+    folder, told = impl_dir(config), settings(request.config)
+    setting = told.sandbox_user
     user = privacy.sandbox_user(setting)
     path = _lab_file(config, lid, folder)
     unreadable = user and privacy.unreadable_as(*user, [str(path), *privacy.needed_by_sandboxes()])
@@ -202,12 +169,9 @@ def lab(request: pytest.FixtureRequest):
             raise pytest.UsageError(f"--sandbox-user {setting}: that user cannot read {unreadable}")
         print(f"course: user nobody cannot read {unreadable}; running the lab as this user instead", file=sys.stderr)
         user = None
-    cache = Path(
-        grading_setting(config, "sandbox_cache")
-        or cache_root() / ("jax-sandbox" if user is None else f"jax-sandbox-{user[0]}")
-    )
-    isolate = bool(grading_setting(config, "isolate")) and not (user is None and os.geteuid() == 0)
-    warm = config.stash[_SETTINGS].get("warm_cache")
+    cache = Path(told.sandbox_cache or cache_root() / ("jax-sandbox" if user is None else f"jax-sandbox-{user[0]}"))
+    isolate = told.isolate and not (user is None and os.geteuid() == 0)
+    warm = told.warm_cache
     sandbox = remote.Sandbox(
         path, user=user, jax_cache=cache, warm_cache=Path(warm) if warm and isolate else None, isolate=isolate
     )
@@ -219,7 +183,7 @@ def _lab_file(config: pytest.Config, lid: str, folder: Path) -> Path:
     """The lab's file under test, or a :class:`CourseError` saying, in the student's terms, why there is none."""
     from course.errors import CourseError
 
-    reasons = config.getoption("--not-graded")
+    reasons = settings(config).not_graded
     if reasons:
         why = json.loads(Path(reasons).read_text(encoding="utf-8")).get(lid)
         if why:

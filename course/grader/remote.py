@@ -33,6 +33,7 @@ from typing import Any, Callable
 import cloudpickle
 
 from course.grader import wire
+from course.grader.model import Status
 
 START_LIMIT_S = 120.0  # forking and importing the student's lab; a lab that takes longer is stuck
 
@@ -62,19 +63,19 @@ class StudentError(Exception):
 class SandboxFailure(BaseException):
     """The sandbox could not answer: timed out, died, or hit a limit. Not catchable as ``Exception``."""
 
-    status = "crashed"
+    status = Status.CRASHED
 
 
 class SandboxTimeout(SandboxFailure):
-    status = "timed out"
+    status = Status.TIMED_OUT
 
 
 class SandboxCrash(SandboxFailure):
-    status = "crashed"
+    status = Status.CRASHED
 
 
 class SandboxLimit(SandboxFailure):
-    status = "error"
+    status = Status.ERROR
 
 
 _ERROR_TYPES: dict[str, type] = {}
@@ -109,12 +110,15 @@ class Limits:
 class TestClock:
     """The time a test has left in the sandbox, and the hints collected while it ran."""
 
-    timeout: float = 300.0
-    left: float = 300.0
+    timeout: float  # seconds a test may spend in the sandbox (the grader's settings)
+    left: float = 0.0  # set from ``timeout`` when made, and at every reset
     hints: list = field(default_factory=list)
     output: str = ""
     importing: float = 0.0  # seconds this test waited for the lab to import (its first call, or a restart)
     budget_left: float | None = None  # what the lab's time budget has left (None: no budget); set by the session
+
+    def __post_init__(self) -> None:
+        self.left = self.timeout
 
     def reset(self, timeout: float | None = None) -> None:
         self.timeout = self.timeout if timeout is None else timeout

@@ -12,28 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from course.grader.runner import Outcome, Report
-
-MARKS = {  # each status as the student reads it
-    "passed": "PASS",
-    "failed": "FAIL",
-    "not attempted": "TODO",
-    "error": "ERROR",
-    "timed out": "TIMEOUT",
-    "crashed": "CRASH",
-    "skipped": "SKIP",
-    "not run": "NOT RUN",
-}
-TITLES = {  # each status as a heading in results.json
-    "passed": "Passed",
-    "failed": "Failed",
-    "not attempted": "Not attempted",
-    "error": "Error",
-    "timed out": "Timed out",
-    "crashed": "Crashed",
-    "skipped": "Skipped",
-    "not run": "Not run",
-}
+from course.grader.model import Outcome, Report, Status
 
 
 def _pts(x: float) -> str:
@@ -50,9 +29,9 @@ def render(report: Report, *, titles: dict[str, str] | None = None, verbose: boo
         not_run = 0
         for o in outcomes:
             pts = f"{_pts(o.earned)}/{_pts(o.points)}"
-            lines.append(f"  {MARKS[o.status]:<7} {pts:>5}  {o.name}")
-            not_run += o.status == "not run"
-            if o.status != "passed" and o.message and not_run <= 1:  # the budget's reason once a lab
+            lines.append(f"  {o.status.mark:<7} {pts:>5}  {o.name}")
+            not_run += o.status == Status.NOT_RUN
+            if o.status != Status.PASSED and o.message and not_run <= 1:  # the budget's reason once a lab
                 rows = o.message.splitlines()
                 lines += [f"                 {row}" for row in (rows if verbose else rows[:6])]
         lines.append("")
@@ -79,7 +58,7 @@ def gradescope(report: Report) -> dict:
                     "number": f"{lab_number}.{test_number}",
                     "score": o.earned,
                     "max_score": o.points,
-                    "status": "passed" if o.status == "passed" else "failed",
+                    "status": "passed" if o.status == Status.PASSED else "failed",  # Gradescope's two
                     "output": markdown(o),
                     "output_format": "md",
                     "execution_time": round(o.duration, 3),
@@ -105,9 +84,9 @@ def gradescope(report: Report) -> dict:
     }
     spent = [
         f"{lab}: its tests that did not pass used its time budget of {_pts(report.budget)} s, so "
-        f"{sum(o.status == 'not run' for o in outcomes)} of its tests were not run"
+        f"{sum(o.status == Status.NOT_RUN for o in outcomes)} of its tests were not run"
         for lab, outcomes in report.by_lab().items()
-        if report.budget is not None and any(o.status == "not run" for o in outcomes)
+        if report.budget is not None and any(o.status == Status.NOT_RUN for o in outcomes)
     ]
     # What stopped files from being graded; what was done to the submission; what the budget cut short.
     parts = [*map(_problem, report.problems), *(f"**Note:** {_escape(n)}" for n in [*report.notes, *spent])]
@@ -126,15 +105,15 @@ _WHERE = re.compile(r"(?P<place>.+? in \S+): (?P<code>.+)")
 def markdown(o: Outcome) -> str:
     """One test's feedback in Markdown: its status, then what was checked, expected and got (or the
     error, and where in the student's file), then the hints."""
-    head = f"**{TITLES[o.status]}**"
-    if o.status == "passed" or not o.message:
+    head = f"**{o.status.title}**"
+    if o.status == Status.PASSED or not o.message:
         return head
     lines = o.message.splitlines()
     hints = [line.strip()[len("hint:") :].strip() for line in lines if line.strip().startswith("hint:")]
     places = [line.strip()[len("at ") :] for line in lines if line.startswith("  at ")]
     body = "\n".join(line for line in lines if not line.strip().startswith("hint:") and not line.startswith("  at "))
     parts = [head]
-    found = _EXPECTED.fullmatch(body.strip()) if o.status == "failed" else None
+    found = _EXPECTED.fullmatch(body.strip()) if o.status == Status.FAILED else None
     if found:
         parts += [
             f"**Checked:** {_code(found['what'].strip())}",
@@ -144,7 +123,7 @@ def markdown(o: Outcome) -> str:
         if found["detail"]:
             detail = found["detail"].strip()
             parts.append(_escape(detail[:1].upper() + detail[1:]) + ".")
-    elif o.status in ("failed", "error"):  # an assertion's own words, or the exception the code raised
+    elif o.status in (Status.FAILED, Status.ERROR):  # an assertion's own words, or the exception the code raised
         parts.append(_fence(body.strip()))
     else:  # a sentence from the grader: timed out, crashed, not attempted, not run
         parts.append(_escape(body.strip()))

@@ -9,7 +9,7 @@
                    process reports every test's status (:mod:`course.grader.session`)
       4. decide    the outcomes, in collection order; a test nobody reported is "crashed"
 
-Each lab has a time budget (``budget``, default ``BUDGET_TIMEOUTS`` test timeouts): the seconds of the
+Each lab has a time budget (``Settings.budget``, default ``BUDGET_TIMEOUTS`` test timeouts, :mod:`course.grader.model`): the seconds of the
 student's code its tests that do not pass may spend together. Once they have, the lab's remaining tests
 are "not run" and score 0, and every earlier verdict stands. A test that passes is never charged, so
 a correct solution never runs out of budget; a lab whose every function loops costs about
@@ -39,116 +39,35 @@ from course import labs as _labs
 from course.errors import CourseError
 from course.grader import locations, privacy, zygote
 from course.grader import notebook as _notebook
+from course.grader.model import ISOLATIONS, Outcome, ProcessSettings, Report, Settings, Status
 
-STATUSES = ("passed", "failed", "not attempted", "error", "timed out", "crashed", "skipped", "not run")
-BUDGET_TIMEOUTS = 3  # a lab's default budget, in test timeouts: three loops, then its other tests are not run
 MAX_SHARES = 4  # processes that one lab's tests are shared out between, at most (each has a sandbox)
 QUIET_LIMIT_S = 600.0  # a grading process silent for longer than this (plus the test timeout) is stuck
-
-
-@dataclass
-class Outcome:
-    """One graded test's result."""
-
-    nodeid: str
-    lab: str
-    points: float
-    status: str = "crashed"
-    message: str = ""
-    duration: float = 0.0
-    visibility: str = "visible"  # Gradescope's: visible, hidden, after_due_date, after_published
-    tags: tuple[str, ...] = ()
-    student_seconds: float = 0.0  # of ``duration``, the time the student's code ran (the sandbox's clock)
-    charged: float = 0.0  # what this test took from its lab's time budget (tests that did not pass)
-
-    @property
-    def earned(self) -> float:
-        return self.points if self.status == "passed" else 0.0
-
-    @property
-    def name(self) -> str:
-        return self.nodeid.split("::", 1)[-1]
-
-
-@dataclass
-class Report:
-    """Every graded test's outcome, lab by lab in collection order."""
-
-    impl: str
-    outcomes: list[Outcome] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # what stopped whole files from being graded
-    seed: int = 0
-    duration: float = 0.0  # seconds the whole grading took
-    notes: list[str] = field(default_factory=list)  # what was done to the submission (notebooks converted)
-    timeout: float | None = None  # seconds a test may spend in the student's code
-    budget: float | None = None  # seconds a lab's tests that do not pass may spend there together; None: no budget
-    isolation: str = ""  # how the sandboxes were kept apart: "namespaces", or "none: why"
-
-    def by_lab(self) -> dict[str, list[Outcome]]:
-        out: dict[str, list[Outcome]] = {}
-        for o in self.outcomes:
-            out.setdefault(o.lab, []).append(o)
-        return out
-
-    @property
-    def score(self) -> float:
-        return sum(o.earned for o in self.outcomes)
-
-    @property
-    def max_score(self) -> float:
-        return sum(o.points for o in self.outcomes)
-
-    def budget_spent(self) -> dict[str, float]:
-        """Each lab's seconds charged to its time budget."""
-        return {lab: round(sum(o.charged for o in outcomes), 3) for lab, outcomes in self.by_lab().items()}
-
-
-def lab_budget(budget: float | str | None, timeout: float) -> float | None:
-    """The budget to grade with: ``"auto"`` (``BUDGET_TIMEOUTS`` timeouts), ``"off"``/None (none), or seconds."""
-    if budget == "auto":
-        return BUDGET_TIMEOUTS * timeout
-    if budget is None or budget == "off":
-        return None
-    try:
-        seconds = float(budget)
-    except ValueError:
-        raise CourseError(f"budget {budget!r}: give seconds (e.g. 30), auto (3 x the timeout) or off") from None
-    if not seconds > 0:
-        raise CourseError(f"budget {budget!r}: give a positive number of seconds, auto or off")
-    return seconds
 
 
 def grade(
     labs: list[str] | None = None,
     *,
     impl: str | os.PathLike = "labs",
-    timeout: float = 10.0,
-    budget: float | str | None = "auto",
+    settings: Settings | None = None,
     tests_dir: Path | None = None,
-    jobs: int | None = None,
-    sandbox_user: str = "auto",
-    seed: int = 0,
     sandbox_cache: Path | None = None,
+    warm_cache: Path | None = None,
     log_path: Path | None = None,
     keyword: str | None = None,
     shown: dict[str, locations.Source] | None = None,
     daemon: bool = False,
-    isolation: str = "auto",
-    warm_cache: Path | None = None,
     unreadable: dict[str, str] | None = None,
+    **changes,
 ) -> Report:
     """Run the graded tests of ``labs`` (all when None) against ``impl`` and score them.
 
     Args:
       labs: lab names such as ``["lab01"]``; None grades every lab that has tests.
       impl: ``"labs"``, ``"solutions"`` or the path of a folder of lab files.
-      timeout: seconds one test may spend running lab code before it is scored "timed out".
-      budget: seconds a lab's tests that do not pass may spend running lab code together, after which
-        its other tests are "not run"; ``"auto"``: ``BUDGET_TIMEOUTS`` x ``timeout``; None or ``"off"``: no budget.
+      settings: how to grade (:class:`course.grader.model.Settings`: timeout, budget, seed, sandbox
+        user, isolation, jobs); ``changes`` change some of them (``grade(["lab01"], timeout=5)``).
       tests_dir: the folder of graded tests ``test_labNN*.py`` (default ``$COURSE_TESTS_DIR``, else ``tests/labs``).
-      jobs: grading processes run at once (default: one per CPU core, at most one per lab).
-      sandbox_user: who runs the student's code: ``auto`` (``nobody`` when we are root), ``none``, or a name.
-      seed: varies every test's random inputs (0: the inputs students see when they grade themselves).
       sandbox_cache: the JAX compilation cache the sandboxes write (default: this submission's own,
         :func:`course.grader.plugin.sandbox_cache_for`).
       warm_cache: instead, a cache written by the staff that isolated sandboxes only read (a class).
@@ -158,8 +77,6 @@ def grade(
         (:mod:`course.grader.locations`): ``course.check`` names a kernel's cells.
       daemon: fork the grading processes from this user's daemon zygote, which outlives this call (the
         ``course grade`` command line), not from one of this process (:func:`course.grader.zygote.shared`).
-      isolation: ``auto`` (each sandbox in namespaces of its own where the machine allows,
-        :mod:`course.grader.isolation`), ``required`` (refuse to grade where it does not), ``off``.
       unreadable: labs that cannot be graded, and why (a submission that could not be unpacked): their
         tests score 0 with that reason; so do the tests of a lab missing from ``impl``.
 
@@ -167,60 +84,72 @@ def grade(
     as the lab module (:func:`course.grader.notebook.convert_for_grading`), and ``labs=None`` means their labs.
     """
     start = time.monotonic()
-    not_graded = dict(unreadable or {})
+    settings = (settings or Settings()).replace(**changes)
     notebook = _notebook.has_notebooks(impl)
     impl_dir = Path(impl).resolve() if notebook and Path(impl).is_file() else _labs.impl_dir(impl)
     tests_dir = Path(tests_dir).resolve() if tests_dir else _labs.graded_tests_dir()
-    budget = lab_budget(budget, timeout)
-    report = Report(impl=str(impl), seed=seed, timeout=timeout, budget=budget)
-    isolate = isolation_setting(isolation, report)
-    if sandbox_cache is None:
-        sandbox_cache = _plugin_cache_for(impl)
+    report = Report(impl=str(impl), seed=settings.seed, timeout=settings.timeout, budget=settings.budget_s)
+    isolate = isolation_setting(settings.isolation, report)
     with privacy.closed_to_same_user(), tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
-        converted = Path(tmp) / "notebooks"
-        shown = dict(shown or {})
+        submission = _Submission(labs, dict(unreadable or {}), Path(tmp) / "notebooks", dict(shown or {}))
         if notebook:
-            converted.mkdir()
-            found, notes, cells, damaged = _notebook.convert_for_grading(impl_dir, converted, labs)
-            report.notes += notes
-            shown.update({str(converted / name): source for name, source in cells.items()})
-            own = [_labs.lab_id(p.stem) for p in impl_dir.glob("lab*.py") if _labs.is_lab_file(p)]
-            labs = labs or sorted({*found, *damaged, *own})
-            not_graded = {**damaged, **not_graded}
-        plan = collect(tests_dir, labs)
+            submission.convert(impl_dir, report)
+        plan = collect(tests_dir, submission.labs)
         if not plan:
             return report
         snapshot = Snapshot.take(
-            plan, tests_dir, impl_dir, Path(tmp), converted=converted, shown=shown, unreadable=not_graded
+            plan,
+            tests_dir,
+            impl_dir,
+            Path(tmp),
+            converted=submission.converted,
+            shown=submission.shown,
+            unreadable=submission.not_graded,
         )
         report.notes += [
             f"{name}: not graded; it is a link to a file outside your submission" for name in snapshot.refused
         ]
-        sandbox_user = sandbox_setting(sandbox_user, snapshot, report)
-        if isolate and sandbox_user == "none" and os.geteuid() == 0:  # root, and no user can read Python
+        user = sandbox_setting(settings.sandbox_user, snapshot, report)
+        if isolate and user == "none" and os.geteuid() == 0:  # root, and no user can read Python
             isolate, report.isolation = False, "none: no unprivileged user can read Python"
-        settings = {
-            "seed": seed,
-            "isolate": isolate,
-            "sandbox_cache": str(sandbox_cache),
-            "warm_cache": str(warm_cache) if warm_cache else None,
-        }
+        told = ProcessSettings(
+            timeout=settings.timeout,
+            budget=settings.budget_s,
+            seed=settings.seed,
+            sandbox_user=user,
+            isolate=isolate,
+            sandbox_cache=str(sandbox_cache or _plugin_cache_for(impl)),
+            warm_cache=str(warm_cache) if warm_cache else None,
+            locations=str(snapshot.locations),
+            not_graded=str(snapshot.root / "not_graded.json"),
+        )
         log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
         with log:
-            events = run(
-                snapshot,
-                jobs=jobs,
-                timeout=timeout,
-                budget=budget,
-                sandbox_user=sandbox_user,
-                settings=settings,
-                log=log,
-                keyword=keyword,
-                daemon=daemon,
-            )
+            events = run(snapshot, told, jobs=settings.jobs, log=log, keyword=keyword, daemon=daemon)
             report = decide(events, report, log)
     report.duration = time.monotonic() - start
     return report
+
+
+@dataclass
+class _Submission:
+    """What is graded of a submission: its labs, those that cannot be, and its notebooks made into modules."""
+
+    labs: list[str] | None
+    not_graded: dict[str, str]  # lab -> why
+    converted: Path  # where its notebooks' modules go
+    shown: dict[str, locations.Source]  # how messages name its files
+
+    def convert(self, impl_dir: Path, report: Report) -> None:
+        """Its notebooks into lab modules (:func:`course.grader.notebook.convert_for_grading`); with no lab
+        named, its labs are those it has a notebook or a lab file of."""
+        self.converted.mkdir()
+        found, notes, cells, damaged = _notebook.convert_for_grading(impl_dir, self.converted, self.labs)
+        report.notes += notes
+        self.shown.update({str(self.converted / name): source for name, source in cells.items()})
+        own = [_labs.lab_id(p.stem) for p in impl_dir.glob("lab*.py") if _labs.is_lab_file(p)]
+        self.labs = self.labs or sorted({*found, *damaged, *own})
+        self.not_graded = {**damaged, **self.not_graded}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -305,9 +234,6 @@ class Snapshot:
         manifest.write_text(json.dumps(hashes))
         manifest.chmod(0o644)
         return cls(copied, tests, impl, root / "locations.json", manifest, root, refused)
-
-
-ISOLATIONS = ("auto", "required", "off")
 
 
 def isolation_setting(setting: str, report: Report) -> bool:
@@ -396,13 +322,10 @@ def groups(plan: dict[str, list[Path]], jobs: int | None, *, split: bool = True)
 
 def run(
     snapshot: Snapshot,
+    told: ProcessSettings,
     *,
     jobs: int | None,
-    timeout: float,
-    sandbox_user: str,
-    settings: dict,
     log,
-    budget: float | None = None,
     keyword: str | None = None,
     daemon: bool = False,
 ) -> list[dict]:
@@ -411,18 +334,10 @@ def run(
     procs: list[_Process] = []
     needed = needed_modules(snapshot)
     warm = zygote.shared(course_path(), preload=needed, daemon=daemon)
-    # The settings a sandbox must not learn (the hidden seed) travel as a file only we can read, never on
-    # a command line: every process's command line is visible in /proc, and the zygote's memory is the sandboxes'.
-    settings_file = snapshot.root / "settings.json"
-    settings_file.write_text(json.dumps(settings))
-    settings_file.chmod(0o600)
-    options = [
-        f"--lab-timeout={timeout:g}",
-        f"--sandbox-user={sandbox_user}",
-        f"--settings={settings_file}",
-        *([f"--budget={budget}"] if budget is not None else []),
-        *(["-k", keyword] if keyword else []),
-    ]
+    # The settings travel as a file only we can read, never on a command line: every process's command
+    # line is visible in /proc (the hidden seed is among them), and the zygote's memory is the sandboxes'.
+    settings_file = told.write(snapshot.root / "settings.json")
+    options = [f"--settings={settings_file}", *(["-k", keyword] if keyword else [])]
     # One lab's tests are shared out only where processes come warm (each share would import JAX anew).
     for n, (files, share) in enumerate(groups(snapshot.plan, jobs, split=keyword is None and warm is not None)):
         read_fd, write_fd = os.pipe()
@@ -431,7 +346,7 @@ def run(
         procs += _start(warm, needed, args, env=env, cwd=snapshot.root, events_fd=write_fd, log=log)
         os.close(write_fd)
         selector.register(os.fdopen(read_fd, "rb"), selectors.EVENT_READ)
-    events = _read_events(selector, procs, quiet_limit=QUIET_LIMIT_S + timeout)
+    events = _read_events(selector, procs, quiet_limit=QUIET_LIMIT_S + told.timeout)
     for proc in procs:
         proc.wait(60)
     return events
@@ -455,8 +370,6 @@ def _pytest_args(snapshot: Snapshot, files: list[Path]) -> list[str]:
         f"--confcutdir={snapshot.root}",
         f"--rootdir={snapshot.tests.parent}",
         f"--impl={snapshot.impl}",
-        f"--locations={snapshot.locations}",
-        f"--not-graded={snapshot.root / 'not_graded.json'}",
     ]
 
 
@@ -609,11 +522,11 @@ def decide(events: list[dict], report: Report, log) -> Report:
                 )
         elif event["event"] == "result" and event["nodeid"] in known:
             o = known[event["nodeid"]]
-            o.status, o.message, o.duration = event["status"], event["message"], event["duration"]
+            o.status, o.message, o.duration = Status(event["status"]), event["message"], event["duration"]
             o.student_seconds, o.charged = event.get("student_seconds", 0.0), event.get("charged", 0.0)
         elif event["event"] == "stuck":
             report.problems.append(f"grading stopped: a grading process was silent for {event['seconds']:g} s")
-    unreported = [o for o in known.values() if o.status == "crashed" and not o.message]
+    unreported = [o for o in known.values() if o.status == Status.CRASHED and not o.message]
     for o in unreported:
         o.message = "the grading process stopped before this test"
     if unreported or not known:
@@ -637,8 +550,8 @@ def spend_budgets(outcomes: list[Outcome], budget: float) -> None:
     spent: dict[str, float] = {}
     for o in outcomes:
         before = spent.get(o.lab, 0.0)
-        if before >= budget and o.status != "skipped":
-            o.status, o.charged = "not run", 0.0
+        if before >= budget and o.status != Status.SKIPPED:
+            o.status, o.charged = Status.NOT_RUN, 0.0
             o.message = (
                 f"the lab's time budget is spent: its tests before this one that did not pass ran your code "
                 f"for {before:.1f} s, and the budget is {budget:g} s for all of them together. Make the tests "

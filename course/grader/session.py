@@ -5,8 +5,9 @@ This process is trusted: it runs the tests, whose ``lab`` runs the student's cod
 ``$COURSE_GRADER_FD`` is one JSON event: ``collected`` (the graded tests with their lab and points)
 and ``result`` (a test's status and a message written for the student).
 
-``--budget S``: the seconds of the student's code that each lab's tests which do not pass may spend
-together in this process. Once they have, the lab's remaining tests are "not run" (0 points); the
+The lab's time budget (the grader's settings, :class:`course.grader.model.ProcessSettings`): the seconds
+of the student's code that each lab's tests which do not pass may spend together in this process. Once
+they have, the lab's remaining tests are "not run" (0 points); the
 time is the sandbox's (the tests' clock, :class:`course.grader.remote.TestClock`), measured here.
 """
 
@@ -25,6 +26,7 @@ from course import labs as _labs
 from course.errors import CourseError
 from course.grader import locations
 from course.grader import plugin as _plugin
+from course.grader.model import Status
 from course.grader.privacy import set_dumpable
 from course.grader.remote import SandboxFailure, StudentError
 from course.labs import STUB_MESSAGE
@@ -50,23 +52,10 @@ RANK_HINT = (
     "array makes an (N, N) matrix — the classic loss bug; reshape one side explicitly if that is not what you meant"
 )
 
-_RANK = {
-    "passed": 0,
-    "skipped": 1,
-    "not run": 2,
-    "failed": 3,
-    "not attempted": 4,
-    "error": 5,
-    "timed out": 6,
-    "crashed": 7,
-}
 _MODULE_NAME = re.compile(r"module '_course_(?P<lab>lab\d{2})\w*_[0-9a-f]{8}'")
 _stream = None
 _results: dict[str, dict] = {}
 _spent: dict[str, float] = {}  # lab -> seconds its tests that did not pass spent in the student's code
-# A test that passed is the honest cost of the lab, so it is never charged: a correct solution cannot
-# run out of budget, however slow the machine or cold the compilation cache.
-_CHARGED = {"failed", "not attempted", "error", "timed out", "crashed"}
 
 
 class BudgetSpent(Exception):
@@ -82,13 +71,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("course")
     group.addoption(
         "--share", default="0/1", help="I/N: run every N-th test from the I-th (the grader's groups of one lab)"
-    )
-    group.addoption(
-        "--budget",
-        type=float,
-        default=None,
-        metavar="S",
-        help="seconds of lab code a lab's tests that do not pass may spend together (default: no budget)",
     )
 
 
@@ -164,7 +146,7 @@ def pytest_runtest_logstart(nodeid: str, location) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Run no more of a lab's tests once its budget is spent (before the fixtures, which may run lab code)."""
-    budget = item.config.getoption("--budget")
+    budget = _plugin.settings(item.config).budget
     lab = _labs.lab_of(item.path) or "other"
     if budget is not None and _spent.get(lab, 0.0) >= budget:
         raise BudgetSpent("the lab's time budget is spent")  # the grader says how (runner.spend_budgets)
@@ -182,32 +164,32 @@ def _where(frames: list) -> str:
     return "(not in your lab file)"
 
 
-def classify(exc: BaseException, tb) -> tuple[str, str]:
+def classify(exc: BaseException, tb) -> tuple[Status, str]:
     """A test's status and message, from the exception that ended it."""
     if isinstance(exc, SandboxFailure):
         return exc.status, str(exc)
     if isinstance(exc, BudgetSpent):
-        return "not run", str(exc)
+        return Status.NOT_RUN, str(exc)
     if isinstance(exc, CourseError):  # the grader's own words: a lab that could not be graded, and why
-        return "error", str(exc)
+        return Status.ERROR, str(exc)
     if isinstance(exc, StudentError):
         if exc.type_name == "NotImplementedError" and STUB_MESSAGE.match(exc.message):
-            return "not attempted", f"{exc.message} is still a stub (it raises NotImplementedError)"
+            return Status.NOT_ATTEMPTED, f"{exc.message} is still a stub (it raises NotImplementedError)"
         if exc.type_name in ("SystemExit", "KeyboardInterrupt"):
-            return "crashed", f"the code called sys.exit({exc.message}) / raised {exc.type_name}"
+            return Status.CRASHED, f"the code called sys.exit({exc.message}) / raised {exc.type_name}"
         text = f"{exc.type_name}: {exc.message}".split("\n--------------------")[0]  # JAX's note on filtered frames
         # The module's name is the grader's (course.labs.import_file); the student knows their file.
         text = _MODULE_NAME.sub(lambda m: f"your {m['lab']} file", text)
         hint = next((h for pattern, h in HINTS if pattern in exc.type_name or pattern in text), "")
-        return "error", f"{text}\n  at {_where(exc.frames)}" + (f"\n  hint: {hint}" if hint else "")
+        return Status.ERROR, f"{text}\n  at {_where(exc.frames)}" + (f"\n  hint: {hint}" if hint else "")
     if isinstance(exc, (AssertionError, pytest.fail.Exception)):
         message = str(exc).strip() or "assertion failed"
-        return "failed", "\n".join(message.splitlines()[:12])
+        return Status.FAILED, "\n".join(message.splitlines()[:12])
     # An exception in the test itself, usually because the code returned something of the wrong kind.
     last = traceback.extract_tb(tb)[-1] if tb is not None else None
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     at = f"\n  at {Path(last.filename).name}:{last.lineno} in the test, using what your code returned" if last else ""
-    return "error", f"{text}{at}"
+    return Status.ERROR, f"{text}{at}"
 
 
 def rank_hints(hints: list) -> list[str]:
@@ -228,31 +210,31 @@ def rank_hints(hints: list) -> list[str]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
-    current = _results.setdefault(item.nodeid, {"status": "passed", "message": "", "duration": 0.0})
+    current = _results.setdefault(item.nodeid, {"status": Status.PASSED, "message": "", "duration": 0.0})
     current["duration"] += report.duration
     if report.passed:
         return
     if report.skipped:
-        status, message = "skipped", str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else "skipped"
+        status, message = Status.SKIPPED, str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else "skipped"
     elif call.excinfo is not None:
         status, message = classify(call.excinfo.value, call.excinfo.tb)
-        if report.when != "call" and status == "error" and not isinstance(call.excinfo.value, CourseError):
+        if report.when != "call" and status == Status.ERROR and not isinstance(call.excinfo.value, CourseError):
             message = f"(while setting up the test) {message}"
     else:
-        status, message = "error", str(report.longrepr)[-2000:]
-    if _RANK[status] > _RANK[current["status"]]:
+        status, message = Status.ERROR, str(report.longrepr)[-2000:]
+    if status.rank > current["status"].rank:
         current.update(status=status, message=message)
 
 
 def pytest_runtest_logfinish(nodeid: str, location) -> None:
-    result = _results.pop(nodeid, {"status": "error", "message": "no report", "duration": 0.0})
+    result = _results.pop(nodeid, {"status": Status.ERROR, "message": "no report", "duration": 0.0})
     clock = _plugin.current_clock()
     # The clock was reset for every test that ran (a "not run" or skipped test may see the one before).
-    ran = clock is not None and result["status"] not in ("not run", "skipped")
-    if result["status"] != "passed" and ran and clock.hints:
+    ran = clock is not None and result["status"] not in (Status.NOT_RUN, Status.SKIPPED)
+    if result["status"] != Status.PASSED and ran and clock.hints:
         result["message"] = "\n".join([result["message"], *rank_hints(clock.hints)]).strip()
     result["student_seconds"] = round(clock.spent, 3) if ran else 0.0
-    if result["status"] in _CHARGED:
+    if result["status"].charged:
         lab = _labs.lab_of(Path(nodeid.split("::", 1)[0])) or "other"
         _spent[lab] = _spent.get(lab, 0.0) + result["student_seconds"]
         result["charged"] = result["student_seconds"]

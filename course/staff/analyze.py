@@ -15,7 +15,7 @@
   are inline SVG: no scripts, no links out; the page opens offline.
 
 A test's status is read from results.json's feedback, whose first line is the status's title
-(:data:`course.grader.report.TITLES`); Gradescope's own ``status`` field says only passed or failed.
+(:class:`course.grader.model.Status`); Gradescope's own ``status`` field says only passed or failed.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course.errors import CourseError
-from course.grader.report import MARKS, TITLES
-from course.grader.runner import STATUSES
+from course.grader import Status
 
-PASSED = STATUSES[0]  # "passed"
+STATUSES, PASSED = tuple(Status), Status.PASSED
+MARKS = {status: status.mark for status in Status}
 MESSAGES_PER_TEST = 5  # messages.csv keeps this many of each test's most common messages
-_BY_TITLE = {f"**{title}**": status for status, title in TITLES.items()}
+_BY_TITLE = {f"**{status.title}**": status for status in Status}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Item:
     test: str  # the test's name without its lab: "test_step[zero]"
     points: float  # possible
     earned: float
-    status: str  # one of course.grader.runner.STATUSES
+    status: Status
     seconds: float  # execution_time: the test's wall-clock time
     message: str  # the feedback as plain text, one line, without the status or where in the code
 
@@ -62,7 +62,7 @@ def status_of(output: str) -> str:
     """A test's status from its results.json feedback, whose first line is the status's title."""
     head = output.strip().split("\n", 1)[0].strip()
     if head not in _BY_TITLE:
-        raise ValueError(f"feedback starts with {head[:60]!r}, not a status such as **{TITLES[PASSED]}**")
+        raise ValueError(f"feedback starts with {head[:60]!r}, not a status such as **{PASSED.title}**")
     return _BY_TITLE[head]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from course import labs as _labs
 from course.errors import CourseError
-from course.grader.runner import lab_budget
+from course.grader import Settings
 from course.staff import release as _release
 
 NAME = "make-you-dangerous-autograder"
@@ -72,7 +72,7 @@ def build_autograder(
         raise CourseError(
             "choose a hidden seed (--seed S, not 0): with seed 0 the official inputs are the ones students see"
         )
-    lab_budget(budget, timeout)  # a budget that is not seconds, auto or off fails here, not on Gradescope
+    Settings(timeout=timeout, budget=budget)  # a budget that is not seconds, auto or off fails here, not on Gradescope
     lab_ids = [_labs.lab_id(x) for x in labs] if labs else []
     run = RUN.format(labs="".join(f"{lid} " for lid in lab_ids), seed=seed, timeout=timeout, budget=budget)
     return _release.pack(

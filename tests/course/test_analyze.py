@@ -8,11 +8,10 @@ import shutil
 
 import pytest
 
+from course.cli import main
 from course.errors import CourseError
-from course.grader.report import MARKS, TITLES
-from course.grader.runner import STATUSES
+from course.grader import Status
 from course.staff.analyze import MESSAGES_HEADER, TESTS_HEADER, analyze, pattern, read_class, status_of
-from course.staff.cli import main
 
 pytestmark = pytest.mark.solutions_only
 
@@ -36,7 +35,7 @@ def _results(graded):
 def test_tests_csv_counts_are_the_results_json_files(graded_class, analysis):
     _, graded = graded_class
     results = _results(graded)
-    title = {f"**{t}**": MARKS[s] for s, t in TITLES.items()}  # each status's heading, as results.json starts
+    title = {f"**{s.title}**": s.mark for s in Status}  # each status's heading, as results.json starts
     want: dict[tuple[str, str], dict] = {}
     for student, r in results.items():
         for t in r["tests"]:
@@ -118,7 +117,7 @@ def test_the_page_stands_alone_and_shows_every_figure(analysis):
     assert "lab01: students per score" in page
     for student in ("alice", "bob", "carol", "dave", "team-a"):
         assert f">{student}</text>" in page
-    assert all(f">{MARKS[s]}</span>" in page for s in STATUSES)  # the grid's legend
+    assert all(f">{s.mark}</span>" in page for s in Status)  # the grid's legend
 
 
 def test_the_grid_puts_the_weakest_student_on_top(analysis):

@@ -12,12 +12,11 @@ import time
 
 import pytest
 
-from course import labs
+from course import cli, labs
 from course.errors import CourseError
-from course.grader import Outcome, grade
+from course.grader import Outcome, Settings, grade
+from course.grader.model import BUDGET_TIMEOUTS
 from course.grader.report import markdown, write_gradescope
-from course.grader.runner import BUDGET_TIMEOUTS, lab_budget
-from course.staff import cli
 
 TIMEOUT = 3.0
 OVERHEAD_S = 20.0  # starting the grader and its sandboxes (one per timeout) on a loaded 2-core machine
@@ -147,12 +146,15 @@ def test_an_honest_solution_keeps_full_marks_under_the_default_budget():
 
 
 def test_a_budget_is_seconds_auto_or_off():
-    assert lab_budget("auto", 10) == BUDGET_TIMEOUTS * 10
-    assert lab_budget("off", 10) is None and lab_budget(None, 10) is None
-    assert lab_budget("45", 10) == 45.0
+    def budget_s(budget):
+        return Settings(timeout=10, budget=budget).budget_s
+
+    assert budget_s("auto") == BUDGET_TIMEOUTS * 10
+    assert budget_s("off") is None and budget_s(None) is None
+    assert budget_s("45") == 45.0
     for bad in ("0", "-3", "soon"):
         with pytest.raises(CourseError, match="budget"):
-            lab_budget(bad, 10)
+            budget_s(bad)
 
 
 WRONG = """

@@ -13,10 +13,10 @@ from io import BytesIO
 import pytest
 
 from course import labs
+from course.cli import main
 from course.errors import CourseError
 from course.grader.batch import Submission
 from course.grader.cluster import CONNECT_TIMEOUT_S, connect, pack
-from course.staff.cli import main
 
 distributed = pytest.importorskip("distributed", reason="Dask distributed is in the staff group")
 
@@ -64,7 +64,7 @@ def test_cluster_grades_a_class_and_the_workers_grade_alone(tmp_path, capsys):
 def test_without_dask_the_command_names_what_to_install(tmp_path):
     code = (
         "import sys; sys.modules['distributed'] = None\n"  # as where it is not installed: importing it fails
-        "from course.staff.cli import main\n"
+        "from course.cli import main\n"
         f"sys.exit(main({[*_class(tmp_path), '--cluster', 'local:2']!r}))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

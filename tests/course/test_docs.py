@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from course import labs
-from course.staff.cli import build_parser
+from course.cli import build_parser
 
 ROOT = labs.root()
 PAGES = [p for p in [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))] if p.exists()]

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from course.cli import main
 from course.errors import CourseError
-from course.staff.cli import main
 from course.staff.gradebook import read_graded, write_gradebook
 
 ROSTER = """folder,Student,ID,SIS User ID,SIS Login ID,Section

@@ -9,8 +9,8 @@ from itertools import combinations
 
 import pytest
 
+from course.cli import main
 from course.errors import CourseError
-from course.staff.cli import main
 from course.staff.gradebook import read_roster, write_gradebook
 from course.staff.gradescope import members, record_members
 from course.staff.groups import form_groups, read_groups, write_groups

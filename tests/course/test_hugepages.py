@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from course import labs
+from course.cli import main
 from course.staff import hugepages
-from course.staff.cli import main
 
 LINUX = {"platform": "linux", "glibc": (2, 36), "thp": "madvise"}
 

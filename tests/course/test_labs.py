@@ -7,8 +7,8 @@ import jupytext
 import pytest
 
 from course import labs
+from course.cli import main
 from course.errors import CourseError
-from course.staff.cli import main
 from course.staff.running import run_lab
 
 IMPL = labs.default_impl()

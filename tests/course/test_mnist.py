@@ -317,7 +317,7 @@ def test_cache_writes_are_atomic(tmp_path, monkeypatch):
 
 
 def test_course_run_without_data_is_one_clear_line(tmp_path, monkeypatch, capsys):
-    from course.staff.cli import main
+    from course.cli import main
 
     monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
     monkeypatch.setenv("COURSE_OFFLINE", "1")

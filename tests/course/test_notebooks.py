@@ -10,9 +10,9 @@ import nbformat
 import pytest
 
 from course import labs
+from course.cli import main
 from course.grader import check, grade, notebook
 from course.staff import notebooks
-from course.staff.cli import main
 
 LAB_IDS = list(labs.lab_files("labs"))
 # The kernel runs the demos' short versions, and grading inside it gets CI's patience.

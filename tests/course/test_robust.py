@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from course import labs
+from course import cli, labs
 from course.errors import CourseError
 from course.grader import batch, runner
 from course.grader.notebook import convert, convert_for_grading, notebook_lab
-from course.staff import cli, notebooks
+from course.staff import notebooks
 
 pytestmark = pytest.mark.solutions_only
 

@@ -10,9 +10,9 @@ import jupytext
 import pytest
 
 from course import labs
+from course.cli import main
 from course.errors import CourseError
 from course.staff import assign
-from course.staff.cli import main
 from course.staff.similarity import CSV_HEADER, THRESHOLD, similarity
 
 pytestmark = pytest.mark.solutions_only

@@ -16,9 +16,9 @@ import zipfile
 import pytest
 
 from course import labs
+from course.cli import main
 from course.grader.batch import grade_class
 from course.grader.cluster import connect
-from course.staff.cli import main
 
 pytestmark = pytest.mark.solutions_only
 

@@ -1,5 +1,12 @@
-"""The ``course`` command (also ``python -m course``): list, run, grade, assign, notebooks, site, release, gradescope,
-and the staff's tools for a graded class: similarity, gradebook, analyze, groups."""
+"""The ``course`` command (also ``python -m course``), for students (list, grade), instructors (run, site)
+and course staff (assign, notebooks, release, gradescope, and for a graded class: similarity, gradebook,
+analyze, groups).
+
+Each command is two small functions: ``_args_NAME`` adds its options, ``_cmd_NAME`` runs it by calling
+the importable function that does the work (imported when the command runs, so ``course list`` never
+imports the grader). A grading option given nowhere keeps the default of
+:class:`course.grader.model.Settings`, where every grading setting has its one default.
+"""
 
 from __future__ import annotations
 
@@ -45,29 +52,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace):
+    """The grading settings: Settings' defaults (a class's with --submissions), then $COURSE_*, then the flags."""
+    from course.grader import Settings
+
+    given = {k: getattr(args, k) for k in ("timeout", "budget", "seed", "jobs", "sandbox_user", "isolation")}
+    return Settings.from_environment(base=Settings.for_class() if args.submissions else None, **given)
+
+
 def _cmd_grade(args: argparse.Namespace) -> int:
     from course.grader import grade
     from course.grader.report import render, write_gradescope
 
+    settings = _settings(args)
     if args.submissions:
-        return _grade_class(args)
+        return _grade_class(args, settings)
     if args.cluster:
         raise CourseError("--cluster grades a whole class: give its submissions too (--submissions DIR)")
     impl = args.impl or "labs"
     start = time.perf_counter()
     try:
         titles = _titles(impl)
-        report = grade(
-            args.labs or None,
-            impl=impl,
-            timeout=args.timeout,
-            budget=args.budget,
-            jobs=args.jobs,
-            sandbox_user=args.sandbox_user,
-            seed=args.seed,
-            isolation=args.isolation or "auto",
-            daemon=args.command_line,  # successive commands share a warm grader (course.grader.zygote)
-        )
+        # The command line's successive commands share a warm grader (course.grader.zygote).
+        report = grade(args.labs or None, impl=impl, settings=settings, daemon=args.command_line)
     except Exception as exc:
         if args.results:  # Gradescope shows results.json, whatever happened: 0, and why
             from course.grader import Report
@@ -103,7 +110,7 @@ def _record_members(results: Path, metadata: Path) -> None:
         print(f"recorded {len(found)} member(s) from {metadata} in results.json's extra_data")
 
 
-def _grade_class(args: argparse.Namespace) -> int:
+def _grade_class(args: argparse.Namespace, settings) -> int:
     from course.grader.batch import grade_class
     from course.grader.plugin import sandbox_cache_for
 
@@ -111,26 +118,21 @@ def _grade_class(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     start = time.perf_counter()
-    options = dict(
-        labs=args.labs or None,
-        jobs=args.jobs or 2,
-        timeout=args.timeout,
-        budget=args.budget,
-        seed=args.seed,
-        sandbox_user=args.sandbox_user,
-        isolation=args.isolation or "required",
-        warm_cache=sandbox_cache_for("solutions"),
-        log=log,
-    )
+    submissions, out, labs = Path(args.submissions), Path(args.out), args.labs or None
+    warm = sandbox_cache_for("solutions")
     if args.cluster is None:
-        gradebook = grade_class(Path(args.submissions), Path(args.out), **options)
+        gradebook = grade_class(submissions, out, labs=labs, settings=settings, warm_cache=warm, log=log)
     else:
         from course.grader.cluster import connect
 
         if args.jobs is not None:
             raise CourseError("--jobs is the number of threads here; with --cluster, the workers grade (local:N: N)")
-        with connect(args.cluster, sandbox_user=args.sandbox_user, isolation=options["isolation"], log=log) as workers:
-            gradebook = grade_class(Path(args.submissions), Path(args.out), workers=workers, **options)
+        with connect(
+            args.cluster, sandbox_user=settings.sandbox_user, isolation=settings.isolation, log=log
+        ) as workers:
+            gradebook = grade_class(
+                submissions, out, labs=labs, settings=settings, warm_cache=warm, log=log, workers=workers
+            )
     print(f"wrote {gradebook} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -138,7 +140,8 @@ def _grade_class(args: argparse.Namespace) -> int:
 def _cmd_gradescope(args: argparse.Namespace) -> int:
     from course.staff.gradescope import build_autograder
 
-    path = build_autograder(Path(args.out), labs=args.labs or None, seed=args.seed, timeout=args.timeout)
+    given = {"timeout": args.timeout} if args.timeout is not None else {}  # else build_autograder's own default
+    path = build_autograder(Path(args.out), labs=args.labs or None, seed=args.seed, **given)
     print(f"wrote the Gradescope autograder {path} (hidden seed {args.seed}); upload it as the assignment's autograder")
     return 0
 
@@ -305,19 +308,20 @@ def _cmd_groups(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="course", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    impl_help = "labs (student files), solutions, or a folder of labNN_*.py files"
+IMPL_HELP = "labs (student files), solutions, or a folder of labNN_*.py files"
 
+
+def _args_list(sub) -> None:
     p = sub.add_parser("list", help="list the labs")
-    p.add_argument("--impl", help=impl_help)
+    p.add_argument("--impl", help=IMPL_HELP)
     p.set_defaults(func=_cmd_list)
 
+
+def _args_run(sub) -> None:
     p = sub.add_parser("run", help="run labs' demos and write their figures")
     p.add_argument("labs", nargs="+", metavar="LAB", help="lab01, 1, ... or `all`")
     p.add_argument("--out", default="figures", help="folder for the figures (default: figures/)")
-    p.add_argument("--impl", help=f"{impl_help} (default: solutions where present)")
+    p.add_argument("--impl", help=f"{IMPL_HELP} (default: solutions where present)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--quick",
@@ -333,9 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="the run's PRNG seed (labs whose demo trains)")
     p.set_defaults(func=_cmd_run)
 
+
+def _args_grade(sub) -> None:
     p = sub.add_parser("grade", help="grade the labs, offline, and show the points")
     p.add_argument("labs", nargs="*", metavar="LAB", help="labs to grade (default: all)")
-    p.add_argument("--impl", help=f"{impl_help}, or notebooks: a folder of .ipynb or one (default: labs)")
+    p.add_argument("--impl", help=f"{IMPL_HELP}, or notebooks: a folder of .ipynb or one (default: labs)")
     p.add_argument("--results", metavar="PATH", help="also write Gradescope's results.json here")
     p.add_argument(
         "--metadata",
@@ -343,26 +349,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --results: Gradescope's submission_metadata.json, where present; its users are recorded in "
         "results.json's extra_data as members",
     )
+    _grading_options(p)
+    p.add_argument(
+        "--fail-under", type=float, metavar="PCT", help="exit with status 1 when the score is under PCT percent"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="show full failure messages")
+    _class_options(p)
+    p.set_defaults(func=_cmd_grade)
+
+
+def _grading_options(p: argparse.ArgumentParser) -> None:
+    """The grading settings' flags; each not given keeps :class:`Settings`' default (or ``$COURSE_*``)."""
+    from course.grader import Settings
+    from course.grader.model import BUDGET_TIMEOUTS, ISOLATIONS
+
     p.add_argument(
         "--timeout",
         type=float,
-        default=float(os.environ.get("COURSE_TIMEOUT", 10)),
         metavar="S",
-        help="seconds one test may spend running lab code (default 10, or $COURSE_TIMEOUT)",
+        help=f"seconds one test may spend running lab code (default {Settings.timeout:g}, or $COURSE_TIMEOUT)",
     )
     p.add_argument(
         "--budget",
-        default=os.environ.get("COURSE_BUDGET", "auto"),
         metavar="S",
-        help="seconds a lab's tests that do not pass may spend running lab code together; then the lab's "
-        "other tests are not run (default auto: 3 x --timeout, or $COURSE_BUDGET; off: no budget)",
+        help="seconds a lab's tests that do not pass may spend running lab code together; then the lab's other "
+        f"tests are not run (default auto: {BUDGET_TIMEOUTS} x --timeout, or $COURSE_BUDGET; off: no budget)",
     )
     p.add_argument(
         "--seed",
         type=int,
-        default=int(os.environ.get("COURSE_SEED", 0)),
         metavar="S",
-        help="vary the tests' random inputs (default 0, the visible ones, or $COURSE_SEED)",
+        help=f"vary the tests' random inputs (default {Settings.seed}, the visible ones, or $COURSE_SEED)",
     )
     p.add_argument(
         "--jobs",
@@ -373,22 +390,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--sandbox-user",
-        default="auto",
         metavar="USER",
-        help="who runs the student's code: auto (nobody when run as root), none, or a user name",
+        help="who runs the student's code: auto (the default: nobody when run as root), none, or a user name",
     )
     p.add_argument(
         "--isolation",
-        choices=("auto", "required", "off"),
-        default=None,
+        choices=ISOLATIONS,
         help="each sandbox in Linux namespaces of its own, seeing nothing of other submissions: auto (where "
         "the machine allows; the default for one submission), required (the default with --submissions: "
         "refuse where it cannot), off (accept grading without it; results.json says so)",
     )
-    p.add_argument(
-        "--fail-under", type=float, metavar="PCT", help="exit with status 1 when the score is under PCT percent"
-    )
-    p.add_argument("-v", "--verbose", action="store_true", help="show full failure messages")
+
+
+def _class_options(p: argparse.ArgumentParser) -> None:
+    """``course grade --submissions``: a whole class."""
     p.add_argument(
         "--submissions",
         metavar="DIR",
@@ -406,23 +421,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --submissions: grade each submission as a task on Dask distributed workers: local:N, N worker "
         "processes here, or a running scheduler's address (tcp://host:8786); the gradebook is written here",
     )
-    p.set_defaults(func=_cmd_grade)
 
+
+def _args_gradescope(sub) -> None:
     p = sub.add_parser("gradescope", help="build the Gradescope autograder zip (no solution code)")
     p.add_argument("labs", nargs="*", metavar="LAB", help="the labs this assignment grades (default: all)")
     p.add_argument(
         "--seed", type=int, required=True, metavar="S", help="the hidden seed of the official grading (not 0)"
     )
-    p.add_argument(
-        "--timeout", type=float, default=30.0, metavar="S", help="seconds per test on Gradescope (default 30)"
-    )
+    from course.staff.gradescope import build_autograder
+
+    default = build_autograder.__kwdefaults__["timeout"]  # the one default, the function's own
+    p.add_argument("--timeout", type=float, metavar="S", help=f"seconds per test on Gradescope (default {default:g})")
     p.add_argument("--out", default="dist", help="folder for the zip (default: dist/)")
     p.set_defaults(func=_cmd_gradescope)
 
+
+def _args_assign(sub) -> None:
     p = sub.add_parser("assign", help="generate labs/ (student stubs) from solutions/")
     p.add_argument("--check", action="store_true", help="only check that labs/ is up to date; exit 1 if stale")
     p.set_defaults(func=_cmd_assign)
 
+
+def _args_notebooks(sub) -> None:
     p = sub.add_parser("notebooks", help="build notebooks/ (students, from labs/) and the README's Colab/Binder links")
     p.add_argument("--check", action="store_true", help="only check that notebooks/ and the links are up to date")
     p.add_argument(
@@ -435,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="with --solutions: COURSE_QUICK=1 (short training runs)")
     p.set_defaults(func=_cmd_notebooks)
 
+
+def _args_similarity(sub) -> None:
     p = sub.add_parser("similarity", help="similar code between students, per lab: a ranked CSV and an HTML report")
     p.add_argument(
         "submissions", metavar="SUBMISSIONS", help="one folder or .zip per student, as for grade --submissions"
@@ -453,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_similarity)
 
+
+def _args_gradebook(sub) -> None:
     p = sub.add_parser(
         "gradebook", help="a gradebook an LMS imports (Canvas' CSV, or the plain one) from a graded class"
     )
@@ -475,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_gradebook)
 
+
+def _args_analyze(sub) -> None:
     p = sub.add_parser("analyze", help="what a graded class struggles with: tests.csv, messages.csv, index.html")
     p.add_argument(
         "graded", metavar="GRADED_DIR", help="the --out of `course grade --submissions` (STUDENT/results.json)"
@@ -482,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="analysis", metavar="DIR", help="where the page and the CSVs go (analysis/)")
     p.set_defaults(func=_cmd_analyze)
 
+
+def _args_groups(sub) -> None:
     p = sub.add_parser("groups", help="homework groups within each section, from the roster: the roster + group")
     p.add_argument("roster", metavar="ROSTER", help="folder,Student,ID,SIS User ID,SIS Login ID,Section")
     p.add_argument("--size", type=int, required=True, metavar="K", help="students a group (sizes K or K+1)")
@@ -494,6 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_groups)
 
+
+def _args_site(sub) -> None:
     p = sub.add_parser("site", help="build the course's website, offline (Sphinx; the `site` dependency group)")
     p.add_argument("--out", default="build/site", help="folder for the site, index.html at its root (build/site)")
     p.add_argument(
@@ -509,9 +540,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_site)
 
+
+def _args_release(sub) -> None:
     p = sub.add_parser("release", help="build the student bundle (no solution code)")
     p.add_argument("--out", default="dist", help="folder for the bundle (default: dist/)")
     p.set_defaults(func=_cmd_release)
+
+
+COMMANDS = [
+    _args_list,
+    _args_run,
+    _args_grade,
+    _args_gradescope,
+    _args_assign,
+    _args_notebooks,
+    _args_similarity,
+    _args_gradebook,
+    _args_analyze,
+    _args_groups,
+    _args_site,
+    _args_release,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="course", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 
