@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -63,20 +64,58 @@ def lab_files(impl: str | os.PathLike = "solutions") -> dict[str, Path]:
     """``{"lab01": Path(".../lab01_perceptron.py"), ...}`` in lab order."""
     found = {}
     for path in sorted(impl_dir(impl).glob("lab*.py")):
-        if (m := _LAB_FILE.match(path.name)) and path.is_file():  # a folder named like one is not a lab
-            found[m.group(1)] = path
+        if (lid := lab_of_file(path)) and path.is_file():  # a folder named like one is not a lab
+            found[lid] = path
     return found
+
+
+def lab_of_file(path: str | os.PathLike) -> str | None:
+    """The lab a lab file is: ``.../lab03_approximation.py`` -> ``"lab03"``, wherever it is; else None."""
+    m = _LAB_FILE.match(Path(path).name)
+    return m.group(1) if m else None
 
 
 def is_lab_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` names a lab file (``labNN_topic.py``), wherever it is."""
-    return bool(_LAB_FILE.match(Path(path).name))
+    return lab_of_file(path) is not None
 
 
 def lab_of(test_file: str | os.PathLike) -> str | None:
     """The lab a graded test file is about: ``tests/labs/test_lab03_approximation.py`` -> ``"lab03"``."""
     m = _TEST_FILE.match(Path(test_file).name)
     return m.group(1) if m else None
+
+
+def graded_tests(tests_dir: Path | None = None) -> dict[str, list[Path]]:
+    """``{"lab01": [test files], ...}``: every lab's graded tests in ``tests_dir`` (default :func:`graded_tests_dir`)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted((tests_dir or graded_tests_dir()).glob("test_lab*.py")):
+        if lid := lab_of(path):
+            found.setdefault(lid, []).append(path)
+    return found
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab, resolved once from any of its names (:func:`lab`) and passed along."""
+
+    id: str  # "lab01"
+    title: str  # the first line of its docstring
+    stub: Path | None  # labs/lab01_perceptron.py, the student's; None where the course has none
+    solution: Path | None  # solutions/lab01_perceptron.py; None in a student bundle
+    tests: tuple[Path, ...]  # its graded test files
+
+
+def lab(name: str, *, tests_dir: Path | None = None) -> Lab:
+    """The lab ``name`` names (``"1"``, ``"lab01"``, ``"lab01_perceptron"``), with its files."""
+    lid = lab_id(name)
+    stub, solution = (_files_or_none(impl).get(lid) for impl in IMPLS)
+    title = lab_title(stub or solution) if stub or solution else lid
+    return Lab(lid, title, stub, solution, tuple(graded_tests(tests_dir).get(lid, ())))
+
+
+def _files_or_none(impl: str) -> dict[str, Path]:
+    return lab_files(impl) if (root() / impl).is_dir() else {}
 
 
 def lab_id(name: str) -> str:

@@ -117,14 +117,14 @@ def grade_class(
     out = Path(out)
     settings = (settings or Settings.for_class()).replace(**changes)  # checked before any grading starts
     out.mkdir(parents=True, exist_ok=True)
-    tests = _labs.graded_tests_dir()
+    tests = _labs.graded_tests()
     # A fixed test regrades everyone: the tests' bytes are part of what a grade depends on.
     stamped = {
         "labs": sorted(labs or []),
         "timeout": settings.timeout,
         "budget": settings.budget_s,
         "seed": settings.seed,
-        "tests": hashlib.sha256(b"".join(p.read_bytes() for p in sorted(tests.glob("test_lab*.py")))).hexdigest(),
+        "tests": hashlib.sha256(b"".join(p.read_bytes() for fs in tests.values() for p in fs)).hexdigest(),
     }
     students = discover(submissions)
     stamps, pending = {}, []

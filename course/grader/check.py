@@ -199,14 +199,14 @@ def check(
         notes = [n for n in notes if "left out" in n]  # dropped magics in the history are expected; say nothing
         shown = Source("", cells)
     tests_dir = _labs.graded_tests_dir()
-    if not any(tests_dir.glob(f"test_{lid}*.py")):
+    files = _labs.lab(lid, tests_dir=tests_dir).tests
+    if not files:
         raise CourseError(
             f"no graded tests of {lid} in {tests_dir}: check() needs a checkout of the course "
             "(on Colab, run the notebook's first cell, which makes one)"
         )
     keyword = None
     if functions:
-        files = sorted(tests_dir.glob(f"test_{lid}*.py"))
         untested = [f for f in functions if not any(tests_for(path, [f]) for path in files)]
         notes += [
             f"no graded test calls {f} directly: it is graded through the functions that use it" for f in untested
@@ -245,8 +245,6 @@ def warm_up(lab: str | None = None) -> None:
     if lab is None:
         preload = list(forkserver.LAB_LIBRARIES)
     else:
-        lid = _labs.lab_id(lab)
-        files = sorted(_labs.graded_tests_dir().glob(f"test_{lid}*.py"))
-        files += [p for p in [_labs.root() / "labs"] if p.is_dir() for p in p.glob(f"{lid}_*.py")]
-        preload = runner.imports_of(files)
+        this = _labs.lab(lab)
+        preload = runner.imports_of([*this.tests, *([this.stub] if this.stub else [])])
     zygote.shared(runner.course_path(), preload=preload)

@@ -1,7 +1,7 @@
 """The grader: collect the graded tests, run each lab's tests, decide, report.
 
     grade(["lab01"], impl="labs")
-      1. collect   which test files belong to which lab (``course.labs.lab_of``)
+      1. collect   which test files belong to which lab (``course.labs.graded_tests``)
       2. snapshot  private copies of those tests and of the student's lab files, hashed, before any
                    student code runs
       3. run       one trusted pytest process per group of labs (groups run in parallel); each lab's
@@ -158,10 +158,7 @@ class _Submission:
 
 def collect(tests_dir: Path, wanted: list[str] | None) -> dict[str, list[Path]]:
     """``{"lab01": [test files], ...}`` for the labs wanted (all labs with tests when None)."""
-    plan: dict[str, list[Path]] = {}
-    for path in sorted(tests_dir.glob("test_lab*.py")):
-        if lid := _labs.lab_of(path):
-            plan.setdefault(lid, []).append(path)
+    plan = _labs.graded_tests(tests_dir)
     if wanted:
         ids = [_labs.lab_id(x) for x in wanted]
         missing = sorted(set(ids) - set(plan))
@@ -464,7 +461,7 @@ def _start(warm, needed: list[str], args: list[str], *, env: dict, cwd: Path, ev
 
 def needed_modules(snapshot: "Snapshot") -> list[str]:
     """What the labs and graded tests of ``snapshot`` import at the top (for the zygote to preload)."""
-    labs = [p for p in snapshot.impl.glob("lab*.py") if p.name[:5] in snapshot.plan]  # labNN_…
+    labs = [p for p in snapshot.impl.glob("lab*.py") if _labs.lab_of_file(p) in snapshot.plan]
     return imports_of([*labs, *(p for fs in snapshot.plan.values() for p in fs)])
 
 

@@ -79,12 +79,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     i, n = (int(x) for x in config.getoption("--share").split("/"))
     for position, item in enumerate(items):
         item.stash[_POSITION] = position
+        _LAB_OF[item.nodeid] = _labs.lab_of(item.path) or "other"  # the one rule, applied once a test
     if n > 1:
         config.hook.pytest_deselected(items=[item for p, item in enumerate(items) if p % n != i])
         items[:] = [item for p, item in enumerate(items) if p % n == i]
 
 
 _POSITION = pytest.StashKey[int]()
+_LAB_OF: dict[str, str] = {}  # nodeid -> its lab, for the hooks that are given only a nodeid
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -126,7 +128,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     tests = [
         {
             "nodeid": item.nodeid,
-            "lab": _labs.lab_of(item.path) or "other",
+            "lab": _LAB_OF[item.nodeid],
             "points": _points(item),
             "visibility": _visibility(item),
             "tags": _tags(item),
@@ -147,7 +149,7 @@ def pytest_runtest_logstart(nodeid: str, location) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Run no more of a lab's tests once its budget is spent (before the fixtures, which may run lab code)."""
     budget = _plugin.settings(item.config).budget
-    lab = _labs.lab_of(item.path) or "other"
+    lab = _LAB_OF[item.nodeid]
     if budget is not None and _spent.get(lab, 0.0) >= budget:
         raise BudgetSpent("the lab's time budget is spent")  # the grader says how (runner.spend_budgets)
     clock = _plugin.current_clock()
@@ -235,7 +237,7 @@ def pytest_runtest_logfinish(nodeid: str, location) -> None:
         result["message"] = "\n".join([result["message"], *rank_hints(clock.hints)]).strip()
     result["student_seconds"] = round(clock.spent, 3) if ran else 0.0
     if result["status"].charged:
-        lab = _labs.lab_of(Path(nodeid.split("::", 1)[0])) or "other"
+        lab = _LAB_OF[nodeid]
         _spent[lab] = _spent.get(lab, 0.0) + result["student_seconds"]
         result["charged"] = result["student_seconds"]
     _send(event="result", nodeid=nodeid, **result)

@@ -110,7 +110,7 @@ def submission_code(sub: Submission, wanted: set[str] | None = None) -> tuple[di
         found: dict[str, LabCode] = {}
         for path, shown in sorted(files, key=lambda f: (f[0].suffix != ".py", f[1])):
             if path.suffix == ".py":
-                lab, source = _labs.lab_id(path.name[:5]), path.read_text(encoding="utf-8", errors="replace")
+                lab, source = _labs.lab_of_file(path), path.read_text(encoding="utf-8", errors="replace")
             else:
                 try:
                     conv = convert(path)
