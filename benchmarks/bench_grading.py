@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course import labs  # noqa: E402
 from course.grader import check, grade  # noqa: E402
 from course.grader.batch import grade_class  # noqa: E402
-from course.grader.plugin import sandbox_cache_for  # noqa: E402
+from course.grader.lab_plugin import sandbox_cache_for  # noqa: E402
 from course.staff import assign, notebooks
 
 BROKEN = {

@@ -112,7 +112,7 @@ def _record_members(results: Path, metadata: Path) -> None:
 
 def _grade_class(args: argparse.Namespace, settings) -> int:
     from course.grader.batch import grade_class
-    from course.grader.plugin import sandbox_cache_for
+    from course.grader.lab_plugin import sandbox_cache_for
 
     def log(line: str) -> None:
         print(line, flush=True)

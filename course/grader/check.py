@@ -181,8 +181,8 @@ def check(
     import tempfile
 
     from course.grader import grade
+    from course.grader.lab_plugin import sandbox_cache_for
     from course.grader.locations import Source
-    from course.grader.plugin import sandbox_cache_for
     from course.grader.report import render
 
     if os.environ.get("COURSE_SANDBOX") == "1":

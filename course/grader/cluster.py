@@ -111,7 +111,7 @@ def differences(here: dict[str, str], there: dict[str, str]) -> list[str]:
 def grade_sent(name: str, data: bytes, labs: list[str] | None, settings: Settings, expected: dict[str, str]) -> dict:
     """On a worker: a submission sent as the bytes of a .zip named ``name``, graded here; its
     results.json as a dict (what :func:`course.grader.batch.grade_submission` returns)."""
-    from course.grader.plugin import sandbox_cache_for
+    from course.grader.lab_plugin import sandbox_cache_for
 
     wrong = differences(expected, describe())
     if wrong:  # a worker that joined after the check at the start

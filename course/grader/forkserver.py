@@ -1,8 +1,9 @@
 """The sandboxes' fork server: imports JAX and the labs' libraries once, then forks one sandbox per request.
 
 Started as ``python -m course.grader.forkserver FD`` with one end of a Unix socket whose other end the
-trusted test process holds (the grader starts both at once, so that their imports overlap). It never runs student code itself: a forked child contains itself first (see
-:mod:`course.grader.sandbox`). On Linux the server is a *child subreaper*, so a process that a
+trusted test process holds (:class:`course.grader.outside.ForkServerClient`; the grader starts both at
+once, so that their imports overlap). It never runs student code itself: a forked child contains itself
+first (see :mod:`course.grader.inside`). On Linux the server is a *child subreaper*, so a process that a
 student's code starts and detaches (double fork, ``setsid``) is re-parented here rather than to init;
 the server kills every child of its own that is not a live sandbox whenever it is asked to reap.
 
@@ -50,7 +51,7 @@ def become_server() -> None:
 
 def main(fd: int) -> None:
     become_server()
-    import course.grader.sandbox  # noqa: F401 - JAX and the wire format, before any fork
+    import course.grader.inside  # noqa: F401 - JAX and the wire format, before any fork
 
     for name in LAB_LIBRARIES:
         try:
@@ -62,7 +63,7 @@ def main(fd: int) -> None:
 
 def serve(control: socket.socket) -> None:
     """Fork one sandbox per request on ``control`` until the trusted side closes it; then kill them all."""
-    from course.grader import sandbox
+    from course.grader import inside
 
     sandboxes: set[int] = set()
 
@@ -89,7 +90,7 @@ def serve(control: socket.socket) -> None:
                         if pid == 0:  # the sandbox
                             control.close()
                             try:
-                                sandbox.main(request["config"], *fds)
+                                inside.main(request["config"], *fds)
                             finally:
                                 os._exit(70)
                         for f in fds:

@@ -43,7 +43,7 @@ PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
 
-FAILED = 71  # a sandbox's exit status when the kernel refused to isolate it (course.grader.sandbox)
+FAILED = 71  # a sandbox's exit status when the kernel refused to isolate it (course.grader.inside)
 UID_BASE = 0x70000000  # + the sandbox's process id: a user id no other process of the machine has
 TMPFS_BYTES = 512 << 20  # each of the sandbox's writable folders (/tmp, its working folder, /dev/shm)
 DEVICES = ("null", "zero", "full", "random", "urandom")

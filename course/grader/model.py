@@ -144,6 +144,7 @@ class ProcessSettings:
     warm_cache: str | None = None  # the staff's cache that isolated sandboxes only read (a class)
     locations: str | None = None  # how messages name the copies graded (course.grader.locations)
     not_graded: str | None = None  # {lab: why} for labs whose file could not be read
+    manifest: str | None = None  # the graded test files' hashes, taken before any student code ran
 
     @classmethod
     def test_suite(cls) -> "ProcessSettings":

@@ -5,8 +5,8 @@
       2. snapshot  private copies of those tests and of the student's lab files, hashed, before any
                    student code runs
       3. run       one trusted pytest process per group of labs (groups run in parallel); each lab's
-                   code runs in a sandbox of its own (:mod:`course.grader.remote`), and the trusted
-                   process reports every test's status (:mod:`course.grader.session`)
+                   code runs in a sandbox of its own (:mod:`course.grader.outside`), and the trusted
+                   process reports every test's status (:mod:`course.grader.grading_plugin`)
       4. decide    the outcomes, in collection order; a test nobody reported is "crashed"
 
 Each lab has a time budget (``Settings.budget``, default ``BUDGET_TIMEOUTS`` test timeouts, :mod:`course.grader.model`): the seconds of the
@@ -69,7 +69,7 @@ def grade(
         user, isolation, jobs); ``changes`` change some of them (``grade(["lab01"], timeout=5)``).
       tests_dir: the folder of graded tests ``test_labNN*.py`` (default ``$COURSE_TESTS_DIR``, else ``tests/labs``).
       sandbox_cache: the JAX compilation cache the sandboxes write (default: this submission's own,
-        :func:`course.grader.plugin.sandbox_cache_for`).
+        :func:`course.grader.lab_plugin.sandbox_cache_for`).
       warm_cache: instead, a cache written by the staff that isolated sandboxes only read (a class).
       log_path: where the grading processes' own output goes (default: a temporary file).
       keyword: only the tests pytest's ``-k`` expression selects (``course.check`` of a few functions).
@@ -122,6 +122,7 @@ def grade(
             warm_cache=str(warm_cache) if warm_cache else None,
             locations=str(snapshot.locations),
             not_graded=str(snapshot.root / "not_graded.json"),
+            manifest=str(snapshot.manifest),
         )
         log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
         with log:
@@ -259,7 +260,7 @@ def isolation_setting(setting: str, report: Report) -> bool:
 
 
 def _plugin_cache_for(impl) -> Path:
-    from course.grader.plugin import sandbox_cache_for
+    from course.grader.lab_plugin import sandbox_cache_for
 
     return sandbox_cache_for(impl)
 
@@ -361,7 +362,16 @@ def _pytest_args(snapshot: Snapshot, files: list[Path]) -> list[str]:
         ini.chmod(0o644)
     return [
         *map(str, files),
-        *("-p", "course.grader.plugin", "-p", "course.grader.session", "-o", "addopts=", "-p", "no:cacheprovider"),
+        *(
+            "-p",
+            "course.grader.lab_plugin",
+            "-p",
+            "course.grader.grading_plugin",
+            "-o",
+            "addopts=",
+            "-p",
+            "no:cacheprovider",
+        ),
         *("--assert=plain", "-q", "--no-header", "--tb=no"),
         *("-c", str(ini)),
         f"--confcutdir={snapshot.root}",
@@ -371,10 +381,9 @@ def _pytest_args(snapshot: Snapshot, files: list[Path]) -> list[str]:
 
 
 def _environment(snapshot: Snapshot, n: int) -> dict[str, str]:
-    """What a trusted test process's environment adds: this course on the path, the manifest, no bytecode."""
+    """What a trusted test process's environment adds: this course on the path, no bytecode."""
     return {
         "PYTHONPATH": course_path(),
-        "COURSE_GRADER_MANIFEST": str(snapshot.manifest),
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPYCACHEPREFIX": str(snapshot.root / f"pycache-{n}"),
@@ -442,9 +451,9 @@ def _start(warm, needed: list[str], args: list[str], *, env: dict, cwd: Path, ev
             return [_Process(pid=pid) for pid in pids]
         except zygote.ZygoteError as exc:
             print(f"course: starting the grading processes from scratch ({exc})", file=log, flush=True)
-    from course.grader import remote
+    from course.grader import outside
 
-    server_sock, server = remote.start_fork_server(log)
+    server_sock, server = outside.start_fork_server(log)
     env = {**env, "COURSE_GRADER_FD": str(events_fd), "COURSE_FORKSERVER_FD": str(server_sock.fileno())}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", *args],

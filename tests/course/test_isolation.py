@@ -107,7 +107,7 @@ def view(tmp_path_factory):
     import jax
 
     needed = [str(root / "course" / "grader"), os.path.dirname(os.__file__), os.path.dirname(jax.__file__)]
-    from course.grader.sandbox import ENVIRONMENT
+    from course.grader.inside import ENVIRONMENT
 
     allowed = {*ENVIRONMENT, "HOME", "TMPDIR", "MPLBACKEND", "MPLCONFIGDIR", "JAX_PLATFORMS", "COURSE_SANDBOX"}
     (tests_dir / "test_lab61_view.py").write_text(

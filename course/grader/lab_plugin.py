@@ -1,10 +1,10 @@
-"""The pytest plugin every course test run loads (``-p course.grader.plugin``).
+"""The pytest plugin every course test run loads (``-p course.grader.lab_plugin``).
 
 * ``--impl labs|solutions|PATH`` picks which implementation of the labs the tests exercise (default:
   solutions where they exist, else labs); it is the one way the implementation is chosen.
 * The ``lab`` fixture is the lab a test file is about (``test_lab01_*.py`` -> lab01), running in a
   sandbox process: ``lab.sigmoid(x)`` calls the student's function there and returns data, and
-  ``lab.run(fn, *args)`` runs ``fn(lab, *args)`` there (see :mod:`course.grader.remote`). The test's
+  ``lab.run(fn, *args)`` runs ``fn(lab, *args)`` there (see :mod:`course.grader.outside`). The test's
   own process never imports student code.
 * ``--settings FILE``: what the grader tells a grading process (:class:`course.grader.model.ProcessSettings`:
   the test timeout, the seed, the sandbox's user and cache...); a plain ``pytest`` run of the course's
@@ -78,7 +78,7 @@ def configure_jax(cache_dir: Path | None = None) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     global _clock
-    from course.grader.remote import TestClock
+    from course.grader.outside import TestClock
 
     config.addinivalue_line("markers", "points(n): how many points a graded test is worth (default 1)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds on a laptop CPU")
@@ -126,18 +126,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if any("lab" in getattr(item, "fixturenames", ()) for item in items):
         import cloudpickle
 
-        from course.grader import remote
+        from course.grader import outside
 
-        remote.warm_up()  # the fork server imports JAX while pytest finishes collecting
+        outside.fork_server()  # started now, it imports JAX while pytest finishes collecting
         for module in {item.module for item in items if getattr(item, "module", None) is not None}:
             # Test modules are not importable in the sandbox: their functions travel by value.
             cloudpickle.register_pickle_by_value(module)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from course.grader import remote
+    from course.grader import outside
 
-    remote.shut_down()
+    outside.shut_down()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -153,7 +153,7 @@ def current_clock():
 @pytest.fixture(scope="module")
 def lab(request: pytest.FixtureRequest):
     """The lab a test file is about, running in a sandbox: calls return data."""
-    from course.grader import privacy, remote
+    from course.grader import outside, privacy
 
     lid = _labs.lab_of(request.path)
     if lid is None:
@@ -172,10 +172,10 @@ def lab(request: pytest.FixtureRequest):
     cache = Path(told.sandbox_cache or cache_root() / ("jax-sandbox" if user is None else f"jax-sandbox-{user[0]}"))
     isolate = told.isolate and not (user is None and os.geteuid() == 0)
     warm = told.warm_cache
-    sandbox = remote.Sandbox(
+    sandbox = outside.Sandbox(
         path, user=user, jax_cache=cache, warm_cache=Path(warm) if warm and isolate else None, isolate=isolate
     )
-    yield remote.RemoteLab(sandbox, _clock)
+    yield outside.RemoteLab(sandbox, _clock)
     sandbox.stop()
 
 

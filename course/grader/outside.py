@@ -134,8 +134,9 @@ class TestClock:
 # One sandbox
 
 
-class ForkServer:
-    """The process that forks sandboxes (:mod:`course.grader.forkserver`), and what it tells us."""
+class ForkServerClient:
+    """The trusted side's end of the fork server (:mod:`course.grader.forkserver`): asks it for sandboxes,
+    and hears when they end."""
 
     def __init__(self, fd: int | None = None) -> None:
         """Start a fork server, or adopt one the grader started for us (``fd``: our end of its socket)."""
@@ -205,21 +206,16 @@ def start_fork_server(log=None) -> tuple[socket.socket, subprocess.Popen]:
     return ours, proc
 
 
-_server: ForkServer | None = None
+_server: ForkServerClient | None = None
 
 
-def fork_server() -> ForkServer:
+def fork_server() -> ForkServerClient:
     """The one fork server of this process: the grader's (``$COURSE_FORKSERVER_FD``), else started now."""
     global _server
     if _server is None or (_server.proc is not None and _server.proc.poll() is not None):
         fd = os.environ.pop("COURSE_FORKSERVER_FD", None)
-        _server = ForkServer(int(fd) if fd else None)
+        _server = ForkServerClient(int(fd) if fd else None)
     return _server
-
-
-def warm_up() -> None:
-    """Start the fork server now, so that it imports JAX while the tests are being collected."""
-    fork_server()
 
 
 def shut_down() -> None:
@@ -470,9 +466,9 @@ class LabFunction:
         return self._lab._sandbox.request("call", self._name, args, kwargs, self._lab._clock)
 
     def __reduce__(self):
-        from course.grader import sandbox
+        from course.grader import inside
 
-        return (sandbox.lab_attribute, (self._name,))
+        return (inside.lab_attribute, (self._name,))
 
     def __repr__(self) -> str:
         return f"<lab.{self._name} in the sandbox>"

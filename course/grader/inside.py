@@ -1,7 +1,7 @@
 """What runs inside the sandbox: the student's lab, driven by requests from the trusted test process.
 
-A sandbox is a process forked from a server (:mod:`course.grader.forkserver`) that has JAX, Flax and Optax already imported (so a new
-one starts in milliseconds). It contains itself before touching student code: a session and process
+A sandbox is a process forked from a server (:mod:`course.grader.forkserver`) that has JAX, Flax and
+Optax already imported (so a new one starts in milliseconds). It contains itself before touching student code: a session and process
 group of its own (the grader kills the whole group), resource limits (address space, processes, no
 core files), its output sent to a pipe the grader caps, and — when the grader runs as root — the
 identity of an unprivileged user, who cannot write the tests, the course code or the results.

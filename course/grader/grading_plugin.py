@@ -1,14 +1,14 @@
 """The pytest plugin of a grading process: decides each test's status and reports it to the grader.
 
 This process is trusted: it runs the tests, whose ``lab`` runs the student's code in a sandbox
-(:mod:`course.grader.remote`), and never imports that code itself. Each line written to the pipe in
+(:mod:`course.grader.outside`), and never imports that code itself. Each line written to the pipe in
 ``$COURSE_GRADER_FD`` is one JSON event: ``collected`` (the graded tests with their lab and points)
 and ``result`` (a test's status and a message written for the student).
 
 The lab's time budget (the grader's settings, :class:`course.grader.model.ProcessSettings`): the seconds
 of the student's code that each lab's tests which do not pass may spend together in this process. Once
 they have, the lab's remaining tests are "not run" (0 points); the
-time is the sandbox's (the tests' clock, :class:`course.grader.remote.TestClock`), measured here.
+time is the sandbox's (the tests' clock, :class:`course.grader.outside.TestClock`), measured here.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ import pytest
 
 from course import labs as _labs
 from course.errors import CourseError
-from course.grader import locations
-from course.grader import plugin as _plugin
+from course.grader import lab_plugin, locations
 from course.grader.model import Status
+from course.grader.outside import SandboxFailure, StudentError
 from course.grader.privacy import set_dumpable
-from course.grader.remote import SandboxFailure, StudentError
 from course.labs import STUB_MESSAGE
 
 # Errors whose JAX wording does not say what to do about them, and the advice to give.
@@ -94,9 +93,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # First: no sandbox of our own user may open our results channel (or read our environment, which
     # names it) through /proc. See course.grader.privacy.
     set_dumpable(False)
-    from course.grader import remote
+    from course.grader import outside
 
-    remote.warm_up()  # the fork server imports JAX while this process imports the tests
+    outside.fork_server()  # started now, it imports JAX while this process imports the tests
     _stream = os.fdopen(int(os.environ["COURSE_GRADER_FD"]), "w", buffering=1, encoding="utf-8")
 
 
@@ -117,7 +116,7 @@ def _tags(item: pytest.Item) -> list[str]:
 def pytest_collection_finish(session: pytest.Session) -> None:
     # The tests were copied and hashed before any student code ran; a test file that differs now was
     # changed by someone else in the meantime, and no test of it is graded.
-    manifest = json.loads(Path(os.environ["COURSE_GRADER_MANIFEST"]).read_text())
+    manifest = json.loads(Path(lab_plugin.settings(session.config).manifest).read_text())
     changed = sorted(
         {
             str(item.path)
@@ -148,11 +147,11 @@ def pytest_runtest_logstart(nodeid: str, location) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Run no more of a lab's tests once its budget is spent (before the fixtures, which may run lab code)."""
-    budget = _plugin.settings(item.config).budget
+    budget = lab_plugin.settings(item.config).budget
     lab = _LAB_OF[item.nodeid]
     if budget is not None and _spent.get(lab, 0.0) >= budget:
         raise BudgetSpent("the lab's time budget is spent")  # the grader says how (runner.spend_budgets)
-    clock = _plugin.current_clock()
+    clock = lab_plugin.current_clock()
     if clock is not None:  # the lab's import, if this test starts its sandbox, may take what is left
         clock.budget_left = None if budget is None else budget - _spent.get(lab, 0.0)
 
@@ -230,7 +229,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def pytest_runtest_logfinish(nodeid: str, location) -> None:
     result = _results.pop(nodeid, {"status": Status.ERROR, "message": "no report", "duration": 0.0})
-    clock = _plugin.current_clock()
+    clock = lab_plugin.current_clock()
     # The clock was reset for every test that ran (a "not run" or skipped test may see the one before).
     ran = clock is not None and result["status"] not in (Status.NOT_RUN, Status.SKIPPED)
     if result["status"] != Status.PASSED and ran and clock.hints:
