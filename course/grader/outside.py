@@ -327,28 +327,7 @@ class Sandbox:
             raise type(self.sticky)(*self.sticky.args)
         payload = cloudpickle.dumps((op, target, args, kwargs))
         if self.pid is None:
-            # Importing the lab is the student's code too: charged to the lab's time budget, and limited
-            # by what the budget has left, so that a lab that never finishes importing costs at most that.
-            limit = START_LIMIT_S if clock.budget_left is None else min(START_LIMIT_S, max(clock.budget_left, 0.1))
-            start = time.monotonic()
-            try:
-                self._start(start + limit)
-                ready = self._exchange(None, start + limit, clock)
-            except SandboxTimeout:
-                self.sticky = SandboxTimeout(
-                    f"importing the lab took longer than {limit:g} s"
-                    + (", what the lab's time budget had left" if limit < START_LIMIT_S else "")
-                    + " (an infinite loop, or a long computation, at the top of the file?)"
-                )
-                raise SandboxTimeout(*self.sticky.args) from None
-            except SandboxFailure as failure:
-                self.sticky = type(failure)(f"while importing the lab: {failure}")
-                raise type(failure)(*self.sticky.args) from None
-            finally:
-                clock.importing += time.monotonic() - start
-            if not (isinstance(ready, dict) and (ready.get("ready") or "error" in ready)):
-                self.stop()
-                raise SandboxCrash("the sandbox answered out of turn while starting")
+            self._import_lab(clock)
         start = time.monotonic()
         try:
             answer = self._exchange(payload, start + max(clock.left, 0.0), clock)
@@ -364,6 +343,31 @@ class Sandbox:
             info = answer["error"] if isinstance(answer["error"], dict) else {"message": str(answer["error"])}
             raise student_error(self._shown(info))
         return answer["value"]
+
+    def _import_lab(self, clock: TestClock) -> None:
+        """Start the sandbox and wait for it to import the lab. Importing is the student's code too:
+        charged to the lab's time budget, and limited by what the budget has left, so that a lab that
+        never finishes importing costs at most that. A lab that cannot be imported fails every call."""
+        limit = START_LIMIT_S if clock.budget_left is None else min(START_LIMIT_S, max(clock.budget_left, 0.1))
+        start = time.monotonic()
+        try:
+            self._start(start + limit)
+            ready = self._exchange(None, start + limit, clock)
+        except SandboxTimeout:
+            self.sticky = SandboxTimeout(
+                f"importing the lab took longer than {limit:g} s"
+                + (", what the lab's time budget had left" if limit < START_LIMIT_S else "")
+                + " (an infinite loop, or a long computation, at the top of the file?)"
+            )
+            raise SandboxTimeout(*self.sticky.args) from None
+        except SandboxFailure as failure:
+            self.sticky = type(failure)(f"while importing the lab: {failure}")
+            raise type(failure)(*self.sticky.args) from None
+        finally:
+            clock.importing += time.monotonic() - start
+        if not (isinstance(ready, dict) and (ready.get("ready") or "error" in ready)):
+            self.stop()
+            raise SandboxCrash("the sandbox answered out of turn while starting")
 
     def _shown(self, info: dict) -> dict:
         """The sandbox's report with the paths in its message as the student knows them (a file, a cell)."""
@@ -385,40 +389,15 @@ class Sandbox:
                 [self.resp, self.out, server], [self.req] if outgoing else [], [], left
             )
             if writable:
-                try:
-                    outgoing = outgoing[os.write(self.req, outgoing[: 1 << 16]) :]
-                except BlockingIOError:
-                    pass
-                except BrokenPipeError:
-                    outgoing = memoryview(b"")
+                outgoing = self._send_some(outgoing)
             if self.out in readable:
-                chunk = os.read(self.out, 1 << 16)
-                printed += len(chunk)
-                if len(clock.output) < self.limits.keep_output:
-                    clock.output += chunk.decode("utf-8", "replace")[: self.limits.keep_output]
-                if printed > self.limits.output_bytes:
-                    self.stop()
-                    raise SandboxLimit(f"it printed more than {self.limits.output_bytes >> 20} MiB of output")
+                printed = self._take_output(printed, clock)
             if self.resp in readable:
                 chunk = os.read(self.resp, 1 << 20)
+                incoming += chunk
+                if chunk and (answer := self._answer(incoming, outgoing)) is not _PENDING:
+                    return answer
                 if chunk:
-                    incoming += chunk
-                    if len(incoming) >= wire.FRAME.size:
-                        (n,) = wire.FRAME.unpack_from(incoming)
-                        if n > wire.MAX_BYTES:
-                            self.stop()
-                            raise SandboxLimit(f"it returned more than {wire.MAX_BYTES >> 20} MiB of data")
-                        if len(incoming) >= wire.FRAME.size + n:
-                            if len(incoming) > wire.FRAME.size + n or outgoing:
-                                self.stop()  # more than one answer, or an answer before the question
-                                raise SandboxCrash(
-                                    "the sandbox answered out of turn (something wrote to the grader's channel)"
-                                )
-                            try:
-                                return wire.decode(bytes(incoming[wire.FRAME.size :]))
-                            except wire.WireError as exc:
-                                self.stop()
-                                raise SandboxCrash(f"the sandbox sent an unreadable answer: {exc}") from None
                     continue
             if server in readable:
                 self.server.poll()
@@ -426,6 +405,48 @@ class Sandbox:
                 code = self._exit_code(wait=2.0)
                 self.stop()
                 raise SandboxCrash(describe_exit(code))
+
+    def _send_some(self, outgoing: memoryview) -> memoryview:
+        """Write what the pipe takes of ``outgoing``; what is left to write (nothing, if the sandbox is gone)."""
+        try:
+            return outgoing[os.write(self.req, outgoing[: 1 << 16]) :]
+        except BlockingIOError:
+            return outgoing
+        except BrokenPipeError:
+            return memoryview(b"")
+
+    def _take_output(self, printed: int, clock: TestClock) -> int:
+        """Read what the sandbox printed: keep the start of it for messages, refuse it past the limit."""
+        chunk = os.read(self.out, 1 << 16)
+        printed += len(chunk)
+        if len(clock.output) < self.limits.keep_output:
+            clock.output += chunk.decode("utf-8", "replace")[: self.limits.keep_output]
+        if printed > self.limits.output_bytes:
+            self.stop()
+            raise SandboxLimit(f"it printed more than {self.limits.output_bytes >> 20} MiB of output")
+        return printed
+
+    def _answer(self, incoming: bytearray, outgoing: memoryview) -> Any:
+        """The answer framed in ``incoming`` once it has all arrived (else ``_PENDING``), read as data."""
+        if len(incoming) < wire.FRAME.size:
+            return _PENDING
+        (n,) = wire.FRAME.unpack_from(incoming)
+        if n > wire.MAX_BYTES:
+            self.stop()
+            raise SandboxLimit(f"it returned more than {wire.MAX_BYTES >> 20} MiB of data")
+        if len(incoming) < wire.FRAME.size + n:
+            return _PENDING
+        if len(incoming) > wire.FRAME.size + n or outgoing:
+            self.stop()  # more than one answer, or an answer before the question
+            raise SandboxCrash("the sandbox answered out of turn (something wrote to the grader's channel)")
+        try:
+            return wire.decode(bytes(incoming[wire.FRAME.size :]))
+        except wire.WireError as exc:
+            self.stop()
+            raise SandboxCrash(f"the sandbox sent an unreadable answer: {exc}") from None
+
+
+_PENDING = object()  # an answer not yet all read
 
 
 def describe_exit(code: int | None) -> str:

@@ -109,27 +109,42 @@ def grade(
         report.notes += [
             f"{name}: not graded; it is a link to a file outside your submission" for name in snapshot.refused
         ]
-        user = sandbox_setting(settings.sandbox_user, snapshot, report)
-        if isolate and user == "none" and os.geteuid() == 0:  # root, and no user can read Python
-            isolate, report.isolation = False, "none: no unprivileged user can read Python"
-        told = ProcessSettings(
-            timeout=settings.timeout,
-            budget=settings.budget_s,
-            seed=settings.seed,
-            sandbox_user=user,
-            isolate=isolate,
-            sandbox_cache=str(sandbox_cache or _plugin_cache_for(impl)),
-            warm_cache=str(warm_cache) if warm_cache else None,
-            locations=str(snapshot.locations),
-            not_graded=str(snapshot.root / "not_graded.json"),
-            manifest=str(snapshot.manifest),
-        )
+        caches = {"sandbox_cache": sandbox_cache or _plugin_cache_for(impl), "warm_cache": warm_cache}
+        told = process_settings(settings, snapshot, report, isolate=isolate, **caches)
         log = open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+")
         with log:
             events = run(snapshot, told, jobs=settings.jobs, log=log, keyword=keyword, daemon=daemon)
             report = decide(events, report, log)
     report.duration = time.monotonic() - start
     return report
+
+
+def process_settings(
+    settings: Settings,
+    snapshot: "Snapshot",
+    report: Report,
+    *,
+    isolate: bool,
+    sandbox_cache: Path,
+    warm_cache: Path | None,
+) -> ProcessSettings:
+    """What the grading processes are told: ``settings`` with the sandbox's user checked (and isolation
+    given up where no unprivileged user can read Python), the caches, and where the snapshot's files are."""
+    user = sandbox_setting(settings.sandbox_user, snapshot, report)
+    if isolate and user == "none" and os.geteuid() == 0:  # root, and no user can read Python
+        isolate, report.isolation = False, "none: no unprivileged user can read Python"
+    return ProcessSettings(
+        timeout=settings.timeout,
+        budget=settings.budget_s,
+        seed=settings.seed,
+        sandbox_user=user,
+        isolate=isolate,
+        sandbox_cache=str(sandbox_cache),
+        warm_cache=str(warm_cache) if warm_cache else None,
+        locations=str(snapshot.locations),
+        not_graded=str(snapshot.root / "not_graded.json"),
+        manifest=str(snapshot.manifest),
+    )
 
 
 @dataclass
