@@ -247,20 +247,9 @@ def fit(
     devices = Devices.every(batch_size, eval_batch_size)
     train_x, train_y = devices.replicate(check_split("train", train))
     val_x, val_y = devices.replicate(check_split("val", val)) if val is not None else (None, None)
-    options = call_options(model)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     state = TrainState(jnp.zeros((), jnp.int32), params, rest, optimizer.init(params))
-    if make_step is None:
-        train_step = make_train_step(
-            graphdef, loss=loss, accuracy=accuracy, optimizer=optimizer, preprocess=lambda x: x, options=options
-        )
-    else:
-        train_step = make_step(graphdef, optimizer)
-    make_loop = step_at_index if loop == "steps" else epoch_at_once
-    step_at = make_loop(train_step, preprocess=preprocess, devices=devices)
-    eval_step = make_eval_step(
-        graphdef, loss=loss, accuracy=accuracy, preprocess=preprocess, options=options, devices=devices
-    )
+    steps = _Steps.make(graphdef, model, loss, accuracy, optimizer, preprocess, make_step, loop, devices)
     k_data, k_dropout = jax.random.split(key)
     workdir = Path(workdir) if workdir is not None else None
     checkpoints, first_epoch, state, history = _resume(
@@ -268,50 +257,99 @@ def fit(
     )
     state = devices.replicate(state)
     wandb_run = _wandb_run(wandb_project, workdir, {"epochs": epochs, "batch_size": batch_size})
-    show, steps = _Progress(progress), math.ceil(len(train_y) / batch_size)
-    pictures = val_x is not None and val_x.ndim == 4 and val_x.shape[-1] in (1, 3, 4)  # (N, H, W, C) only
-    shown = slice(0, min(log_images, len(val_y)) if pictures else 0)
+    show, n_steps = _Progress(progress), math.ceil(len(train_y) / batch_size)
+    record = _Record(history, checkpoints, wandb_run, workdir, class_names, val_y, shown=log_images)
     zeros = {name: jnp.zeros((), jnp.float32) for name in ("loss", "correct", "count")}
     try:
         for epoch in range(first_epoch, epochs + 1):
             start = time.perf_counter()
             batches = epoch_batches(len(train_y), batch_size, key=jax.random.fold_in(k_data, epoch))
-            compile_seconds = 0.0
+            data = (train_x, train_y, batches)
             if epoch == first_epoch:  # compile ahead of time, to report how long compiling takes
-                loop, step_at = _compile_steps(
-                    loop, step_at, (state, zeros, train_x, train_y, batches), k_dropout, train_step, preprocess, devices
-                )
-                if val_x is not None:
-                    first = take(val_x, val_y, batched(jnp.arange(len(val_y)), eval_batch_size), jnp.int32(0))
-                    eval_step = eval_step.lower(state.params, state.rest, first).compile()
-                compile_seconds = time.perf_counter() - start
-            bar = show.epoch(epoch, epochs, steps)
-            state, totals = _train_epoch(
-                loop, step_at, state, zeros, (train_x, train_y, batches), k_dropout, steps, bar
-            )
-            row = {"epoch": epoch, **means(totals)}
-            if val_x is not None:
-                metrics, predicted = evaluate(
-                    eval_step, state.params, state.rest, val_x, val_y, batch_size=eval_batch_size
-                )
-                row |= {"val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"]}
+                steps.compile(state, zeros, data, k_dropout, val_x, val_y, eval_batch_size)
+            compile_seconds = time.perf_counter() - start if epoch == first_epoch else 0.0
+            bar = show.epoch(epoch, epochs, n_steps)
+            state, totals = _train_epoch(steps.loop, steps.step_at, state, zeros, data, k_dropout, n_steps, bar)
+            row, predicted = _evaluate_epoch(epoch, totals, steps.eval_step, state, val_x, val_y, eval_batch_size)
             row |= {"seconds": time.perf_counter() - start, "compile_seconds": compile_seconds}
-            for name, value in row.items():
-                history.setdefault(name, []).append(value)
             show.done(bar, epoch, epochs, row)
-            if wandb_run is not None:
-                wandb_run.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
-            if shown.stop and (workdir is not None or wandb_run is not None):
-                images = [np.asarray(a[shown]) for a in (val_x, predicted, val_y)]
-                _log_images(wandb_run, workdir, epoch, *images, class_names)
-            if checkpoints is not None:
-                checkpoints.save(epoch, state, history)
+            record.epoch(row, state, val_x, predicted, val_y)
     finally:
-        if checkpoints is not None:
-            checkpoints.close()
-        if wandb_run is not None:
-            wandb_run.finish()
+        record.close()
     return nnx.merge(graphdef, state.params, state.rest), history
+
+
+class _Record:
+    """Where each epoch's results go: the history, W&B, the grid of validation predictions, a checkpoint."""
+
+    def __init__(self, history: History, checkpoints, wandb_run, workdir: Path | None, class_names, val_y, *, shown):
+        self.history, self.checkpoints, self.wandb_run = history, checkpoints, wandb_run
+        self.workdir, self.class_names = workdir, class_names
+        self.shown = slice(0, min(shown, len(val_y)) if val_y is not None else 0)  # validation images logged
+
+    def epoch(self, row: dict[str, float], state, val_x, predicted, val_y) -> None:
+        epoch = row["epoch"]
+        for name, value in row.items():
+            self.history.setdefault(name, []).append(value)
+        if self.wandb_run is not None:
+            self.wandb_run.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+        pictures = val_x is not None and val_x.ndim == 4 and val_x.shape[-1] in (1, 3, 4)  # (N, H, W, C) only
+        if pictures and self.shown.stop and (self.workdir is not None or self.wandb_run is not None):
+            images = [np.asarray(a[self.shown]) for a in (val_x, predicted, val_y)]
+            _log_images(self.wandb_run, self.workdir, epoch, *images, self.class_names)
+        if self.checkpoints is not None:
+            self.checkpoints.save(epoch, state, self.history)
+
+    def close(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+class _Steps:
+    """A run's step functions: training (a call per step, or an epoch in one call) and evaluation,
+    compiled ahead of the first epoch (:meth:`compile`), when ``loop`` may fall back to ``"steps"``."""
+
+    def __init__(self, loop: str, train_step, step_at, eval_step, preprocess, devices: Devices) -> None:
+        self.loop, self.train_step, self.step_at, self.eval_step = loop, train_step, step_at, eval_step
+        self.preprocess, self.devices = preprocess, devices
+
+    @classmethod
+    def make(cls, graphdef, model, loss, accuracy, optimizer, preprocess, make_step, loop, devices) -> "_Steps":
+        """The built-in step (from ``loss``) or the caller's ``make_step``, looped as ``loop`` asks."""
+        options = call_options(model)
+        if make_step is None:
+            train_step = make_train_step(
+                graphdef, loss=loss, accuracy=accuracy, optimizer=optimizer, preprocess=lambda x: x, options=options
+            )
+        else:
+            train_step = make_step(graphdef, optimizer)
+        make_loop = step_at_index if loop == "steps" else epoch_at_once
+        step_at = make_loop(train_step, preprocess=preprocess, devices=devices)
+        eval_step = make_eval_step(
+            graphdef, loss=loss, accuracy=accuracy, preprocess=preprocess, options=options, devices=devices
+        )
+        return cls(loop, train_step, step_at, eval_step, preprocess, devices)
+
+    def compile(self, state, zeros, data: tuple, k_dropout: Array, val_x, val_y, eval_batch_size: int) -> None:
+        """Compile the training step for ``data`` (:func:`_compile_steps`) and evaluation for ``val``."""
+        self.loop, self.step_at = _compile_steps(
+            self.loop, self.step_at, (state, zeros, *data), k_dropout, self.train_step, self.preprocess, self.devices
+        )
+        if val_x is not None:
+            first = take(val_x, val_y, batched(jnp.arange(len(val_y)), eval_batch_size), jnp.int32(0))
+            self.eval_step = self.eval_step.lower(state.params, state.rest, first).compile()
+
+
+def _evaluate_epoch(epoch: int, totals, eval_step, state, val_x, val_y, eval_batch_size: int):
+    """The epoch's row of the history (its training means, and validation's with ``val``) and the
+    validation predictions (None without ``val``)."""
+    row, predicted = {"epoch": epoch, **means(totals)}, None
+    if val_x is not None:
+        metrics, predicted = evaluate(eval_step, state.params, state.rest, val_x, val_y, batch_size=eval_batch_size)
+        row |= {"val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"]}
+    return row, predicted
 
 
 def _resume(workdir: Path | None, resume: bool, state: TrainState, *, key: Array, batch_size: int, n: int):
