@@ -204,69 +204,78 @@ def decode(message: bytes) -> Any:
         raise WireError(f"a message whose header is not JSON: {exc}") from None
     if not isinstance(header, dict) or header.get("v") != 1 or "value" not in header:
         raise WireError("a message without a version-1 header")
-    body = memoryview(message)[_HEAD.size + n :]
+    return _Reader(memoryview(message)[_HEAD.size + n :]).walk(header["value"], 0)
 
-    def buffer(span: Any) -> memoryview:
+
+class _Reader:
+    """A message's value read from its header's nodes, its arrays and bytes from the ``body`` after it."""
+
+    def __init__(self, body: memoryview) -> None:
+        self.body = body
+
+    def buffer(self, span: Any) -> memoryview:
         if not (
             isinstance(span, list)
             and len(span) == 2
             and all(type(i) is int and i >= 0 for i in span)
-            and span[0] + span[1] <= len(body)
+            and span[0] + span[1] <= len(self.body)
         ):
             raise WireError(f"an array span {span!r} outside the message")
-        return body[span[0] : span[0] + span[1]]
+        return self.body[span[0] : span[0] + span[1]]
 
-    def array(node: dict) -> np.ndarray:
+    def array(self, node: dict) -> np.ndarray:
         dtype, shape = _DTYPES.get(node.get("dtype")), node.get("shape")
         if dtype is None:
             raise WireError(f"an array of unknown dtype {node.get('dtype')!r}")
         if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
             raise WireError(f"an array of invalid shape {shape!r}")
-        data = buffer(node["$a"])
+        data = self.buffer(node["$a"])
         if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != len(data):
             raise WireError(f"an array of shape {shape} and dtype {dtype} with {len(data)} bytes")
         return np.frombuffer(data, dtype).reshape(tuple(shape)).copy()
 
-    def walk(v: Any, depth: int) -> Any:
+    def walk(self, v: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise WireError(f"a value nested more than {MAX_DEPTH} levels deep")
         if v is None or isinstance(v, (bool, int, str)):
             return v
         if isinstance(v, list):
-            return [walk(x, depth + 1) for x in v]
+            return [self.walk(x, depth + 1) for x in v]
         if not isinstance(v, dict) or len(v) == 0:
             raise WireError(f"an unexpected node {v!r:.80}")
         try:
-            if "$a" in v:
-                return array(v)
-            if "$f" in v:
-                return float(v["$f"])
-            if "$i" in v:
-                return int(v["$i"])
-            if "$c" in v:
-                return complex(float(v["$c"][0]), float(v["$c"][1]))
-            if "$b" in v:
-                return bytes(buffer(v["$b"]))
-            if "$t" in v:
-                return tuple(walk(x, depth + 1) for x in v["$t"])
-            if "$d" in v:
-                out = {}
-                for k, x in v["$d"]:
-                    if not isinstance(k, (str, int)) or isinstance(k, bool):
-                        raise WireError(f"a dict key {k!r:.40}")
-                    out[k] = walk(x, depth + 1)
-                return out
-            if "$nt" in v:
-                return _namedtuple(v["$nt"], v["fields"])(*(walk(x, depth + 1) for x in v["values"]))
-            if "$key" in v:
-                return _key(v["$key"], array(v["data"]))
+            return self.node(v, depth)
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             if isinstance(exc, WireError):
                 raise
             raise WireError(f"a malformed node {v!r:.80}: {exc}") from None
-        raise WireError(f"an unexpected node {v!r:.80}")
 
-    return walk(header["value"], 0)
+    def node(self, v: dict, depth: int) -> Any:
+        """A tagged node: an array, a number JSON cannot hold, bytes, a tuple, a dict, a named tuple, a key."""
+        if "$a" in v:
+            return self.array(v)
+        if "$f" in v:
+            return float(v["$f"])
+        if "$i" in v:
+            return int(v["$i"])
+        if "$c" in v:
+            return complex(float(v["$c"][0]), float(v["$c"][1]))
+        if "$b" in v:
+            return bytes(self.buffer(v["$b"]))
+        if "$t" in v:
+            return tuple(self.walk(x, depth + 1) for x in v["$t"])
+        if "$d" in v:
+            out = {}
+            for k, x in v["$d"]:
+                if not isinstance(k, (str, int)) or isinstance(k, bool):
+                    raise WireError(f"a dict key {k!r:.40}")
+                out[k] = self.walk(x, depth + 1)
+            return out
+        if "$nt" in v:
+            return _namedtuple(v["$nt"], v["fields"])(*(self.walk(x, depth + 1) for x in v["values"]))
+        if "$key" in v:
+            return _key(v["$key"], self.array(v["data"]))
+        raise WireError(f"an unexpected node {v!r:.80}")
 
 
 def _namedtuple(name: Any, fields: Any):

@@ -95,6 +95,21 @@ def run(tmp=None, *, epochs=3, key=0, n=100, batch_size=32, model_class=None, **
     )
 
 
+def fit_once(model, train, *, loss=xent, optimizer=None, batch_size=4):
+    """One epoch of ``training.fit`` on ``train``, no validation, key 0: what the error tests vary is the rest."""
+    return training.fit(
+        model,
+        train,
+        None,
+        loss=loss,
+        accuracy=acc,
+        optimizer=optimizer or optax.sgd(0.1),
+        epochs=1,
+        batch_size=batch_size,
+        key=jax.random.key(0),
+    )
+
+
 def assert_same_weights(a: nnx.Module, b: nnx.Module, **tolerance):
     for x, y in zip(jax.tree.leaves(nnx.state(a)), jax.tree.leaves(nnx.state(b))):
         np.testing.assert_allclose(x, y, **tolerance)
@@ -164,17 +179,7 @@ def test_training_metrics_cover_the_partial_batch():
     x, y = data(100, jax.random.key(1))
     model = NoDrop(rngs=nnx.Rngs(0))
     want = float(xent(model(jnp.asarray(x)), jnp.asarray(y)))
-    _, history = training.fit(
-        model,
-        (x, y),
-        None,
-        loss=xent,
-        accuracy=acc,
-        optimizer=optax.sgd(0.0),
-        epochs=1,
-        batch_size=32,
-        key=jax.random.key(0),
-    )
+    _, history = fit_once(model, (x, y), optimizer=optax.sgd(0.0), batch_size=32)
     np.testing.assert_allclose(history["loss"][0], want, rtol=1e-5)
 
 
@@ -244,45 +249,15 @@ def test_a_model_with_wrong_output_shape_gets_a_clear_error():
 
     x, y = data(10, jax.random.key(0))
     with pytest.raises(CourseError, match=r"returned \(12,\) for a batch of 4 images.*\(batch, classes\)"):
-        training.fit(
-            Flat(),
-            (x, y),
-            None,
-            loss=xent,
-            accuracy=acc,
-            optimizer=optax.sgd(0.1),
-            epochs=1,
-            batch_size=4,
-            key=jax.random.key(0),
-        )
+        fit_once(Flat(), (x, y))
 
 
 def test_mismatched_data_gets_a_clear_error():
     x, y = data(10, jax.random.key(0))
     with pytest.raises(CourseError, match="train has 10 images but 9 labels"):
-        training.fit(
-            Tiny(rngs=nnx.Rngs(0)),
-            (x, y[:9]),
-            None,
-            loss=xent,
-            accuracy=acc,
-            optimizer=optax.sgd(0.1),
-            epochs=1,
-            batch_size=4,
-            key=jax.random.key(0),
-        )
+        fit_once(Tiny(rngs=nnx.Rngs(0)), (x, y[:9]))
     with pytest.raises(CourseError, match="integer dtype"):
-        training.fit(
-            Tiny(rngs=nnx.Rngs(0)),
-            (x, y.astype(np.float32)),
-            None,
-            loss=xent,
-            accuracy=acc,
-            optimizer=optax.sgd(0.1),
-            epochs=1,
-            batch_size=4,
-            key=jax.random.key(0),
-        )
+        fit_once(Tiny(rngs=nnx.Rngs(0)), (x, y.astype(np.float32)))
 
 
 def test_wandb_offline_logs_metrics_and_images(tmp_path, monkeypatch):
@@ -324,17 +299,7 @@ def test_a_loss_that_is_not_a_batch_mean_gets_a_clear_error():
 
     x, y = data(10, jax.random.key(0))
     with pytest.raises(CourseError, match=r"per_row_loss returned shape \(1,\) for a batch of 1.*scalar"):
-        training.fit(
-            Tiny(rngs=nnx.Rngs(0)),
-            (x, y),
-            None,
-            loss=per_row_loss,
-            accuracy=acc,
-            optimizer=optax.sgd(0.1),
-            epochs=1,
-            batch_size=4,
-            key=jax.random.key(0),
-        )
+        fit_once(Tiny(rngs=nnx.Rngs(0)), (x, y), loss=per_row_loss)
 
 
 TWO_DEVICES = r"""
