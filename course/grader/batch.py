@@ -325,13 +325,27 @@ def write_gradebook(out: Path, students: list[str]) -> Path:
         why = "; ".join(p.removeprefix("not graded: ") for p in problems if p.startswith("not graded: "))
         rows.append((student, per_lab, results["score"], results["max_score"], why))
     columns = sorted(labs)
-    path = out / "gradebook.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["student", *columns, "total", "max", NOT_GRADED])
-        for student, per_lab, score, max_score, why in rows:
-            points = [f"{per_lab.get(c, 0.0):g}" for c in columns]
-            w.writerow([student, *points, f"{score:g}", f"{max_score:g}", why])
+    return write_plain_gradebook(
+        out / "gradebook.csv",
+        columns,
+        [
+            [student, *(f"{per_lab.get(c, 0.0):g}" for c in columns), f"{score:g}", f"{most:g}", why]
+            for student, per_lab, score, most, why in rows
+        ],
+        extra=[NOT_GRADED],
+    )
+
+
+def write_plain_gradebook(path: Path, labs: list[str], rows: list[list[str]], *, extra: list[str] = ()) -> Path:
+    """The plain gradebook, the one writer of its format: a header (student, a column per lab, total, max,
+    then ``extra``) and ``rows`` of cells in that order (``course grade --submissions``, ``course gradebook``)."""
+    return write_csv(path, [["student", *labs, "total", "max", *extra], *rows])
+
+
+def write_csv(path: Path, rows: list[list[str]]) -> Path:
+    """``rows`` as a CSV, written atomically: an interrupted run never leaves half a gradebook."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
     tmp.replace(path)
     return path

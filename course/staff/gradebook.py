@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course.errors import CourseError
-from course.grader.batch import lab_points
+from course.grader.batch import lab_points, write_csv, write_plain_gradebook
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 ROSTER_COLUMNS = ["folder", *CANVAS_COLUMNS]
@@ -169,8 +169,52 @@ def write_gradebook(
         raise CourseError("a Canvas gradebook needs --roster (folder -> Canvas' Student, ID, SIS ... columns)")
     graded = read_graded(graded_dir)
     people = read_roster(roster) if roster is not None else None
-    groups = roster_groups(people) if people is not None else {}
+    book = _match(graded, people)
     labs = list(graded.possible)
+    names = [(columns or {}).get(lab, lab) for lab in labs]
+    blank = "0" if missing_as_zero else ""
+
+    def empty(student: str) -> str:  # no grade: 0 only for a student who handed nothing in, and only if asked
+        return "" if student in book.stalled else blank
+
+    def points(student: str) -> list[str]:
+        g = book.students.get(student)
+        return [empty(student)] * len(labs) if g is None else [_pts(g.per_lab.get(lab, 0.0)) for lab in labs]
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if format == "canvas":
+        possible = [POINTS_POSSIBLE, "", "", "", "", *(_pts(graded.possible[lab]) for lab in labs)]
+        rows = [[*(row[c] for c in CANVAS_COLUMNS), *points(student)] for student, row in people.items()]
+        write_csv(out, [[*CANVAS_COLUMNS, *names], possible, *rows])
+    else:
+        order = [*(people or {}), *(s for s in book.students if people is None or s not in people)]
+        rows = []
+        for student in order:
+            g = book.students.get(student)
+            total = [empty(student)] * 2 if g is None else [_pts(g.score), _pts(g.max_score)]
+            rows.append([student, *points(student), *total])
+        write_plain_gradebook(out, names, rows)
+    problems = _write_problems(out, book, graded, people, format=format, blank=blank)
+    return Gradebook(out, problems, book.unknown, book.missing, book.not_graded, book.credited, book.twice)
+
+
+@dataclass
+class _Matched:
+    """A graded class matched to its roster: each student's grades (a group's credited to its members),
+    and who could not be matched."""
+
+    students: dict[str, Grades]
+    credited: dict[str, str]  # member -> the group whose grade they got
+    twice: list[tuple[str, str]]  # (member, group): graded alone and with the group
+    unknown: list[str]
+    missing: list[str]
+    not_graded: list[str]
+    stalled: set[str]  # no grade because grading did not finish (their own folder's, or their group's)
+
+
+def _match(graded: Graded, people: dict[str, dict[str, str]] | None) -> _Matched:
+    groups = roster_groups(people) if people is not None else {}
     own = dict(graded.students)  # what each folder handed in; a group's folder is credited to its members
     credited, twice = {}, []
     for group, members in groups.items():
@@ -185,57 +229,29 @@ def write_gradebook(
     stalled = set(graded.not_graded)  # a group's folder not graded: its members are not missing either
     stalled |= {m for g, members in groups.items() if g in graded.not_graded for m in members}
     missing = [s for s in people or {} if s not in students and s not in stalled]
-    not_graded = list(graded.not_graded)
-    names = [(columns or {}).get(lab, lab) for lab in labs]
-    blank = "0" if missing_as_zero else ""
+    return _Matched(students, credited, twice, unknown, missing, list(graded.not_graded), stalled)
 
-    def empty(student: str) -> str:  # no grade: 0 only for a student who handed nothing in, and only if asked
-        return "" if student in stalled else blank
 
-    def points(student: str) -> list[str]:
-        g = students.get(student)
-        return [empty(student)] * len(labs) if g is None else [_pts(g.per_lab.get(lab, 0.0)) for lab in labs]
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        if format == "canvas":
-            w.writerow([*CANVAS_COLUMNS, *names])
-            w.writerow([POINTS_POSSIBLE, "", "", "", "", *(_pts(graded.possible[lab]) for lab in labs)])
-            for student, row in people.items():
-                w.writerow([*(row[c] for c in CANVAS_COLUMNS), *points(student)])
-        else:
-            w.writerow(["student", *names, "total", "max"])
-            order = [*(people or {}), *(s for s in students if people is None or s not in people)]
-            for student in order:
-                g = students.get(student)
-                total = (empty(student),) * 2 if g is None else (_pts(g.score), _pts(g.max_score))
-                w.writerow([student, *points(student), *total])
-    tmp.replace(out)
-
-    problems = out.with_name(out.name + ".problems.csv")
-    with problems.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["problem", "folder", "Student", "what happened"])
-        where = "not in this gradebook" if format == "canvas" else "in this gradebook, without a name"
-        for s in unknown:
-            w.writerow(["unknown", s, "", f"graded, but not in the roster: {where}; add a row for it to the roster"])
-        for s in missing:
-            w.writerow(["missing", s, people[s]["Student"], f"in the roster, no submission: {blank or 'blank'}"])
-        for s in not_graded:
-            student = people[s]["Student"] if people and s in people else ""
-            w.writerow(["not graded", s, student, "no results.json: grade the class again (it resumes)"])
-        for member, group in twice:
-            alone, together = graded.students[member].score, graded.students[group].score
-            w.writerow(
-                [
-                    "twice",
-                    member,
-                    people[member]["Student"],
-                    f"handed in alone ({_pts(alone)} points) and with {group} ({_pts(together)} points): the "
-                    f"gradebook has {group}'s; decide which counts, then fix that row or remove one submission",
-                ]
-            )
-    return Gradebook(out, problems, unknown, missing, not_graded, credited, twice)
+def _write_problems(out: Path, book: _Matched, graded: Graded, people, *, format: str, blank: str) -> Path:
+    """``out``'s name + ``.problems.csv``: a row per student the gradebook could not match, and why."""
+    rows = [["problem", "folder", "Student", "what happened"]]
+    where = "not in this gradebook" if format == "canvas" else "in this gradebook, without a name"
+    for s in book.unknown:
+        rows.append(["unknown", s, "", f"graded, but not in the roster: {where}; add a row for it to the roster"])
+    for s in book.missing:
+        rows.append(["missing", s, people[s]["Student"], f"in the roster, no submission: {blank or 'blank'}"])
+    for s in book.not_graded:
+        student = people[s]["Student"] if people and s in people else ""
+        rows.append(["not graded", s, student, "no results.json: grade the class again (it resumes)"])
+    for member, group in book.twice:
+        alone, together = graded.students[member].score, graded.students[group].score
+        rows.append(
+            [
+                "twice",
+                member,
+                people[member]["Student"],
+                f"handed in alone ({_pts(alone)} points) and with {group} ({_pts(together)} points): the "
+                f"gradebook has {group}'s; decide which counts, then fix that row or remove one submission",
+            ]
+        )
+    return write_csv(out.with_name(out.name + ".problems.csv"), rows)
