@@ -30,8 +30,6 @@ from pathlib import Path
 from course.errors import CourseError
 from course.grader import Status
 
-STATUSES, PASSED = tuple(Status), Status.PASSED
-MARKS = {status: status.mark for status in Status}
 MESSAGES_PER_TEST = 5  # messages.csv keeps this many of each test's most common messages
 _BY_TITLE = {f"**{status.title}**": status for status in Status}
 
@@ -62,7 +60,7 @@ def status_of(output: str) -> str:
     """A test's status from its results.json feedback, whose first line is the status's title."""
     head = output.strip().split("\n", 1)[0].strip()
     if head not in _BY_TITLE:
-        raise ValueError(f"feedback starts with {head[:60]!r}, not a status such as **{PASSED.title}**")
+        raise ValueError(f"feedback starts with {head[:60]!r}, not a status such as **{Status.PASSED.title}**")
     return _BY_TITLE[head]
 
 
@@ -163,7 +161,7 @@ class ItemStats:
 
     @property
     def pass_rate(self) -> float:
-        return self.counts[PASSED] / self.students
+        return self.counts[Status.PASSED] / self.students
 
     @property
     def mean_points(self) -> float:
@@ -179,9 +177,7 @@ def item_stats(klass: Class) -> list[ItemStats]:
     stats: dict[tuple[str, str], ItemStats] = {}
     for tests in klass.students.values():
         for t in tests:
-            s = stats.setdefault(
-                (t.lab, t.test), ItemStats(t.lab, t.test, t.points, dict.fromkeys(STATUSES, 0), [], [])
-            )
+            s = stats.setdefault((t.lab, t.test), ItemStats(t.lab, t.test, t.points, dict.fromkeys(Status, 0), [], []))
             s.points = max(s.points, t.points)
             s.counts[t.status] += 1
             s.earned.append(t.earned)
@@ -204,7 +200,7 @@ def message_groups(klass: Class, *, per_test: int = MESSAGES_PER_TEST) -> list[M
     found: dict[tuple[str, str, str, str], list[tuple[str, str]]] = {}
     for student, tests in klass.students.items():
         for t in tests:
-            if t.status != PASSED:
+            if t.status != Status.PASSED:
                 found.setdefault((t.lab, t.test, t.status, pattern(t.message)), []).append((student, t.message))
     by_test: dict[tuple[str, str], list[MessageGroup]] = {}
     for (lab, test, status, pat), who in found.items():
@@ -227,7 +223,7 @@ TESTS_HEADER = [
     "test",
     "points",
     "students",
-    *(MARKS[s] for s in STATUSES),
+    *(s.mark for s in Status),
     "pass_rate",
     "mean_points",
     "mean_seconds",
@@ -246,7 +242,7 @@ def write_tests_csv(stats: list[ItemStats], path: Path) -> Path:
                     s.test,
                     _pts(s.points),
                     s.students,
-                    *(s.counts[status] for status in STATUSES),
+                    *(s.counts[status] for status in Status),
                     f"{s.pass_rate:.3f}",
                     f"{s.mean_points:.3f}",
                     f"{s.mean_seconds:.3f}",
@@ -260,7 +256,7 @@ def write_messages_csv(groups: list[MessageGroup], path: Path) -> Path:
         w = csv.writer(f)
         w.writerow(MESSAGES_HEADER)
         for g in groups:
-            w.writerow([g.lab, g.test, MARKS[g.status], len(g.students), g.pattern, g.students[0], g.example])
+            w.writerow([g.lab, g.test, g.status.mark, len(g.students), g.pattern, g.students[0], g.example])
     return path
 
 
@@ -290,15 +286,17 @@ def analyze(graded: Path, out: Path | None = None, *, per_test: int = MESSAGES_P
 # ---------------------------------------------------------------------------------------------------
 # The page: inline SVG figures, no scripts
 
-COLORS = {  # one colour per status, in the grid and the legend
-    "passed": "#3a9d5d",
-    "failed": "#d9534f",
-    "error": "#8e44ad",
-    "timed out": "#e67e22",
-    "crashed": "#2c3e50",
-    "not attempted": "#d0d0d0",
-    "not run": "#f1c40f",
-    "skipped": "#ffffff",
+# A chart's palette: a colour of its own for each status, so that the grid tells all eight apart (a
+# notebook's Status.colour says only good, bad or slow).
+COLORS = {
+    Status.PASSED: "#3a9d5d",
+    Status.FAILED: "#d9534f",
+    Status.ERROR: "#8e44ad",
+    Status.TIMED_OUT: "#e67e22",
+    Status.CRASHED: "#2c3e50",
+    Status.NOT_ATTEMPTED: "#d0d0d0",
+    Status.NOT_RUN: "#f1c40f",
+    Status.SKIPPED: "#ffffff",
 }
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1300px; }
@@ -319,6 +317,29 @@ def _svg(width: float, height: float, body: list[str], label: str) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" role="img" '
         f'aria-label="{html.escape(label)}">{"".join(body)}</svg>'
+    )
+
+
+def _test_rows(ranked: list[ItemStats]) -> str:
+    """The page's table of every test: its points, students, a count per status, pass rate, means."""
+    e, rows = html.escape, []
+    for s in ranked:
+        counts = "".join(f'<td class="num">{s.counts[st] or ""}</td>' for st in Status)
+        rows.append(
+            f"<tr><td>{e(s.lab)}: {e(s.test)}</td><td class='num'>{_pts(s.points)}</td>"
+            f"<td class='num'>{s.students}</td>{counts}<td class='num'>{s.pass_rate:.0%}</td>"
+            f"<td class='num'>{s.mean_points:.2f}</td><td class='num'>{s.mean_seconds:.2f}</td></tr>"
+        )
+    return "".join(rows)
+
+
+def _message_rows(groups: list[MessageGroup]) -> str:
+    """The page's table of the most common messages, one row a group."""
+    e = html.escape
+    return "".join(
+        f"<tr><td>{e(g.lab)}: {e(g.test)}</td><td>{g.status.mark}</td><td class='num'>{len(g.students)}</td>"
+        f"<td class='msg'>{e(g.pattern[:300])}</td><td>{e(g.students[0])}</td></tr>"
+        for g in groups
     )
 
 
@@ -380,7 +401,7 @@ def grid_svg(klass: Class, stats: list[ItemStats]) -> str:
         for j, s in enumerate(tests):
             t = by_test.get((s.lab, s.test))
             fill = COLORS[t.status] if t else "#ffffff"
-            tip = f"{st} · {s.lab}: {s.test} · {MARKS[t.status] if t else 'not graded'}"
+            tip = f"{st} · {s.lab}: {s.test} · {t.status.mark if t else 'not graded'}"
             body.append(
                 f'<rect x="{left + j * cell}" y="{y}" width="{cell - 1}" height="{cell - 1}" fill="{fill}" '
                 f'stroke="#bbb" stroke-width="0.5"><title>{html.escape(tip)}</title></rect>'
@@ -414,21 +435,9 @@ def write_html(result: Analysis, path: Path) -> Path:
         maximum=max((s.mean_seconds for s in stats), default=0.0),
         unit="seconds",
     )
-    legend = "".join(f'<span><i style="background:{COLORS[s]}"></i>{MARKS[s]}</span>' for s in STATUSES)
+    legend = "".join(f'<span><i style="background:{COLORS[s]}"></i>{s.mark}</span>' for s in Status)
     head = "".join(f"<th>{e(c)}</th>" for c in TESTS_HEADER[2:])
-    rows = []
-    for s in ranked:
-        counts = "".join(f'<td class="num">{s.counts[st] or ""}</td>' for st in STATUSES)
-        rows.append(
-            f"<tr><td>{e(s.lab)}: {e(s.test)}</td><td class='num'>{_pts(s.points)}</td>"
-            f"<td class='num'>{s.students}</td>{counts}<td class='num'>{s.pass_rate:.0%}</td>"
-            f"<td class='num'>{s.mean_points:.2f}</td><td class='num'>{s.mean_seconds:.2f}</td></tr>"
-        )
-    messages = "".join(
-        f"<tr><td>{e(g.lab)}: {e(g.test)}</td><td>{MARKS[g.status]}</td><td class='num'>{len(g.students)}</td>"
-        f"<td class='msg'>{e(g.pattern[:300])}</td><td>{e(g.students[0])}</td></tr>"
-        for g in result.messages
-    )
+    rows, messages = _test_rows(ranked), _message_rows(result.messages)
     skipped = "".join(f"<li>{e(s)}: {e(klass.problems.get(s, 'no results.json'))}</li>" for s in klass.not_graded)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>What the class struggles with</title><style>{_STYLE}</style></head>
@@ -448,7 +457,7 @@ The CSVs beside this page hold the same numbers: <code>tests.csv</code>, <code>m
 <h2>Time spent per test</h2>
 {times}
 <h2>Every test</h2>
-<table><thead><tr><th>test</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>
+<table><thead><tr><th>test</th>{head}</tr></thead><tbody>{rows}</tbody></table>
 <h2>Most common messages</h2>
 <p>Numbers, arrays, shapes and paths replaced by <code>&lt;n&gt;</code>, <code>&lt;array&gt;</code>,
 <code>&lt;shape&gt;</code>, <code>&lt;path&gt;</code>;
