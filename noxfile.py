@@ -33,7 +33,9 @@ def grade(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite against the solutions, but the notebooks run end to end (nox -s e2e); the slowest listed."""
     _install(session, "test")
-    session.run("python", "-m", "pytest", "--durations=30", "--ignore=tests/e2e", *session.posargs)
+    # A worker per core (pytest-xdist); the tests that share the graded class stay on one (xdist_group).
+    workers = ["-n", "auto", "--dist", "loadgroup"]
+    session.run("python", "-m", "pytest", *workers, "--durations=30", "--ignore=tests/e2e", *session.posargs)
 
 
 @nox.session

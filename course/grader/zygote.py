@@ -210,19 +210,34 @@ def _listen(path: str) -> socket.socket | None:
     """A listening socket at ``path``, or None when another daemon already answers there."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        listener.bind(path)
+        _at(path, listener.bind)
     except OSError:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            probe.connect(path)
+            _at(path, probe.connect)
             return None  # it is alive: leave it be
         except OSError:
             os.unlink(path)  # a dead daemon's socket
-            listener.bind(path)
+            _at(path, listener.bind)
         finally:
             probe.close()
     listener.listen(16)
     return listener
+
+
+SUN_PATH_MAX = 100  # a socket's path must fit in sockaddr_un's 108 bytes (104 on macOS), with room to spare
+
+
+def _at(path: str, call) -> None:
+    """``call(path)`` (a socket's bind or connect), also where ``path`` is longer than a socket's address
+    may be (a deep ``$TMPDIR``): on Linux, through ``/proc/self/fd`` and a descriptor of its folder."""
+    if len(os.fsencode(path)) < SUN_PATH_MAX or not os.path.isdir("/proc/self/fd"):
+        return call(path)
+    folder = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return call(f"/proc/self/fd/{folder}/{os.path.basename(path)}")
+    finally:
+        os.close(folder)
 
 
 def _command_line(argv: list[str]) -> None:
@@ -288,7 +303,7 @@ class Zygote:
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                sock.connect(address)
+                _at(address, sock.connect)
                 return cls(sock)
             except OSError:
                 sock.close()
