@@ -405,3 +405,33 @@ def test_one_labs_tests_are_shared_out_between_processes_and_reported_in_order(t
     assert [o.status for o in report.outcomes] == ["passed"] * 7 + ["failed"]
     pids = log.read_text().split()
     assert len(pids) == 8 and len(set(pids)) == 3, "each test ran once, in one of three processes"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/fd")
+def test_a_daemon_socket_deeper_than_a_socket_address_still_listens_and_answers(tmp_path):
+    """A socket's path is limited to about 100 bytes; a deep $TMPDIR (pytest-xdist's, a user's) must not
+    cost the warm daemon: the zygote binds and connects through its folder's descriptor."""
+    import socket
+
+    from course.grader import zygote
+
+    folder = tmp_path / ("d" * 60) / ("e" * 60)
+    folder.mkdir(parents=True)
+    path = str(folder / "zygote-0123456789abcdef.sock")
+    assert len(path) > 120
+    with pytest.raises(OSError):  # the plain call cannot
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).bind(path)
+    listener = zygote._listen(path)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        assert listener is not None and os.path.exists(path)
+        zygote._at(path, client.connect)
+        server_side = listener.accept()[0]
+        client.sendall(b"ping")
+        assert server_side.recv(4) == b"ping"
+        server_side.close()
+        assert zygote._listen(path) is None  # a live daemon answers there: left be
+    finally:
+        client.close()
+        if listener is not None:
+            listener.close()
