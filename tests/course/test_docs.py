@@ -169,7 +169,7 @@ def test_a_name_resolves_under_its_folder_heading():
     text = (
         "```\ncourse/            the library\n  labs.py  errors.py  the registry\n  grader/            the autograder\n"
         "                     a description's second line: runner (collect) + sandbox\n    runner.py  zygote.py\n"
-        "  staff/\n    cli.py\nsolutions/         complete labs\nnoxfile.py\n```\n"
+        "  staff/\n    site.py\nsolutions/         complete labs\nnoxfile.py\n```\n"
         "```bash\npython -m nox -s tests  # not a tree\n```\nIn the text: `course/grader/wire.py`, `tests/labs/test_labNN_*.py`."
     )
     assert [path for _, _, path in _named_paths(text)] == [
@@ -180,7 +180,7 @@ def test_a_name_resolves_under_its_folder_heading():
         "course/grader/runner.py",
         "course/grader/zygote.py",
         "course/staff/",
-        "course/staff/cli.py",
+        "course/staff/site.py",
         "solutions/",
         "noxfile.py",
         "course/grader/wire.py",
