@@ -33,8 +33,8 @@ def grade(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite against the solutions, but the notebooks run end to end (nox -s e2e); the slowest listed."""
     _install(session, "test")
-    # A worker per core (pytest-xdist); the tests that share the graded class stay on one (xdist_group).
-    workers = ["-n", "auto", "--dist", "loadgroup"]
+    # A worker per core (pytest-xdist), each test file on one worker (its module-scoped fixtures made once).
+    workers = ["-n", "auto", "--dist", "loadfile"]
     session.run("python", "-m", "pytest", *workers, "--durations=30", "--ignore=tests/e2e", *session.posargs)
 
 

@@ -10,11 +10,6 @@ import pytest
 os.environ.setdefault("COURSE_WARM", "1")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # pytest-xdist's own, registered here too so that a run without it (-p no:xdist) keeps --strict-markers.
-    config.addinivalue_line("markers", "xdist_group(name): with pytest-xdist, run on the same worker as the group")
-
-
 def _shared_data(needed: str, what: str) -> Path:
     """``$COURSE_DATA_DIR`` when ``needed`` exists inside it. CI must have it (fail); elsewhere, skip."""
     base = os.environ.get("COURSE_DATA_DIR")

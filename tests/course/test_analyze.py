@@ -13,8 +13,7 @@ from course.errors import CourseError
 from course.grader import Status
 from course.staff.analyze import MESSAGES_HEADER, TESTS_HEADER, analyze, pattern, read_class, status_of
 
-# With pytest-xdist, on the worker that grades the class once (tests/conftest.py graded_class).
-pytestmark = [pytest.mark.solutions_only, pytest.mark.xdist_group("graded_class")]
+pytestmark = pytest.mark.solutions_only
 
 
 @pytest.fixture(scope="module")

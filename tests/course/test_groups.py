@@ -15,9 +15,6 @@ from course.staff.gradebook import read_roster, write_gradebook
 from course.staff.gradescope import members, record_members
 from course.staff.groups import form_groups, read_groups, write_groups
 
-# With pytest-xdist, on the worker that grades the class once (tests/conftest.py graded_class).
-pytestmark = pytest.mark.xdist_group("graded_class")
-
 
 def _roster(sections: dict[str, int]) -> str:
     """A roster of ``{section: students}``, the students s01, s02, ... in order."""
