@@ -51,6 +51,7 @@ RANK_HINT = (
     "array makes an (N, N) matrix — the classic loss bug; reshape one side explicitly if that is not what you meant"
 )
 
+MESSAGE_LINES = 20  # of a failed assertion's message, kept: a comparison's two windows and its detail fit
 _MODULE_NAME = re.compile(r"module '_course_(?P<lab>lab\d{2})\w*_[0-9a-f]{8}'")
 _stream = None
 _results: dict[str, dict] = {}
@@ -185,7 +186,7 @@ def classify(exc: BaseException, tb) -> tuple[Status, str]:
         return Status.ERROR, f"{text}\n  at {_where(exc.frames)}" + (f"\n  hint: {hint}" if hint else "")
     if isinstance(exc, (AssertionError, pytest.fail.Exception)):
         message = str(exc).strip() or "assertion failed"
-        return Status.FAILED, "\n".join(message.splitlines()[:12])
+        return Status.FAILED, "\n".join(message.splitlines()[:MESSAGE_LINES])
     # An exception in the test itself, usually because the code returned something of the wrong kind.
     last = traceback.extract_tb(tb)[-1] if tb is not None else None
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -33,7 +33,10 @@ def render(report: Report, *, titles: dict[str, str] | None = None, verbose: boo
             not_run += o.status == Status.NOT_RUN
             if o.status != Status.PASSED and o.message and not_run <= 1:  # the budget's reason once a lab
                 rows = o.message.splitlines()
-                lines += [f"                 {row}" for row in (rows if verbose else rows[:6])]
+                # A failed check is shown whole (its expected and what came back: a bounded length); an
+                # error's first lines say what it is.
+                whole = verbose or o.status == Status.FAILED
+                lines += [f"                 {row}" for row in (rows if whole else rows[:6])]
         lines.append("")
     lines += [f"NOTE: {note}" for note in report.notes] + ([""] if report.notes else [])
     for problem in report.problems:

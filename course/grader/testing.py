@@ -13,11 +13,50 @@ import numpy as np
 SEED = 0  # the grading seed (``--seed``), set by the test plugin
 
 
+SHOWN_WHOLE = 12  # an array of at most this many elements is shown whole; a larger one, a window of it
+WINDOW = 5  # a window's side over an array's two spatial axes (8 along a single one)
+
+
 def _show(value: Any) -> str:
     arr = np.asarray(value)
-    with np.printoptions(precision=5, threshold=12, edgeitems=3, suppress=True):
+    with np.printoptions(precision=5, threshold=SHOWN_WHOLE, edgeitems=3, suppress=True):
         text = np.array2string(arr, separator=", ") if arr.ndim else repr(arr.item())
     return text if arr.ndim == 0 else f"{text} (shape {arr.shape})"
+
+
+def window(shape: tuple[int, ...], worst: tuple[int, ...]) -> tuple:
+    """The index of a window around the element ``worst``: up to ``WINDOW`` x ``WINDOW`` over an image's
+    height and width (the course's arrays of 3 or more axes are ``(..., H, W, C)``), over both axes of a
+    matrix, or 8 along a single axis; the worst element's own index on every other axis."""
+    spatial = [len(shape) - 3, len(shape) - 2] if len(shape) >= 3 else list(range(len(shape)))
+    axes = [i for i in spatial if shape[i] > 1] or [i for i, n in enumerate(shape) if n > 1][-2:]
+    span = WINDOW if len(axes) == 2 else 2 * WINDOW - 2
+    index: list = []
+    for i, n in enumerate(shape):
+        if i in axes:
+            start = min(max(worst[i] - span // 2, 0), max(n - span, 0))
+            index.append(slice(start, min(start + span, n)))
+        else:
+            index.append(int(worst[i]))
+    return tuple(index)
+
+
+def _show_window(arr: np.ndarray, index: tuple) -> str:
+    """Where the window is in ``arr``, then ``arr[index]`` on lines of its own:
+    ``(elements [1:6, 2:7, 0] of shape (8, 8, 3))`` and the 5 x 5 values."""
+    where = ", ".join(f"{i.start}:{i.stop}" if isinstance(i, slice) else str(i) for i in index)
+    with np.printoptions(precision=4, suppress=True, linewidth=100):
+        text = np.array2string(arr[index], separator=", ")
+    return f"(elements [{where}] of shape {arr.shape})\n{text}"
+
+
+def _mismatch(what: str, want: np.ndarray, got: np.ndarray, worst: tuple, detail: str) -> str:
+    """``WHAT: expected X, got Y; DETAIL``, where X and Y are the same window of each around the worst
+    element when the arrays are too large to show whole, so that what came back is always shown."""
+    if want.size <= SHOWN_WHOLE or not worst:
+        return f"{what}: expected {_show(want)}, got {_show(got)}; {detail}"
+    index = window(want.shape, worst)
+    return f"{what}: expected {_show_window(want, index)}, got {_show_window(got, index)}; {detail}"
 
 
 def _as_array(value: Any, what: str) -> np.ndarray:
@@ -49,11 +88,10 @@ def expect_close(value: Any, expected: Any, what: str, *, atol: float, rtol: flo
     ok = err <= atol + rtol * np.abs(want64)
     if not np.all(ok):
         worst = np.unravel_index(np.argmax(err - (atol + rtol * np.abs(want64))), err.shape) if err.ndim else ()
-        where = f" (worst at index {tuple(int(i) for i in worst)})" if err.ndim else ""
-        raise AssertionError(
-            f"{what}: expected {_show(want)}, got {_show(got)}; "
-            f"largest difference {err.max():.3g}{where}, allowed {atol:g} + {rtol:g}·|expected|"
-        )
+        worst = tuple(int(i) for i in worst)
+        where = f" (worst at index {worst})" if err.ndim else ""
+        detail = f"largest difference {err.max():.3g}{where}, allowed {atol:g} + {rtol:g}·|expected|"
+        raise AssertionError(_mismatch(what, want, got, worst, detail))
 
 
 def expect_equal(value: Any, expected: Any, what: str) -> None:
@@ -61,7 +99,12 @@ def expect_equal(value: Any, expected: Any, what: str) -> None:
     got = _as_array(value, what)
     want = np.asarray(expected)
     if got.shape != want.shape or not np.array_equal(got, want):
-        raise AssertionError(f"{what}: expected {_show(want)}, got {_show(got)}")
+        if got.shape != want.shape or want.size <= SHOWN_WHOLE:
+            raise AssertionError(f"{what}: expected {_show(want)}, got {_show(got)}")
+        differ = np.argwhere(got != want)
+        first = tuple(int(i) for i in differ[0])
+        detail = f"{len(differ)} of {want.size} elements differ, the first at index {first}"
+        raise AssertionError(_mismatch(what, want, got, first, detail))
 
 
 def expect(condition: Any, message: str) -> None:
