@@ -45,7 +45,7 @@ def _show_window(arr: np.ndarray, index: tuple) -> str:
     """Where the window is in ``arr``, then ``arr[index]`` on lines of its own:
     ``(elements [1:6, 2:7, 0] of shape (8, 8, 3))`` and the 5 x 5 values."""
     where = ", ".join(f"{i.start}:{i.stop}" if isinstance(i, slice) else str(i) for i in index)
-    with np.printoptions(precision=4, suppress=True, linewidth=100):
+    with np.printoptions(precision=5, suppress=True, linewidth=100):
         text = np.array2string(arr[index], separator=", ")
     return f"(elements [{where}] of shape {arr.shape})\n{text}"
 
