@@ -564,7 +564,7 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="course", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="course", description=__doc__.split("\n\n")[0].replace("``", ""))
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
