@@ -156,7 +156,7 @@ def grade_class(
         )
         log(f"{sub.student}: {results['score']:g}/{results['max_score']:g} in {results['execution_time']:.1f} s")
     gradebook = write_gradebook(out, [s.student for s in students])
-    with gradebook.open(newline="") as f:
+    with gradebook.open(newline="", encoding="utf-8") as f:
         failed = [(row["student"], row[NOT_GRADED]) for row in csv.DictReader(f) if row[NOT_GRADED]]
     if failed:
         log(f"could not grade {len(failed)} submission(s), listed in {gradebook.name} ({NOT_GRADED!r}):")
