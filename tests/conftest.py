@@ -139,3 +139,16 @@ def graded_class(tmp_path_factory):
         (subs / folder / "lab01_perceptron.py").write_text(lab_as_student("lab01", changes))
     grade_class(subs, root / "grades", labs=["lab01"], jobs=2, timeout=CLASS_TIMEOUT, log=lambda line: None)
     return subs, root / "grades"
+
+
+def load_benchmark(name: str):
+    """``benchmarks/NAME.py`` imported as a module (benchmarks/ is a folder of scripts, not a package)."""
+    import importlib.util
+
+    from course import labs
+
+    path = labs.root() / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

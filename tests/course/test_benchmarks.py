@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
-
-from course import labs
+from conftest import load_benchmark
 
 pytestmark = pytest.mark.solutions_only  # benchmarks/ is in the staff repository, not the student bundle
 
 
-def load(name: str):
-    path = labs.root() / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_record_keeps_each_scripts_last_tables_with_where_and_when(tmp_path, capsys):
-    record = load("record")
+    record = load_benchmark("record")
     readme = tmp_path / "README.md"
     for name, table in [("bench_b", "b 1"), ("bench_a", "a 1"), ("bench_b", "b 2")]:
         script = tmp_path / f"{name}.py"

@@ -3,25 +3,14 @@ real MNIST subset."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
-
-from course import labs
+from conftest import load_benchmark
 
 pytestmark = pytest.mark.solutions_only  # benchmarks/ is in the staff repository, not the student bundle
 
 
-def load(name: str):
-    path = labs.root() / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_cnn_accuracy_prints_each_seed_and_the_spread(mnist_data_dir, capsys):
-    bench = load("bench_cnn")
+    bench = load_benchmark("bench_cnn")
     bench.main(["--accuracy", "--seeds", "0", "1", "--recipe-epochs", "1", "--train", "512", "--test", "256"])
     out = capsys.readouterr().out
     seeds = [line for line in out.splitlines() if line.startswith("  seed ")]
