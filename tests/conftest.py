@@ -120,7 +120,7 @@ LAB01_CLASS = {
         "accuracy": STUB,
     },
     "carol": dict.fromkeys(LAB01_FUNCTIONS, STUB),  # the stub, untouched
-    "dave": {"sigmoid": "while True:\n    pass"},  # loops: its tests time out, then the budget stops the lab
+    "dave": {"sigmoid": "import time\nwhile True:\n    time.sleep(0.05)"},  # never ends (asleep: no core taken)
     "team-a": {"step": "return jnp.where(z > 0, 1.0, 0.0).astype(z.dtype)"},  # a group of three; step(0) is wrong
 }
 GROUPS = {"team-a": ["erin", "frank", "gina"]}

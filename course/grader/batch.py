@@ -249,7 +249,8 @@ def _unpack(sub: Submission, impl: Path) -> tuple[Path, list[str]]:
     try:
         with zipfile.ZipFile(sub.path) as zf:
             notes = _safe_extract(zf, impl)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, NotImplementedError):
+        # NotImplementedError: a zip of a version Python's zipfile cannot read ("zip file version 6.4")
         raise CourseError(
             f"{sub.path.name} is not a zip file (or a damaged one): hand in a .zip of your lab files"
         ) from None
@@ -271,7 +272,7 @@ def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> list[str]:
     for info in infos:
         try:
             target = (dest / info.filename).resolve()
-            if info.is_dir() or not target.is_relative_to(dest.resolve()):
+            if not info.filename or info.is_dir() or not target.is_relative_to(dest.resolve()):
                 continue
             data = zf.read(info)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from course import cli
 from course.grader import grade
 from course.grader.report import gradescope, render
 
@@ -170,7 +171,7 @@ def test_a_syntax_error_in_the_lab_is_an_error_per_test_not_a_lost_run(tmp_path)
     assert "course-grade-" not in report.outcomes[0].message, "the student's own file, not the grader's copy"
 
 
-def test_cli_writes_results_and_fail_under_sets_the_exit_status(tmp_path):
+def test_cli_writes_results_and_fail_under_sets_the_exit_status(tmp_path, monkeypatch, capsys):
     (tmp_path / "labs").mkdir()
     (tmp_path / "tests" / "labs").mkdir(parents=True)
     (tmp_path / "labs" / "lab42_fake.py").write_text(textwrap.dedent(FAKE_LAB))
@@ -178,16 +179,17 @@ def test_cli_writes_results_and_fail_under_sets_the_exit_status(tmp_path):
         "def test_good(lab):\n    assert lab.good(1) == 2\n\ndef test_wrong(lab):\n    assert lab.wrong(1) == 2\n"
     )
     results = tmp_path / "out" / "results.json"
-    base = [sys.executable, "-m", "course", "grade", "--impl", str(tmp_path / "labs")]
-    env = {**os.environ, "COURSE_TESTS_DIR": str(tmp_path / "tests" / "labs")}
-    run = subprocess.run(base + ["--results", str(results)], capture_output=True, text=True, env=env, timeout=300)
+    args = ["grade", "--impl", str(tmp_path / "labs")]
+    monkeypatch.setenv("COURSE_TESTS_DIR", str(tmp_path / "tests" / "labs"))
+    # Once as a student runs it, a process of its own; then through the same main(), in this one.
+    run = subprocess.run(
+        [sys.executable, "-m", "course", *args, "--results", str(results)], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stdout + run.stderr  # a finished run exits 0 whatever the score
     assert "Total: 1/2 points" in run.stdout
     assert json.loads(results.read_text())["score"] == 1.0
-    run = subprocess.run(base + ["--fail-under", "60"], capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 1 and "under --fail-under 60%" in run.stderr
-    run = subprocess.run(base + ["--fail-under", "50"], capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stderr
+    assert cli.main([*args, "--fail-under", "60"]) == 1 and "under --fail-under 60%" in capsys.readouterr().err
+    assert cli.main([*args, "--fail-under", "50"]) == 0, capsys.readouterr().err
 
 
 HINT_LAB = '''

@@ -6,17 +6,14 @@ CourseError, never another exception.
 """
 
 import copy
-import csv
-import io
 import json
-import warnings
-import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from submissions import DAMAGED, LAB01, SYNTAX_ERROR, damaged_notebook, solution_notebook, zip_of
 
 from course import cli, labs
 from course.errors import CourseError
@@ -26,28 +23,12 @@ from course.staff import notebooks
 
 pytestmark = pytest.mark.solutions_only
 
-LAB01 = labs.lab_files("solutions")["lab01"]
-SYNTAX_ERROR = LAB01.read_text().replace("def sigmoid(z", "def sigmoid(z,,", 1)
+
 LATIN1 = (
     LAB01.read_text()
     .replace('"""The logistic function', '"""The logistic function, café', 1)
     .encode("latin-1", "replace")
 )
-
-
-def _notebook() -> dict:
-    """Lab 01's solution notebook as its JSON."""
-    return json.loads(nbformat.writes(notebooks.build(LAB01, checks=False)))
-
-
-def _damaged(change) -> dict:
-    nb = copy.deepcopy(_notebook())
-    change(nb)
-    return nb
-
-
-def _first_code(nb: dict) -> dict:
-    return next(c for c in nb["cells"] if c["cell_type"] == "code")
 
 
 # ------------------------------------------------------------------------------------ the lab file
@@ -81,23 +62,11 @@ def test_course_grade_reports_a_syntax_error_at_its_line_and_writes_results(tmp_
 # -------------------------------------------------------------------------------------- notebooks
 
 
-DAMAGED = {
-    "course-metadata-a-string": (lambda nb: nb["metadata"].__setitem__("course", "lab01"), None),
-    "lab-a-number": (lambda nb: nb["metadata"]["course"].__setitem__("lab", 1), None),
-    "lab-a-list": (lambda nb: nb["metadata"]["course"].__setitem__("lab", [1]), None),
-    "source-a-number": (lambda nb: _first_code(nb).__setitem__("source", 5), "its code is a number, not text"),
-    "source-an-object": (lambda nb: _first_code(nb).__setitem__("source", {"a": 1}), "its code is an object"),
-    "metadata-a-list": (lambda nb: nb.__setitem__("metadata", [1]), "not a readable notebook"),
-    "cells-an-object": (lambda nb: nb.__setitem__("cells", {"x": 1}), "not a readable notebook"),
-    "a-cell-a-number": (lambda nb: nb["cells"].insert(0, 7), "not a readable notebook"),
-}
-
-
 @pytest.mark.parametrize("name", list(DAMAGED))
 def test_a_notebook_with_metadata_of_any_type_is_converted_or_refused_in_words(tmp_path, name):
     change, refused = DAMAGED[name]
     path = tmp_path / "lab01_perceptron.ipynb"
-    path.write_text(json.dumps(_damaged(change)))
+    path.write_text(json.dumps(damaged_notebook(change)))
     if refused is None:
         assert convert(path).lab == "lab01"
         return
@@ -123,19 +92,10 @@ def test_which_lab_a_notebook_is_ignores_metadata_of_the_wrong_type():
 # ------------------------------------------------------------------------------------------- zips
 
 
-def _zip(entries: list[tuple[str, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Duplicate name": a zip a student's tool may well write
-        for name, data in entries:
-            zf.writestr(name, data)
-    return buffer.getvalue()
-
-
 def test_a_zip_that_cannot_be_unpacked_whole_loses_only_the_entries_in_the_way(tmp_path):
     path = tmp_path / "erin.zip"
     path.write_bytes(
-        _zip(
+        zip_of(
             [
                 ("lab01_x.py", b"x = 1\n"),
                 ("lab01_x.py/extra.py", b"y = 2\n"),
@@ -152,74 +112,36 @@ def test_a_zip_that_cannot_be_unpacked_whole_loses_only_the_entries_in_the_way(t
     assert not any(str(tmp_path) in note for note in notes)
 
 
+def _central(content: bytes, offset: int, patch: bytes) -> bytes:
+    """``content`` with ``patch`` written over its last central-directory header, ``offset`` bytes in."""
+    at = content.rindex(b"PK\x01\x02") + offset
+    return content[:at] + patch + content[at + len(patch) :]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda c: _central(c, 46, b"\x00"),  # a name of one NUL, which zipfile reads as the empty name
+        lambda c: _central(c, 6, b"@\x00"),  # "zip file version 6.4", which Python's zipfile cannot read
+    ],
+    ids=["empty-name", "unreadable-version"],
+)
+def test_zips_the_fuzzer_found_are_unpacked_or_refused_in_words(tmp_path, damage):
+    (tmp_path / "s.zip").write_bytes(damage(zip_of([("lab01_perceptron.py", LAB01.read_bytes()), ("0", b"")])))
+    try:
+        impl, notes = batch._unpack(batch.Submission("s", tmp_path / "s.zip"), tmp_path / "unpacked")
+    except CourseError as exc:
+        assert "s.zip is not a zip file" in str(exc)
+    else:
+        assert all(p.resolve().is_relative_to(impl.resolve()) for p in impl.rglob("*"))
+
+
 def test_a_folder_named_like_a_lab_file_is_not_one(tmp_path):
     path = tmp_path / "kim.zip"
-    path.write_bytes(_zip([("lab01_x.py/extra.py", b"y = 2\n"), ("lab01_x.py", LAB01.read_bytes())]))
+    path.write_bytes(zip_of([("lab01_x.py/extra.py", b"y = 2\n"), ("lab01_x.py", LAB01.read_bytes())]))
     impl, notes = batch._unpack(batch.Submission("kim", path), tmp_path / "unpacked")
     assert (impl / "lab01_x.py").is_dir() and len(notes) == 1 and "'lab01_x.py'" in notes[0]
     assert labs.lab_files(impl) == {}  # so lab01's tests say that there is no lab01 file
-
-
-def _class(tmp_path) -> Path:
-    """A class of lab 01 submissions, every one malformed in its own way, and one good one."""
-    subs = tmp_path / "submissions"
-    nb = _notebook()
-    students = {
-        "alice": {LAB01.name: LAB01.read_bytes()},
-        "bob": {LAB01.name: SYNTAX_ERROR.encode()},
-        "carol": {"lab01_perceptron.ipynb": json.dumps(_damaged(DAMAGED["course-metadata-a-string"][0])).encode()},
-        "dave": {"lab01_perceptron.ipynb": json.dumps(_damaged(DAMAGED["source-an-object"][0])).encode()},
-        "erin": {"lab01_perceptron.ipynb": b"this is not a notebook"},
-        "gus": {"notes.txt": b"I did not do lab 01"},
-        "jo": {LAB01.name: LAB01.read_text().replace("def augment(", "def augmented(").encode()},
-        "hana": {"lab01_perceptron.ipynb": json.dumps({**nb, "metadata": {"course": {"lab": 1}}}).encode()},
-    }
-    for student, files in students.items():
-        (subs / student).mkdir(parents=True)
-        for name, data in files.items():
-            (subs / student / name).write_bytes(data)
-    (subs / "frank.zip").write_bytes(
-        _zip([("lab01_x.py", LAB01.read_bytes()), ("lab01_x.py/extra.py", b""), ("f" * 300 + "/a.py", b"")])
-    )
-    (subs / "ivan.zip").write_bytes(b"PK\x03\x04 and then nothing")
-    return subs
-
-
-def test_a_class_of_malformed_submissions_ends_with_its_gradebook(tmp_path):
-    out, lines = tmp_path / "grades", []
-    gradebook = batch.grade_class(_class(tmp_path), out, labs=["lab01"], jobs=2, timeout=30, log=lines.append)
-    rows = {r["student"]: r for r in csv.DictReader(gradebook.open())}
-    full = float(rows["alice"]["max"])
-    assert full > 0 and all(float(r["max"]) == full for r in rows.values()), rows
-    assert {s for s, r in rows.items() if float(r["total"]) == full} == {"alice", "carol", "frank", "hana"}
-    assert all(float(rows[s]["total"]) == 0 for s in ("bob", "dave", "erin", "gus", "ivan"))
-    assert 0 < float(rows["jo"]["total"]) < full
-    assert rows["ivan"][batch.NOT_GRADED].startswith("ivan.zip is not a zip file")
-    assert [s for s, r in rows.items() if r[batch.NOT_GRADED]] == ["ivan"]
-    assert any("could not grade 1 submission" in line for line in lines) and any("  ivan: " in x for x in lines)
-
-    def outputs(student):
-        results = json.loads((out / student / "results.json").read_text())
-        return [t["output"] for t in results["tests"]], results.get("output", "")
-
-    tests, _ = outputs("bob")
-    assert all("SyntaxError" in t and f"`{LAB01.name}:" in t for t in tests)  # their file, as they named it
-    tests, _ = outputs("dave")
-    assert all("cell" in t and "its code is an object, not text" in t for t in tests)
-    tests, _ = outputs("erin")
-    assert all("is not a readable notebook" in t for t in tests)
-    tests, _ = outputs("gus")
-    assert all("the submission has no lab01 file" in t for t in tests)
-    tests, top = outputs("ivan")
-    assert all("ivan.zip is not a zip file" in t for t in tests) and "ivan.zip is not a zip file" in top
-    tests, _ = outputs("jo")
-    assert any("AttributeError: your lab01 file has no attribute 'augment'" in t for t in tests)
-    _, top = outputs("frank")
-    assert "could not be unpacked" in top and "name is too long" in top
-    for student in rows:
-        for text in [*outputs(student)[0], outputs(student)[1]]:
-            assert "course-student-" not in text and "course-grade-" not in text and "Traceback" not in text
-            assert "_course_" not in text  # the grader's name for the module
 
 
 # ----------------------------------------------------------------------------------------- fuzzing
@@ -247,7 +169,7 @@ def _mutate(value, data):
 @settings(FUZZ, max_examples=200)  # each reads a whole notebook (about 0.1 s)
 @given(data=st.data())
 def test_fuzz_the_notebook_reader(tmp_path_factory, data):
-    base = _notebook()
+    base = solution_notebook()
     kind = data.draw(st.sampled_from(["mutated", "random-json", "bytes", "metadata"]))
     if kind == "mutated":
         content = json.dumps(_mutate(base, data)).encode()
@@ -284,7 +206,7 @@ def test_fuzz_the_zip_reader(tmp_path_factory, data):
         content = data.draw(st.binary(max_size=200))
     else:
         entries = data.draw(st.lists(st.tuples(_NAMES, st.binary(max_size=50)), min_size=1, max_size=6))
-        content = _zip(entries)
+        content = zip_of(entries)
         if kind == "mutated":
             at = data.draw(st.integers(0, len(content) - 1))
             content = content[:at] + data.draw(st.binary(min_size=1, max_size=8)) + content[at + 8 :]

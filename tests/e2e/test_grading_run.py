@@ -1,4 +1,5 @@
-"""Grading at full size: every lab's solution under a hidden seed, and a whole class in one run.
+"""Grading at full size: every lab's solution under a hidden seed, a whole class in one run, and a class of
+submissions each malformed in its own way.
 
 Minutes on 2 cores (every lab's tests compiled afresh for new inputs; a hanging submission waits out its
 timeouts), so `python -m nox -s e2e` runs them (tests/e2e/README.md).
@@ -10,9 +11,10 @@ import shutil
 import zipfile
 
 import pytest
+from submissions import LAB01, malformed_class
 
 from course import labs
-from course.grader import grade
+from course.grader import batch, grade
 from course.grader.batch import grade_class
 
 pytestmark = pytest.mark.solutions_only
@@ -83,3 +85,40 @@ def test_a_whole_class_in_one_run_with_a_hanging_and_a_crashing_submission(tmp_p
     graded = [line for line in lines if line.split(":")[0] in rows and "already graded" not in line]
     assert [line.split(":")[0] for line in graded] == ["alice"]
     assert any(line.startswith("could not grade 1 submission") for line in lines)  # frank, every run
+
+
+def test_a_class_of_malformed_submissions_ends_with_its_gradebook(tmp_path):
+    out, lines = tmp_path / "grades", []
+    gradebook = batch.grade_class(malformed_class(tmp_path), out, labs=["lab01"], jobs=2, timeout=30, log=lines.append)
+    rows = {r["student"]: r for r in csv.DictReader(gradebook.open())}
+    full = float(rows["alice"]["max"])
+    assert full > 0 and all(float(r["max"]) == full for r in rows.values()), rows
+    assert {s for s, r in rows.items() if float(r["total"]) == full} == {"alice", "carol", "frank", "hana"}
+    assert all(float(rows[s]["total"]) == 0 for s in ("bob", "dave", "erin", "gus", "ivan"))
+    assert 0 < float(rows["jo"]["total"]) < full
+    assert rows["ivan"][batch.NOT_GRADED].startswith("ivan.zip is not a zip file")
+    assert [s for s, r in rows.items() if r[batch.NOT_GRADED]] == ["ivan"]
+    assert any("could not grade 1 submission" in line for line in lines) and any("  ivan: " in x for x in lines)
+
+    def outputs(student):
+        results = json.loads((out / student / "results.json").read_text())
+        return [t["output"] for t in results["tests"]], results.get("output", "")
+
+    tests, _ = outputs("bob")
+    assert all("SyntaxError" in t and f"`{LAB01.name}:" in t for t in tests)  # their file, as they named it
+    tests, _ = outputs("dave")
+    assert all("cell" in t and "its code is an object, not text" in t for t in tests)
+    tests, _ = outputs("erin")
+    assert all("is not a readable notebook" in t for t in tests)
+    tests, _ = outputs("gus")
+    assert all("the submission has no lab01 file" in t for t in tests)
+    tests, top = outputs("ivan")
+    assert all("ivan.zip is not a zip file" in t for t in tests) and "ivan.zip is not a zip file" in top
+    tests, _ = outputs("jo")
+    assert any("AttributeError: your lab01 file has no attribute 'augment'" in t for t in tests)
+    _, top = outputs("frank")
+    assert "could not be unpacked" in top and "name is too long" in top
+    for student in rows:
+        for text in [*outputs(student)[0], outputs(student)[1]]:
+            assert "course-student-" not in text and "course-grade-" not in text and "Traceback" not in text
+            assert "_course_" not in text  # the grader's name for the module

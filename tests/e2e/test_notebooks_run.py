@@ -1,5 +1,6 @@
 """The notebooks run for real: each lab's in a Jupyter kernel (the solution's to its end, the stub's to its
-first stub), check() in a live kernel, and the setup cell in a fresh environment as on Colab.
+first stub), check() in a live kernel, the setup cell in a fresh environment as on Colab, and a notebook as Colab
+downloads it graded in full.
 
 These start kernels and environments, minutes in all on 2 cores: `python -m nox -s e2e` runs them
 (`.ci/run` runs it after `nox -s tests`); plain `pytest` runs them with everything else.
@@ -9,9 +10,11 @@ import os
 import re
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from course import labs
+from course.grader import grade
 from course.staff import notebooks
 
 LAB_IDS = list(labs.lab_files("labs"))
@@ -164,3 +167,16 @@ def test_check_in_a_live_kernel_grades_the_code_in_every_form_of_use(tmp_path, l
     assert "<table>" in last["text/html"] and "FAIL" in last["text/html"]
     assert re.search(r"Cell In\[\d+\], line 3 in step: return \(z\[:, None\] - z\) >= 0", last["text/plain"]), last
     assert "/tmp/course-" not in last["text/plain"]
+
+
+@pytest.mark.solutions_only
+def test_a_solution_notebook_as_colab_downloads_it_gets_full_marks(tmp_path):
+    nb = notebooks.build(labs.lab_files("solutions")["lab01"])
+    nb.cells.insert(1, nbformat.v4.new_code_cell("!pip install -q something\n%matplotlib inline"))
+    path = tmp_path / "Copy of lab01_perceptron.ipynb"
+    path.write_text(notebooks.dumps(nb))
+    report = grade(impl=path, timeout=120)
+    assert {o.lab for o in report.outcomes} == {"lab01"}
+    assert report.score == report.max_score > 0, [(o.name, o.status, o.message) for o in report.outcomes]
+    assert any("dropped the line '!pip install -q something'" in n for n in report.notes)
+    assert any("the demo does not run" in n for n in report.notes)
