@@ -18,9 +18,9 @@ from course.grader.model import Settings, Status
 from course.grader.notebook import convert, module_source
 
 
-def tests_for(test_file: Path, functions: list[str]) -> list[str]:
-    """The test functions of ``test_file`` that use any of ``functions``: ``lab.f`` in their body or in a
-    module-level helper they name (transitively), or ``"f"`` in their decorators (parametrized names)."""
+def test_uses(test_file: Path) -> dict[str, set[str]]:
+    """Each test function of ``test_file`` and the lab's functions it uses: ``lab.f`` in its body or in a
+    module-level helper it names (transitively), or ``"f"`` in its decorators (parametrized names)."""
     tree = ast.parse(test_file.read_text(encoding="utf-8"))
     defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
@@ -45,22 +45,53 @@ def tests_for(test_file: Path, functions: list[str]) -> list[str]:
                 found |= strings(consts[sub.id], seen)
         return found
 
-    def uses(node, seen: set[str]) -> set[str]:
-        found = set().union(*(strings(d, set()) for d in node.decorator_list))
+    def uses(node, seen: set[str]) -> tuple[set[str], set[str]]:
+        """(``lab.f`` attributes, strings in decorators) of ``node`` and the helpers it names."""
+        attrs, named = set(), set().union(*(strings(d, set()) for d in node.decorator_list))
         for sub in ast.walk(node):
             if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == "lab":
-                found.add(sub.attr)
+                attrs.add(sub.attr)
             elif isinstance(sub, ast.Name) and sub.id in defs and sub.id not in seen:
                 seen.add(sub.id)
-                found |= uses(defs[sub.id], seen)
-        return found
+                more = uses(defs[sub.id], seen)
+                attrs, named = attrs | more[0], named | more[1]
+        return attrs, named
 
+    found = {}
+    for name, node in defs.items():
+        if name.split("::")[-1].startswith("test"):
+            attrs, named = uses(node, {name})
+            found[name.split("::")[-1]] = attrs | named
+    return found
+
+
+def tests_for(test_file: Path, functions: list[str]) -> list[str]:
+    """The test functions of ``test_file`` that use any of ``functions`` (see :func:`test_uses`)."""
     wanted = {f.split(".")[0] for f in functions}
-    return [
-        name.split("::")[-1]
-        for name, node in defs.items()
-        if name.split("::")[-1].startswith("test") and uses(node, {name}) & wanted
-    ]
+    return [test for test, used in test_uses(test_file).items() if used & wanted]
+
+
+def defined(source: str) -> set[str] | None:
+    """The names a module's code defines at its top level: functions, classes, assignments, imports (also
+    under a top-level ``if``/``try``/``with``); None where it does not parse."""
+    try:
+        body = list(ast.parse(source).body)
+    except SyntaxError:
+        return None
+    names = set()
+    while body:
+        node = body.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                body += [n for n in getattr(node, field, []) if isinstance(n, ast.AST)]
+    return names
 
 
 class CheckResult:
@@ -192,14 +223,15 @@ def check(
         return CheckResult(None, f"(check of {lid} skipped: COURSE_CHECK=0)")
     settings = Settings.from_environment(timeout=timeout, jobs=1)
     if notebook is not None:
-        conv = convert(Path(notebook))
+        conv = convert(Path(notebook), lid)
         source, notes, shown = conv.source, conv.notes, Source(Path(notebook).name, conv.cells)
     else:
         source, notes, cells = module_source(kernel_cells(), origin="this kernel's history", skip_unparsable=True)
         notes = [n for n in notes if "left out" in n]  # dropped magics in the history are expected; say nothing
         shown = Source("", cells)
     tests_dir = _labs.graded_tests_dir()
-    files = _labs.lab(lid, tests_dir=tests_dir).tests
+    this = _labs.lab(lid, tests_dir=tests_dir)
+    files = this.tests
     if not files:
         raise CourseError(
             f"no graded tests of {lid} in {tests_dir}: check() needs a checkout of the course "
@@ -207,13 +239,11 @@ def check(
         )
     keyword = None
     if functions:
-        untested = [f for f in functions if not any(tests_for(path, [f]) for path in files)]
-        notes += [
-            f"no graded test calls {f} directly: it is graded through the functions that use it" for f in untested
-        ]
-        names = [t for path in files for t in tests_for(path, list(functions))]
-        if not names:
+        names, waiting = _selected(this, functions, source, notes)
+        if not names and not waiting:
             raise CourseError(f"no graded test of {lid} calls {', '.join(functions)} directly; try check({lid!r})")
+        if not names:  # every test waits for a cell further down: nothing to grade yet
+            return CheckResult(None, "\n".join(f"NOTE: {n}" for n in notes))
         keyword = " or ".join(dict.fromkeys(names))
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         module = Path(tmp).resolve() / f"{lid}_notebook.py"
@@ -230,6 +260,32 @@ def check(
     report.notes += notes
     title = f"{' '.join(functions)}" if functions else ""
     return CheckResult(report, render(report, titles={lid: title}), title)
+
+
+def _selected(lab: _labs.Lab, functions: tuple[str, ...], source: str, notes: list[str]) -> tuple[list[str], dict]:
+    """The tests of ``functions`` that can run on ``source`` now, and those that wait for a function of the lab
+    that ``source`` does not define yet (a cell further down), each with what it waits for; notes say both."""
+    uses = {test: used for path in lab.tests for test, used in test_uses(path).items()}
+    for f in functions:
+        if not any(f.split(".")[0] in used for used in uses.values()):
+            notes.append(f"no graded test calls {f} directly: it is graded through the functions that use it")
+    wanted = {f.split(".")[0] for f in functions}
+    ours = defined(lab.stub.read_text(encoding="utf-8")) if lab.stub else None
+    have = defined(source)
+    names, waiting = [], {}
+    for test, used in uses.items():
+        missing = sorted((used & ours) - have) if ours is not None and have is not None else []
+        if used & wanted and missing:
+            waiting[test] = missing
+        elif used & wanted:
+            names.append(test)
+    if waiting:
+        needed = sorted({f for missing in waiting.values() for f in missing})
+        notes.append(
+            f"not checked yet: {', '.join(waiting)}, which also call{'s' if len(waiting) == 1 else ''} "
+            f"{', '.join(needed)}: run the cell that defines {'it' if len(needed) == 1 else 'them'}, then check again"
+        )
+    return names, waiting
 
 
 def warm_up(lab: str | None = None) -> None:

@@ -53,6 +53,7 @@ RANK_HINT = (
 
 MESSAGE_LINES = 20  # of a failed assertion's message, kept: a comparison's two windows and its detail fit
 _MODULE_NAME = re.compile(r"module '_course_(?P<lab>lab\d{2})\w*_[0-9a-f]{8}'")
+_NO_FUNCTION = re.compile(_MODULE_NAME.pattern + r" has no attribute '(?P<name>\w+)'")
 _stream = None
 _results: dict[str, dict] = {}
 _spent: dict[str, float] = {}  # lab -> seconds its tests that did not pass spent in the student's code
@@ -166,6 +167,20 @@ def _where(frames: list) -> str:
     return "(not in your lab file)"
 
 
+def _not_defined(exc: StudentError) -> str | None:
+    """What to run next, where a test asked a notebook's lab for a function it has not defined (yet)."""
+    found = _NO_FUNCTION.search(exc.message) if exc.type_name == "AttributeError" else None
+    places = locations.current()
+    if found is None or any(isinstance(f[0], str) and places.is_student(f[0]) for f in exc.frames):
+        return None  # the student's own code asked for it: an error of theirs, with its line
+    notebook = places.notebook_of(found["lab"])
+    if notebook is None:  # a lab file: its AttributeError names the file
+        return None
+    if not notebook:
+        return f"not defined yet: run the cell that defines `{found['name']}`"
+    return f"not defined yet: {notebook} has no cell that defines `{found['name']}`"
+
+
 def classify(exc: BaseException, tb) -> tuple[Status, str]:
     """A test's status and message, from the exception that ended it."""
     if isinstance(exc, SandboxFailure):
@@ -177,6 +192,9 @@ def classify(exc: BaseException, tb) -> tuple[Status, str]:
     if isinstance(exc, StudentError):
         if exc.type_name == "NotImplementedError" and STUB_MESSAGE.match(exc.message):
             return Status.NOT_ATTEMPTED, f"{exc.message} is still a stub (it raises NotImplementedError)"
+        not_defined = _not_defined(exc)
+        if not_defined is not None:
+            return Status.NOT_DEFINED, not_defined
         if exc.type_name in ("SystemExit", "KeyboardInterrupt"):
             return Status.CRASHED, f"the code called sys.exit({exc.message}) / raised {exc.type_name}"
         text = f"{exc.type_name}: {exc.message}".split("\n--------------------")[0]  # JAX's note on filtered frames

@@ -83,6 +83,14 @@ class Locations:
 
         return is_lab_file(filename)
 
+    def notebook_of(self, lab: str) -> str | None:
+        """How the student knows ``lab``'s notebook (its name; ``""`` for a kernel's own cells), or None where
+        ``lab`` is graded from a file."""
+        for path, source in self.sources.items():
+            if source.cells and os.path.basename(path).startswith(lab):
+                return source.shown
+        return None
+
     def place(self, filename: str, lineno: int) -> str:
         """``filename:lineno`` as the student knows it."""
         source = self.sources.get(filename)

@@ -44,9 +44,12 @@ class Status(enum.StrEnum):
     PASSED = ("passed", "PASS", "Passed", "#1a7f37", 0, False)
     FAILED = ("failed", "FAIL", "Failed", "#cf222e", 3, True)
     NOT_ATTEMPTED = ("not attempted", "TODO", "Not attempted", "#57606a", 4, True)
-    ERROR = ("error", "ERROR", "Error", "#cf222e", 5, True)
-    TIMED_OUT = ("timed out", "TIMEOUT", "Timed out", "#bf8700", 6, True)
-    CRASHED = ("crashed", "CRASH", "Crashed", "#cf222e", 7, True)
+    # A notebook's check before the cell that defines a function its test calls: not attempted yet, and
+    # said so in words (what to run next), never as the AttributeError it is.
+    NOT_DEFINED = ("not defined", "NOT YET", "Not defined yet", "#57606a", 5, True)
+    ERROR = ("error", "ERROR", "Error", "#cf222e", 6, True)
+    TIMED_OUT = ("timed out", "TIMEOUT", "Timed out", "#bf8700", 7, True)
+    CRASHED = ("crashed", "CRASH", "Crashed", "#cf222e", 8, True)
     SKIPPED = ("skipped", "SKIP", "Skipped", "#57606a", 1, False)
     NOT_RUN = ("not run", "NOT RUN", "Not run", "#57606a", 2, False)
 

@@ -155,22 +155,44 @@ def code_cells(nb, name: str) -> list[tuple[str, str]]:
 _RESAVE = "open it in Jupyter (or Colab) and save it again, or hand in the lab's .py file instead"
 
 
-def convert(path: Path) -> Converted:
-    """One ``.ipynb`` file as a lab module; a :class:`CourseError` saying why for a file that is not one."""
+def convert(path: Path, lab: str | None = None) -> Converted:
+    """One ``.ipynb`` file as a lab module; a :class:`CourseError` saying why for a file that is not one.
+
+    Which lab it is: its metadata, else its name, else ``lab`` (the lab the student named: a notebook may
+    be called anything, ``Untitled.ipynb`` included)."""
     import nbformat
 
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # a truncated download, or not a notebook at all
         raise CourseError(f"{path.name} is not a readable notebook: {_reason(exc)}; {_RESAVE}") from exc
-    lab = notebook_lab(path, nb)
-    if lab is None:
-        raise CourseError(f"{path.name}: which lab is this? Name the file labNN_….ipynb (e.g. lab01_perceptron.ipynb)")
-    source, notes, where = module_source(code_cells(nb, path.name), origin=path.name)
+    named = notebook_lab(path, nb)
+    if named is None and lab is None:
+        raise CourseError(
+            f"{path.name}: which lab is this? Name the file labNN_….ipynb (e.g. lab01_perceptron.ipynb), "
+            "or name the lab: course grade lab01 --impl " + path.name
+        )
+    lab = named or _labs.lab_id(lab)
+    cells = code_cells(nb, path.name)
+    source, notes, where = module_source(cells, origin=path.name)
+    notes += out_of_order(cells, path.name)
     stem = _course_metadata(nb).get("source")
     stem = Path(stem).stem if isinstance(stem, str) else ""
     name = f"{stem}.py" if _labs.is_lab_file(f"{stem}.py") and stem.startswith(lab) else f"{lab}_notebook.py"
     return Converted(lab, name, source, notes, where)
+
+
+def out_of_order(cells: list[tuple[str, str]], name: str) -> list[str]:
+    """One note where a saved notebook's cells last ran in another order than top to bottom: the cells that
+    ran after a cell below them (their ``In [n]`` says so), for the grader runs them as saved, in order."""
+    counts = [(label, int(m.group(1))) for label, _ in cells if (m := re.search(r"In \[(\d+)\]", label))]
+    later = [label for i, (label, n) in enumerate(counts) if any(below < n for _, below in counts[i + 1 :])]
+    if not later:
+        return []
+    return [
+        f"{name}: its cells ran out of order ({', '.join(later)} last ran after a cell below "
+        f"{'it' if len(later) == 1 else 'them'}); graded as saved, top to bottom, as Restart & Run All runs it"
+    ]
 
 
 def _reason(exc: BaseException) -> str:
@@ -218,9 +240,11 @@ def convert_for_grading(
     )
     labs, notes, shown, unreadable = [], [], {}, {}
     notes += [f"{p.name}: not graded; it is a link to a file outside your submission" for p in outside]
+    # One notebook of any name is the lab the student named, where they named one (course grade lab03 --impl X).
+    named = next(iter(wanted)) if wanted is not None and len(wanted) == 1 and len(files) == 1 else None
     for path in files:
         try:
-            conv = convert(path)
+            conv = convert(path, named)
         except CourseError as exc:  # that lab's tests say why; the other notebooks are graded as usual
             lab = notebook_lab(path)
             if lab is not None and (wanted is None or lab in wanted) and lab not in present:

@@ -286,7 +286,7 @@ def analyze(graded: Path, out: Path | None = None, *, per_test: int = MESSAGES_P
 # ---------------------------------------------------------------------------------------------------
 # The page: inline SVG figures, no scripts
 
-# A chart's palette: a colour of its own for each status, so that the grid tells all eight apart (a
+# A chart's palette: a colour of its own for each status, so that the grid tells them all apart (a
 # notebook's Status.colour says only good, bad or slow).
 COLORS = {
     Status.PASSED: "#3a9d5d",
@@ -295,6 +295,7 @@ COLORS = {
     Status.TIMED_OUT: "#e67e22",
     Status.CRASHED: "#2c3e50",
     Status.NOT_ATTEMPTED: "#d0d0d0",
+    Status.NOT_DEFINED: "#e8e8e8",
     Status.NOT_RUN: "#f1c40f",
     Status.SKIPPED: "#ffffff",
 }

@@ -16,6 +16,7 @@ def test_every_status_has_one_mark_title_colour_and_rank():
         "passed",
         "failed",
         "not attempted",
+        "not defined",
         "error",
         "timed out",
         "crashed",
@@ -30,6 +31,7 @@ def test_every_status_has_one_mark_title_colour_and_rank():
     assert {s for s in Status if s.charged} == {
         Status.FAILED,
         Status.NOT_ATTEMPTED,
+        Status.NOT_DEFINED,
         Status.ERROR,
         Status.TIMED_OUT,
         Status.CRASHED,

@@ -234,3 +234,78 @@ def test_binder_installs_the_cpu_stack_and_the_course():
     post = binder / "postBuild"
     assert post.stat().st_mode & 0o111, "binder/postBuild must be executable"
     assert "pip install --no-cache-dir -e ." in post.read_text()
+
+
+# ---------------------------------------------------------------------------------------------------
+# a check says what to run next
+
+
+def _lab01_without(*names: str) -> str:
+    """lab01's solution as one kernel cell, the functions ``names`` not yet defined (their cells not run)."""
+    import ast
+
+    tree = ast.parse(labs.lab_files("solutions")["lab01"].read_text())
+    tree.body = [n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name in names)]
+    return ast.unparse(tree)
+
+
+@pytest.mark.solutions_only
+def test_a_test_of_a_function_not_defined_yet_says_which_cell_to_run(monkeypatch):
+    monkeypatch.setattr(check, "kernel_cells", lambda: [("Cell In[3]", _lab01_without("train"))])
+    result = check.check("lab01", timeout=60)
+    waiting = [o for o in result.report.outcomes if o.status != "passed"]
+    assert waiting and {o.status for o in waiting} == {"not defined"}, [(o.name, o.status) for o in waiting]
+    assert all(o.message == "not defined yet: run the cell that defines `train`" for o in waiting)
+    assert all(o.earned == 0 for o in waiting) and result.score == result.max_score - sum(o.points for o in waiting)
+    assert "NOT YET" in result.text and "_course_" not in result.text and "AttributeError" not in result.text
+    assert "NOT YET" in result._repr_html_()
+
+
+@pytest.mark.solutions_only
+def test_a_check_cell_checks_only_the_tests_whose_functions_are_defined_above_it(monkeypatch):
+    """lab01's check of `step` before `perceptron` is defined: step's own test, and a note for the one that
+    also calls `perceptron`; never an ERROR for correct code so far."""
+    monkeypatch.setattr(check, "kernel_cells", lambda: [("Cell In[7]", _lab01_without("perceptron"))])
+    result = check.check("lab01", "step", timeout=60)
+    assert {o.name.split("[")[0] for o in result.report.outcomes} == {"test_step"}, result.report.outcomes
+    assert result.score == result.max_score > 0, [(o.name, o.status, o.message) for o in result.report.outcomes]
+    waiting = [n for n in result.report.notes if n.startswith("not checked yet:")]
+    assert waiting == [
+        "not checked yet: test_perceptron_is_f_of_the_augmented_dot_product, which also calls perceptron: "
+        "run the cell that defines it, then check again"
+    ]
+    # Nothing of a cell's functions can run yet: nothing is graded, and the note says what to run.
+    monkeypatch.setattr(check, "kernel_cells", lambda: [("Cell In[1]", "import jax.numpy as jnp")])
+    early = check.check("lab01", "train", timeout=60)
+    assert early.report is None and "not checked yet:" in early.text and "train" in early.text
+
+
+def test_a_saved_notebook_that_ran_out_of_order_is_graded_as_saved_and_says_which_cells(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"course": {"lab": "lab03"}})
+    sources = [
+        "import jax.numpy as jnp",
+        "def mse(p, y):\n    return jnp.mean((p - y) ** 2)",
+        "def mse(p, y):\n    return 0.0",
+    ]
+    nb.cells = [nbformat.v4.new_code_cell(s, execution_count=n) for s, n in zip(sources, [1, 9, 8])]
+    (tmp_path / "lab03_mine.ipynb").write_text(nbformat.writes(nb))  # the right mse re-run after the scratch one
+    conv = notebook.convert(tmp_path / "lab03_mine.ipynb")
+    assert conv.source.rstrip().endswith("return 0.0")  # as saved: the scratch cell, below, defines mse last
+    [note] = [n for n in conv.notes if "out of order" in n]
+    assert "cell 2 (In [9])" in note and "cell 1" not in note and "cell 3" not in note, note
+    nb.cells[1].execution_count = 2  # top to bottom: nothing to say
+    (tmp_path / "lab03_mine.ipynb").write_text(nbformat.writes(nb))
+    assert not [n for n in notebook.convert(tmp_path / "lab03_mine.ipynb").notes if "out of order" in n]
+
+
+def test_a_notebook_of_any_name_is_the_lab_named_for_it(tmp_path):
+    nb = notebooks.build(labs.lab_files("labs")["lab01"], checks=False)
+    nb.metadata.pop("course", None)
+    (tmp_path / "Untitled.ipynb").write_text(notebooks.dumps(nb))
+    (tmp_path / "out").mkdir()
+    found, notes, _, _ = notebook.convert_for_grading(tmp_path / "Untitled.ipynb", tmp_path / "out", ["lab01"])
+    assert found == ["lab01"] and (tmp_path / "out" / "lab01_notebook.py").is_file(), notes
+    found, notes, _, _ = notebook.convert_for_grading(tmp_path / "Untitled.ipynb", tmp_path / "out")
+    assert found == [] and any("course grade lab01 --impl Untitled.ipynb" in n for n in notes), notes
