@@ -240,23 +240,29 @@ def test_binder_installs_the_cpu_stack_and_the_course():
 # a check says what to run next
 
 
-def _lab01_without(*names: str) -> str:
-    """lab01's solution as one kernel cell, the functions ``names`` not yet defined (their cells not run)."""
+def _lab01_with_only(*names: str) -> str:
+    """lab01's solution as one kernel cell holding only the functions ``names`` (the cells run so far)."""
     import ast
 
     tree = ast.parse(labs.lab_files("solutions")["lab01"].read_text())
-    tree.body = [n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name in names)]
+    tree.body = [n for n in tree.body if not isinstance(n, ast.FunctionDef) or n.name in names]
     return ast.unparse(tree)
 
 
 @pytest.mark.solutions_only
 def test_a_test_of_a_function_not_defined_yet_says_which_cell_to_run(monkeypatch):
-    monkeypatch.setattr(check, "kernel_cells", lambda: [("Cell In[3]", _lab01_without("train"))])
+    monkeypatch.setattr(check, "kernel_cells", lambda: [("Cell In[3]", _lab01_with_only("augment", "sigmoid"))])
     result = check.check("lab01", timeout=60)
+    status = {o.name: o.status for o in result.report.outcomes}
+    assert {n for n, s in status.items() if s == "passed"} == {
+        "test_augment_appends_a_column_of_ones",
+        "test_sigmoid_matches_the_formula",
+    }, status
     waiting = [o for o in result.report.outcomes if o.status != "passed"]
-    assert waiting and {o.status for o in waiting} == {"not defined"}, [(o.name, o.status) for o in waiting]
-    assert all(o.message == "not defined yet: run the cell that defines `train`" for o in waiting)
-    assert all(o.earned == 0 for o in waiting) and result.score == result.max_score - sum(o.points for o in waiting)
+    assert {o.status for o in waiting} == {"not defined"} and all(o.earned == 0 for o in waiting), status
+    messages = {o.name.split("[")[0]: o.message for o in waiting}
+    assert messages["test_training_separates_separable_data"] == "not defined yet: run the cell that defines `train`"
+    assert messages["test_step"] == "not defined yet: run the cell that defines `step`"
     assert "NOT YET" in result.text and "_course_" not in result.text and "AttributeError" not in result.text
     assert "NOT YET" in result._repr_html_()
 
@@ -265,7 +271,7 @@ def test_a_test_of_a_function_not_defined_yet_says_which_cell_to_run(monkeypatch
 def test_a_check_cell_checks_only_the_tests_whose_functions_are_defined_above_it(monkeypatch):
     """lab01's check of `step` before `perceptron` is defined: step's own test, and a note for the one that
     also calls `perceptron`; never an ERROR for correct code so far."""
-    monkeypatch.setattr(check, "kernel_cells", lambda: [("Cell In[7]", _lab01_without("perceptron"))])
+    monkeypatch.setattr(check, "kernel_cells", lambda: [("Cell In[7]", _lab01_with_only("augment", "step", "sigmoid"))])
     result = check.check("lab01", "step", timeout=60)
     assert {o.name.split("[")[0] for o in result.report.outcomes} == {"test_step"}, result.report.outcomes
     assert result.score == result.max_score > 0, [(o.name, o.status, o.message) for o in result.report.outcomes]
