@@ -1,6 +1,7 @@
 """Fixtures of the staff tests: where the real MNIST files and VGG16 weights are, and freshly made stubs."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -129,16 +130,28 @@ CLASS_TIMEOUT = 5.0  # seconds a test; dave's loop costs at most 3 x this (the l
 
 @pytest.fixture(scope="session")
 def graded_class(tmp_path_factory):
-    """``(submissions, graded)``: LAB01_CLASS handed in and graded by ``grade_class`` (lab01, seed 0)."""
+    """``(submissions, graded)``: LAB01_CLASS handed in and graded by ``grade_class`` (lab01, seed 0).
+
+    Graded once for the whole run: pytest-xdist's workers share it (the first to need it grades it, under
+    a lock, while the others wait), as pytest-xdist's docs show for session data. Tests only read it."""
+    import fcntl
+
     from course.grader.batch import grade_class
 
-    root = tmp_path_factory.mktemp("class")
-    subs = root / "submissions"
-    for folder, changes in LAB01_CLASS.items():
-        (subs / folder).mkdir(parents=True)
-        (subs / folder / "lab01_perceptron.py").write_text(lab_as_student("lab01", changes))
-    grade_class(subs, root / "grades", labs=["lab01"], jobs=2, timeout=CLASS_TIMEOUT, log=lambda line: None)
-    return subs, root / "grades"
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's, not this worker's
+    root = shared / "graded-class"
+    subs, grades = root / "submissions", root / "grades"
+    with open(shared / "graded-class.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            for folder, changes in LAB01_CLASS.items():
+                (subs / folder).mkdir(parents=True)
+                (subs / folder / "lab01_perceptron.py").write_text(lab_as_student("lab01", changes))
+            grade_class(subs, grades, labs=["lab01"], jobs=2, timeout=CLASS_TIMEOUT, log=lambda line: None)
+            (root / "done").touch()
+    return subs, grades
 
 
 def load_benchmark(name: str):
