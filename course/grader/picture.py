@@ -117,7 +117,9 @@ def panels(want: np.ndarray, got: np.ndarray, worst: tuple[int, ...]) -> tuple[t
     if len(shown) < w4.shape[0] * w4.shape[3]:
         caption.append(f"{len(shown)} of {w4.shape[0] * w4.shape[3]} (item, channel) slices, the most different")
     if (rows.stop - rows.start, cols.stop - cols.start) != w4.shape[1:3]:
-        caption.append(f"rows {rows.start}:{rows.stop}, columns {cols.start}:{cols.stop} of {w4.shape[1]}x{w4.shape[2]}")
+        caption.append(
+            f"rows {rows.start}:{rows.stop}, columns {cols.start}:{cols.stop} of {w4.shape[1]}x{w4.shape[2]}"
+        )
     if worst:
         caption.append(f"box: the worst element, index {tuple(worst)}")
     bad = int(np.sum(~np.isfinite(want))) + int(np.sum(~np.isfinite(got)))

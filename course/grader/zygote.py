@@ -40,6 +40,7 @@ BASE = (
     "jax.numpy",
     "cloudpickle",
     "course.grader.testing",
+    "course.grader.picture",  # matplotlib, imported once here rather than by each test process that draws
     "course.grader.lab_plugin",
     "course.grader.grading_plugin",
     "course.grader.outside",
