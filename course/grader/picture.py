@@ -153,9 +153,8 @@ def _render(shown: tuple[Panel, ...], title: str, caption: str, dpi: int) -> byt
     fig.subplots_adjust(left=0.02, right=0.92, top=1 - 0.7 / height, bottom=(0.1 + 0.15 * len(lines)) / height)
     fig.subplots_adjust(wspace=0.35, hspace=0.35)
     low, high, top = _scale(shown)
-    values, diffs = matplotlib.colormaps["viridis"].copy(), matplotlib.colormaps["Reds"].copy()
-    values.set_bad(BAD)
-    diffs.set_bad(BAD)
+    values = matplotlib.colormaps["viridis"].with_extremes(bad=BAD)
+    diffs = matplotlib.colormaps["Reds"].with_extremes(bad=BAD)
     grid = fig.subplots(len(shown), 3, squeeze=False)
     for row, p in zip(grid, shown, strict=True):
         for ax, arr, cmap, lim, name in (
