@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from PIL import Image
 
 MIN_SIDE = 4  # both spatial sides at least this long: a map, a grid, a filter, an image
 ROWS = 3  # (item, channel) pairs shown at most
@@ -173,8 +174,11 @@ def _render(shown: tuple[Panel, ...], title: str, caption: str, dpi: int) -> byt
                 _box(ax, p.worst, arr.shape)
     fig.suptitle(title[:90], y=1 - 0.08 / height, va="top", fontsize=9)
     fig.text(0.5, 0.02 / height, "\n".join(lines), ha="center", va="bottom", fontsize=7)
+    fig.canvas.draw()
+    # 256 colours are plenty for two colour maps and text, and a palette PNG of noise is a third of an RGB one.
+    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]).quantize(256, Image.Quantize.FASTOCTREE)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    image.save(buffer, format="png", optimize=True)
     return buffer.getvalue()
 
 
