@@ -17,12 +17,7 @@ import io
 import textwrap
 from dataclasses import dataclass
 
-import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
-from PIL import Image
 
 MIN_SIDE = 4  # both spatial sides at least this long: a map, a grid, a filter, an image
 ROWS = 3  # (item, channel) pairs shown at most
@@ -140,13 +135,23 @@ def _scale(shown: tuple[Panel, ...]) -> tuple[float, float, float]:
 
 def _box(ax, worst: tuple[int, int], shape: tuple[int, ...]) -> None:
     """A box around the worst element: around it and its neighbours where one element is a few pixels."""
+    from matplotlib.patches import Rectangle
+
     half = 0.5 if max(shape) <= 16 else 1.5
     r, c = worst
     ax.add_patch(Rectangle((c - half, r - half), 2 * half, 2 * half, fill=False, edgecolor="cyan", linewidth=1.5))
 
 
 def _render(shown: tuple[Panel, ...], title: str, caption: str, dpi: int) -> bytes:
-    """The PNG of ``shown``: a row of expected | got | difference per panel, colour bars beside the last two."""
+    """The PNG of ``shown``: a row of expected | got | difference per panel, colour bars beside the last two.
+
+    matplotlib is imported here, not with this module: a comparison that is not image-like costs nothing
+    (the zygote imports it once for the warm grading processes)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
     lines = textwrap.wrap(caption, 110)
     height = 0.75 + 2.0 * len(shown) + 0.15 * len(lines)
     fig = Figure(figsize=(7.2, height), dpi=dpi)
