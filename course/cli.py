@@ -83,7 +83,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
             write_gradescope(Report(impl=str(impl), problems=[f"not graded: {why}"]), Path(args.results))
             print(f"wrote Gradescope results (not graded) to {args.results}", file=sys.stderr)
         raise
-    print(render(report, titles=titles, verbose=args.verbose))
+    pictures = {} if args.results else _save_pictures(report, impl)  # Gradescope's feedback is results.json
+    print(render(report, titles=titles, verbose=args.verbose, pictures=pictures))
     print(f"(graded {impl} in {time.perf_counter() - start:.1f} s)")
     if args.results:
         write_gradescope(report, Path(args.results))
@@ -96,6 +97,17 @@ def _cmd_grade(args: argparse.Namespace) -> int:
             print(f"score {pct:.1f}% is under --fail-under {args.fail_under:g}%", file=sys.stderr)
             return 1
     return 0
+
+
+def _save_pictures(report, impl: str) -> dict[str, str]:
+    """The failed comparisons' pictures, saved in the project's ``.course/feedback/<lab>/``; their paths as
+    the student can open them (relative to the current folder where it holds them)."""
+    from course.grader.report import feedback_folder, save_pictures
+
+    work = _labs.impl_dir(impl) if str(impl) in _labs.IMPLS or Path(impl).is_dir() else Path(impl)
+    saved = save_pictures(report, feedback_folder(work, places=[_labs.root(), Path.cwd()]))
+    here = Path.cwd().resolve()
+    return {k: str(p.relative_to(here) if p.is_relative_to(here) else p) for k, p in saved.items()}
 
 
 def _record_members(results: Path, metadata: Path) -> None:

@@ -9,6 +9,7 @@ it with the same grader; :func:`warm_up` starts the grader's processes before th
 from __future__ import annotations
 
 import ast
+import base64
 import os
 from pathlib import Path
 
@@ -126,16 +127,28 @@ class CheckResult:
             for o in outcomes:
                 mark, colour = o.status.mark, o.status.colour
                 message = "" if o.status == Status.PASSED else escape(o.message)
+                shown = _picture_html(o) if o.status != Status.PASSED else ""
                 rows.append(
                     f"<tr><td {cell}><code>{escape(o.name)}</code></td>"
                     f'<td {cell}><b style="color:{colour}">{mark}</b></td>'
                     f"<td {cell}>{o.earned:g}/{o.points:g}</td>"
-                    f'<td {cell}><pre style="margin:0;white-space:pre-wrap">{message}</pre></td></tr>'
+                    f'<td {cell}><pre style="margin:0;white-space:pre-wrap">{message}</pre>{shown}</td></tr>'
                 )
         extra = [f"NOTE: {n}" for n in self.report.notes] + [f"PROBLEM: {p}" for p in self.report.problems]
         foot = "".join(f"<div>{escape(line)}</div>" for line in [*extra, self.text.splitlines()[-1]])
         header = "".join(f"<th {cell}>{h}</th>" for h in ("test", "status", "points", "message"))
         return f'<div class="course-check"><table><tr>{header}</tr>{"".join(rows)}</table>{foot}</div>'
+
+
+def _picture_html(o) -> str:
+    """A failed comparison's picture under its message (a PNG in the page), or why there is none."""
+    from html import escape
+
+    if o.picture:
+        data = base64.b64encode(o.picture).decode("ascii")
+        alt = "expected | got | difference"
+        return f'<img src="data:image/png;base64,{data}" alt="{alt}" style="max-width:100%">'
+    return f"<div>({escape(o.picture_note)})</div>" if o.picture_note else ""
 
 
 class NotChecked:

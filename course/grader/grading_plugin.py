@@ -3,7 +3,8 @@
 This process is trusted: it runs the tests, whose ``lab`` runs the student's code in a sandbox
 (:mod:`course.grader.outside`), and never imports that code itself. Each line written to the pipe in
 ``$COURSE_GRADER_FD`` is one JSON event: ``collected`` (the graded tests with their lab and points)
-and ``result`` (a test's status and a message written for the student).
+and ``result`` (a test's status and a message written for the student; for a failed comparison of
+image-like arrays, its picture as base64 PNG, or a sentence saying why there is none).
 
 The lab's time budget (the grader's settings, :class:`course.grader.model.ProcessSettings`): the seconds
 of the student's code that each lab's tests which do not pass may spend together in this process. Once
@@ -13,6 +14,7 @@ time is the sandbox's (the tests' clock, :class:`course.grader.outside.TestClock
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -226,6 +228,23 @@ def rank_hints(hints: list) -> list[str]:
     return out[:3]
 
 
+def picture_of(exc: BaseException) -> dict[str, str]:
+    """A failed comparison's picture (:mod:`course.grader.picture`), as the event carries it: the PNG in
+    base64 (``picture``), or a sentence saying why there is none (``picture_note``); nothing when the
+    arrays compared were not image-like. Drawn here, in the trusted process, from the arrays the test
+    compared (:func:`course.grader.testing._failure`)."""
+    compared = getattr(exc, "compared", None)
+    if not (isinstance(compared, tuple) and len(compared) == 4):
+        return {}
+    from course.grader import picture
+
+    what, want, got, worst = compared
+    drawn = picture.draw(want, got, worst, what)
+    if isinstance(drawn, picture.Picture):
+        return {"picture": base64.b64encode(drawn.png).decode("ascii")}
+    return {"picture_note": drawn} if drawn else {}
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
@@ -243,7 +262,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     else:
         status, message = Status.ERROR, str(report.longrepr)[-2000:]
     if status.rank > current["status"].rank:
-        current.update(status=status, message=message)
+        current.pop("picture", None)
+        current.pop("picture_note", None)
+        drawn = picture_of(call.excinfo.value) if status == Status.FAILED and call.excinfo is not None else {}
+        current.update(status=status, message=message, **drawn)
 
 
 def pytest_runtest_logfinish(nodeid: str, location) -> None:

@@ -181,6 +181,8 @@ class Outcome:
     tags: tuple[str, ...] = ()
     student_seconds: float = 0.0  # of ``duration``, the time the student's code ran (the sandbox's clock)
     charged: float = 0.0  # what this test took from its lab's time budget (tests that did not pass)
+    picture: bytes = b""  # a failed comparison of image-like arrays drawn (PNG: expected | got | difference)
+    picture_note: str = ""  # or why it could not be drawn (course.grader.picture)
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)

@@ -4,6 +4,9 @@ results.json's feedback is Markdown (``"output_format": "md"``): each test that 
 was checked, what was expected and what came back, the place in the student's file and the hint, with
 values and code in fenced blocks. It is laid out from the messages the tests already write
 (:mod:`course.grader.testing`'s ``"WHAT: expected X, got Y; ..."``, the grader's ``at``/``hint:`` lines).
+A failed comparison's picture (:mod:`course.grader.picture`) is saved beside the work for the shell
+(:func:`save_pictures`); results.json says where to see it, since Gradescope's spec does not promise that
+its output shows images.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ def _pts(x: float) -> str:
     return f"{x:g}"
 
 
-def render(report: Report, *, titles: dict[str, str] | None = None, verbose: bool = False) -> str:
-    """The per-test lines and per-lab points, as the student sees them."""
-    titles = titles or {}
+def render(
+    report: Report, *, titles: dict[str, str] | None = None, verbose: bool = False, pictures: dict | None = None
+) -> str:
+    """The per-test lines and per-lab points, as the student sees them; ``pictures`` (a test's nodeid -> the
+    path its picture was saved at, :func:`save_pictures`) named on its test's line."""
+    titles, pictures = titles or {}, pictures or {}
     lines = []
     for lab, outcomes in report.by_lab().items():
         earned, possible = sum(o.earned for o in outcomes), sum(o.points for o in outcomes)
@@ -29,7 +35,8 @@ def render(report: Report, *, titles: dict[str, str] | None = None, verbose: boo
         not_run = 0
         for o in outcomes:
             pts = f"{_pts(o.earned)}/{_pts(o.points)}"
-            lines.append(f"  {o.status.mark:<7} {pts:>5}  {o.name}")
+            saved = f"  (picture: {pictures[o.nodeid]})" if o.nodeid in pictures else ""
+            lines.append(f"  {o.status.mark:<7} {pts:>5}  {o.name}{saved}")
             not_run += o.status == Status.NOT_RUN
             if o.status != Status.PASSED and o.message and not_run <= 1:  # the budget's reason once a lab
                 rows = o.message.splitlines()
@@ -37,6 +44,7 @@ def render(report: Report, *, titles: dict[str, str] | None = None, verbose: boo
                 # error's first lines say what it is.
                 whole = verbose or o.status == Status.FAILED
                 lines += [f"                 {row}" for row in (rows if whole else rows[:6])]
+                lines += [f"                 ({o.picture_note})"] if o.picture_note else []
         lines.append("")
     lines += [f"NOTE: {note}" for note in report.notes] + ([""] if report.notes else [])
     for problem in report.problems:
@@ -138,7 +146,17 @@ def markdown(o: Outcome) -> str:
             else f"**Where:** {_escape(place)}"
         )
     parts += [f"**Hint:** {_escape(hint, code=True)}" for hint in hints]  # the grader's words, `code` kept
+    if o.picture:  # Gradescope's spec does not say that its Markdown shows images (docs/grading.md)
+        parts.append(f"*{_escape(PICTURE_ELSEWHERE.format(lab=o.lab))}*")
+    elif o.picture_note:
+        parts.append(f"*{_escape(o.picture_note[:1].upper() + o.picture_note[1:])}.*")
     return "\n\n".join(parts)
+
+
+PICTURE_ELSEWHERE = (
+    "A picture of this comparison (expected | got | difference) was drawn, but Gradescope does not show "
+    "pictures here: grade {lab} yourself (python -m course grade {lab}, or check() in its notebook) to see it."
+)
 
 
 def _problem(text: str) -> str:
@@ -168,6 +186,38 @@ def _code(text: str) -> str:
 def _escape(text: str, *, code: bool = False) -> str:
     """Plain text that Markdown shows as written (no stray emphasis, links or HTML); ``code``: keep `spans`."""
     return re.sub(r"([\\*_{}\[\]<>#|~])" if code else r"([\\`*_{}\[\]<>#|~])", r"\\\1", text)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pictures, saved beside the work
+
+FEEDBACK = Path(".course") / "feedback"  # under the project, ignored by git
+
+
+def feedback_folder(work: Path, *, places: list[Path]) -> Path:
+    """Where the shell saves pictures of ``work`` (a folder of lab files, or a notebook): ``.course/feedback``
+    in the first of ``places`` (the course's checkout, the current folder) that holds the work, else beside it."""
+    work = Path(work).resolve()
+    base = next((p.resolve() for p in places if work.is_relative_to(p.resolve())), None)
+    return (base or (work if work.is_dir() else work.parent)) / FEEDBACK
+
+
+def save_pictures(report: Report, folder: Path) -> dict[str, Path]:
+    """Each picture of ``report`` as ``folder/<lab>/<test>.png``; the picture a test graded now has not (it
+    passes, or fails without one) is removed. Returns each saved picture's path by nodeid."""
+    saved = {}
+    for o in report.outcomes:
+        path = Path(folder) / o.lab / (re.sub(r"[^\w.\-]+", "_", o.name).strip("_")[:150] + ".png")
+        try:
+            if o.picture:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(o.picture)
+                saved[o.nodeid] = path
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:  # a folder we may not write: the test's message stands without its picture
+            continue
+    return saved
 
 
 def write_gradescope(report: Report, path: Path) -> None:

@@ -22,6 +22,7 @@ change a status except by returning values that pass the tests' own checks.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -545,6 +546,7 @@ def decide(events: list[dict], report: Report, log) -> Report:
             o = known[event["nodeid"]]
             o.status, o.message, o.duration = Status(event["status"]), event["message"], event["duration"]
             o.student_seconds, o.charged = event.get("student_seconds", 0.0), event.get("charged", 0.0)
+            o.picture, o.picture_note = _picture(event), str(event.get("picture_note", ""))
         elif event["event"] == "stuck":
             report.problems.append(f"grading stopped: a grading process was silent for {event['seconds']:g} s")
     unreported = [o for o in known.values() if o.status == Status.CRASHED and not o.message]
@@ -561,6 +563,14 @@ def decide(events: list[dict], report: Report, log) -> Report:
     return report
 
 
+def _picture(event: dict) -> bytes:
+    """A result event's picture (base64 PNG, from the trusted test process), as bytes; none if malformed."""
+    try:
+        return base64.b64decode(event.get("picture") or "", validate=True)
+    except (ValueError, TypeError):
+        return b""
+
+
 def spend_budgets(outcomes: list[Outcome], budget: float) -> None:
     """Each lab's budget spent in collection order: the tests after the point where it ran out are "not run".
 
@@ -572,7 +582,7 @@ def spend_budgets(outcomes: list[Outcome], budget: float) -> None:
     for o in outcomes:
         before = spent.get(o.lab, 0.0)
         if before >= budget and o.status != Status.SKIPPED:
-            o.status, o.charged = Status.NOT_RUN, 0.0
+            o.status, o.charged, o.picture, o.picture_note = Status.NOT_RUN, 0.0, b"", ""
             o.message = (
                 f"the lab's time budget is spent: its tests before this one that did not pass ran your code "
                 f"for {before:.1f} s, and the budget is {budget:g} s for all of them together. Make the tests "

@@ -59,6 +59,15 @@ def _mismatch(what: str, want: np.ndarray, got: np.ndarray, worst: tuple, detail
     return f"{what}: expected {_show_window(want, index)}, got {_show_window(got, index)}; {detail}"
 
 
+def _failure(message: str, what: str, want: np.ndarray, got: np.ndarray, worst: tuple) -> AssertionError:
+    """The AssertionError of a failed comparison, carrying what was compared (``.compared``: the check's
+    name, the expected and returned arrays, the worst element's index), from which the grading plugin
+    draws a picture (:mod:`course.grader.picture`) once the test has ended."""
+    error = AssertionError(message)
+    error.compared = (what, want, got, worst)  # type: ignore[attr-defined]
+    return error
+
+
 def _as_array(value: Any, what: str) -> np.ndarray:
     if value is None:
         raise AssertionError(f"{what}: expected an array, but the function returned None (missing `return`?)")
@@ -83,7 +92,8 @@ def expect_close(value: Any, expected: Any, what: str, *, atol: float, rtol: flo
         raise AssertionError(f"{what}: expected shape {want.shape}, got shape {got.shape}")
     got64, want64 = got.astype(np.float64), want.astype(np.float64)
     if not np.all(np.isfinite(got64)) and np.all(np.isfinite(want64)):
-        raise AssertionError(f"{what}: the result contains NaN or inf: {_show(got)}")
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(got64))[0])
+        raise _failure(f"{what}: the result contains NaN or inf: {_show(got)}", what, want, got, first)
     err = np.abs(got64 - want64)
     ok = err <= atol + rtol * np.abs(want64)
     if not np.all(ok):
@@ -91,7 +101,7 @@ def expect_close(value: Any, expected: Any, what: str, *, atol: float, rtol: flo
         worst = tuple(int(i) for i in worst)
         where = f" (worst at index {worst})" if err.ndim else ""
         detail = f"largest difference {err.max():.3g}{where}, allowed {atol:g} + {rtol:g}·|expected|"
-        raise AssertionError(_mismatch(what, want, got, worst, detail))
+        raise _failure(_mismatch(what, want, got, worst, detail), what, want, got, worst)
 
 
 def expect_equal(value: Any, expected: Any, what: str) -> None:
@@ -104,7 +114,7 @@ def expect_equal(value: Any, expected: Any, what: str) -> None:
         differ = np.argwhere(got != want)
         first = tuple(int(i) for i in differ[0])
         detail = f"{len(differ)} of {want.size} elements differ, the first at index {first}"
-        raise AssertionError(_mismatch(what, want, got, first, detail))
+        raise _failure(_mismatch(what, want, got, first, detail), what, want, got, first)
 
 
 def expect(condition: Any, message: str) -> None:

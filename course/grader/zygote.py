@@ -40,6 +40,11 @@ BASE = (
     "jax.numpy",
     "cloudpickle",
     "course.grader.testing",
+    "course.grader.picture",
+    # What a failed comparison's picture draws with, imported once here rather than by each test process.
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+    "matplotlib.patches",
     "course.grader.lab_plugin",
     "course.grader.grading_plugin",
     "course.grader.outside",

@@ -70,3 +70,7 @@ def test_a_flipped_kernel_shows_what_came_back_in_the_shell_and_results_json(tmp
     assert all(
         "**Got:**" in t["output"] for t in gradescope(report)["tests"] if t["score"] == 0 and "Failed" in t["output"]
     )
+    # Its outputs of at least 4 x 4 carry a picture (issue 28, item 2: tests/course/test_pictures.py); (1, 4, 3, 5) not.
+    pictured = {o.name.split("[")[-1].rstrip("]"): o.picture for o in failed}
+    assert all(png.startswith(b"\x89PNG") and len(png) < 60_000 for k, png in pictured.items() if k != "valid-s2-k3x3")
+    assert pictured["valid-s2-k3x3"] == b"" and not any(o.picture for o in report.outcomes if o.status == "passed")
