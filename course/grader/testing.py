@@ -94,10 +94,16 @@ def expect_close(value: Any, expected: Any, what: str, *, atol: float, rtol: flo
     if not np.all(np.isfinite(got64)) and np.all(np.isfinite(want64)):
         first = tuple(int(i) for i in np.argwhere(~np.isfinite(got64))[0])
         raise _failure(f"{what}: the result contains NaN or inf: {_show(got)}", what, want, got, first)
-    err = np.abs(got64 - want64)
-    ok = err <= atol + rtol * np.abs(want64)
+    with np.errstate(invalid="ignore"):  # an expected inf: inf - inf and 0 * inf are NaN, so not close
+        err = np.abs(got64 - want64)
+        allowed = atol + rtol * np.abs(want64)
+        ok = err <= allowed
     if not np.all(ok):
-        worst = np.unravel_index(np.argmax(err - (atol + rtol * np.abs(want64))), err.shape) if err.ndim else ()
+        worst = (
+            np.unravel_index(np.nanargmax(np.where(ok, -np.inf, np.nan_to_num(err - allowed, nan=np.inf))), err.shape)
+            if err.ndim
+            else ()
+        )
         worst = tuple(int(i) for i in worst)
         where = f" (worst at index {worst})" if err.ndim else ""
         detail = f"largest difference {err.max():.3g}{where}, allowed {atol:g} + {rtol:g}·|expected|"
