@@ -144,21 +144,15 @@ def test_canvas_needs_a_roster_and_a_graded_folder(graded, tmp_path):
 
 
 @pytest.mark.solutions_only
-def test_a_class_graded_for_real(tmp_path, fresh_stubs):
-    """`course grade --submissions` then `course gradebook`: the solution's lab01 earns the points possible."""
-    from course import labs
-    from course.grader.batch import grade_class
-
-    subs = tmp_path / "submissions"
-    for student, source in (
-        ("alice", labs.lab_path("lab01", "solutions")),
-        ("bob", fresh_stubs / "lab01_perceptron.py"),
-    ):
-        (subs / student).mkdir(parents=True)
-        (subs / student / "lab01_perceptron.py").write_text(source.read_text())
-    grade_class(subs, tmp_path / "grades", labs=["lab01"], jobs=2, timeout=60, log=lambda line: None)
-    (tmp_path / "roster.csv").write_text(ROSTER)
-    book = write_gradebook(tmp_path / "grades", tmp_path / "canvas.csv", roster=tmp_path / "roster.csv")
-    header, possible, alice, bob, dave = _rows(book.path)
+def test_a_class_graded_for_real(graded_class, tmp_path):
+    """`course grade --submissions` (the class tests/conftest.py grades) then `course gradebook`: the solution's
+    lab01 earns the points possible, the untouched stub 0, a student who handed nothing in a blank."""
+    _, grades = graded_class
+    (tmp_path / "roster.csv").write_text(
+        'folder,Student,ID,SIS User ID,SIS Login ID,Section\nalice,"Liddell, Alice",101,S001,aliddell,A\n'
+        'carol,"Carol C",103,S003,ccarol,A\nzed,"Zed Z",105,S005,zzed,B\n'
+    )
+    book = write_gradebook(grades, tmp_path / "canvas.csv", roster=tmp_path / "roster.csv")
+    header, possible, alice, carol, zed = _rows(book.path)
     assert header[5:] == ["lab01"] and float(possible[5]) > 0
-    assert alice[5] == possible[5] and bob[5] == "0" and dave[5] == ""
+    assert alice[5] == possible[5] and carol[5] == "0" and zed[5] == ""
