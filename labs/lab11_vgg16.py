@@ -250,7 +250,7 @@ def filter_grid(tiles: Array, *, ncols: int, margin: int = 2, fill: float = 1.0)
 #   jitter, scaled by up to ±10 % and rotated by up to ±10°; a pattern that only works at one pixel
 #   alignment earns nothing on average.
 #
-# `course.featurevis.render_filters` does both (read it: ~30 lines of JAX around Optax's Adam). It is
+# `course.featurevis.render_filters` does both (read it: a page of JAX around Optax's Adam). It is
 # called *after* yours: its objective is your `filter_activation`, on the image mapped to caffe space
 # with grey 0.5 at the mean colour (your ascent's start). The demo draws plain and robust side by
 # side; `benchmarks/bench_vgg.py` measures the share of each picture's spectral energy above half
