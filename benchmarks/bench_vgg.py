@@ -13,6 +13,13 @@ Gradient ascent on the input for filters of one layer of the real VGG16 trunk (t
   * the same batched program with the steps in a `fori_loop` (a while loop), on any device.
 On a CPU the defaults time a sample of the layer's filters (every filter costs the same); on a GPU,
 all of them. The peak resident memory of the process is printed to size ``--chunk``.
+
+Then the pictures, plain against robust (lab 11 §5, ``course.featurevis``): for the lecture's three
+layers at the demo's sizes (``--quality full``: 128 px and the full plan's steps), the first
+``ROBUST_*[0]`` filters drawn by the lab's plain ascent and by ``robust_filters``; per layer, the mean
+over filters of the share of spectral energy above half the Nyquist frequency of the deprocessed
+image (``featurevis.high_frequency_fraction``) and of the activation reached (``filter_activation``,
+border 2, on the final image, no jitter). ``--quality-only`` skips the timing.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from course import labs, vgg16  # noqa: E402
+from course import featurevis, labs, vgg16  # noqa: E402
 from course.staff import hugepages
 
 
@@ -43,18 +50,71 @@ def peak_rss_gb() -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    gpu = jax.default_backend() != "cpu"
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layer", default="block3_conv1")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument(
-        "--filters", type=int, default=256 if gpu else 4, help="filters batched (default: all on a GPU)"
-    )
+    parser.add_argument("--filters", type=int, default=None, help="filters batched (default: all on a GPU, 4 on a CPU)")
     parser.add_argument("--chunk", type=int, default=None, help="filters in flight at once (default: all)")
-    parser.add_argument("--loop-filters", type=int, default=16 if gpu else 1, help="filters in the one-at-a-time loops")
+    parser.add_argument(
+        "--loop-filters", type=int, default=None, help="filters in the one-at-a-time loops (16 GPU, 1 CPU)"
+    )
     parser.add_argument("--impl", default="solutions", help="whose visualize_filters to time (default: solutions)")
+    parser.add_argument("--quality", choices=("quick", "full", "none"), default="quick", help="plain vs robust table")
+    parser.add_argument("--quality-only", action="store_true", help="only the plain vs robust table")
     args = parser.parse_args(argv)
+    if not args.quality_only:
+        timing(args)
+    if args.quality != "none":
+        quality(labs.load_lab("lab11", args.impl), full=args.quality == "full")
+
+
+def quality(lab, *, full: bool) -> None:
+    """Plain ascent against the references' step, per layer: high-frequency energy and activation reached."""
+    plan = lab.FULL if full else lab.QUICK
+    n, steps, learning_rate = lab.ROBUST_FULL if full else lab.ROBUST_QUICK
+    print(
+        f"\nPlain ascent vs robust (lab 11 §5: Fourier, decorrelated, jitter/scale/rotation; Adam {steps} steps, "
+        f"lr {learning_rate}), first {n} filters per layer, mean over filters"
+    )
+    print(
+        f"{'layer':<14} {'size':>5} {'plain steps':>11} {'hf plain':>9} {'hf robust':>10} {'ratio':>6} "
+        f"{'act plain':>10} {'act robust':>11} {'ratio':>6}"
+    )
+    for i, (layer, _, size, plain_steps) in enumerate(plan):
+        before_relu = layer in lab.BEFORE_RELU
+        features, params = vgg16.as_function(
+            vgg16.pretrained("hed", until=layer), layer=layer, before_activation=before_relu
+        )
+        starts = lab.initial_images(n, size, key=jax.random.key(i))
+        plain = np.asarray(
+            lab.visualize_filters(features, params, jnp.arange(n), starts, steps=plain_steps, step_size=1.0)
+        )
+        robust = np.asarray(
+            lab.robust_filters(
+                features, params, n, size, steps=steps, learning_rate=learning_rate, key=jax.random.key(i)
+            )
+        )
+        high, act = [], []
+        for images in (plain, robust):
+            high.append(np.mean([featurevis.high_frequency_fraction(lab.deprocess(x)) for x in images]))
+            act.append(np.mean([float(lab.filter_activation(features, params, x, f)) for f, x in enumerate(images)]))
+        print(
+            f"{layer:<14} {size:>5} {plain_steps:>11} {high[0]:>9.3f} {high[1]:>10.3f} {high[1] / high[0]:>5.2f}x "
+            f"{act[0]:>10.1f} {act[1]:>11.1f} {act[1] / act[0]:>5.2f}x",
+            flush=True,
+        )
+    print(
+        "(hf: share of the power spectrum of the deprocessed image above 0.25 cycles/pixel, white noise 0.80; "
+        "act: filter_activation, border 2, on the final image; ratio: robust / plain)"
+    )
+
+
+def timing(args) -> None:
+    """The table of seconds per filter: the Keras recipe's loops, one jitted ascent per filter, batched."""
+    gpu = jax.default_backend() != "cpu"
+    args.filters = args.filters or (256 if gpu else 4)
+    args.loop_filters = args.loop_filters or (16 if gpu else 1)
 
     lab = labs.load_lab("lab11", args.impl)
     model = vgg16.pretrained("hed", until=args.layer)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from course import images, plotting, vgg16
+from course import featurevis, images, plotting, vgg16
 
 # %% [markdown]
 # # Lab 11 — VGG16, and what its filters respond to
@@ -230,13 +230,74 @@ def filter_grid(tiles: Array, *, ncols: int, margin: int = 2, fill: float = 1.0)
 
 
 # %% [markdown]
-# ## 5. Demo: the lecture's pictures, from the real weights
+# ## 5. The references' step: the same objective, a clearer picture
+#
+# Look at your pictures of `block3_conv1` and `block4_conv1`: under the pattern lies a **checkerboard**
+# of the highest frequencies. Nothing is wrong with your ascent: the gradient of a network of strided
+# pools and convolutions has much of its energy there, and plain ascent climbs it pixel by pixel, so
+# the image fills with patterns that excite the filter only at one exact alignment of the pixels.
+#
+# The references draw the same filters cleanly by changing what is optimised, not the objective
+# (Olah, Mordvintsev & Schubert, "Feature Visualization", *Distill*, 2017, and their library Lucid;
+# keras.io's "Visualizing what convnets learn" keeps the normalised gradient and the cropped border
+# that you used):
+#
+# * **A decorrelated, Fourier-space image.** The image is the inverse FFT of a spectrum whose
+#   coefficients are scaled by 1/frequency, in colours decorrelated by the square root of ImageNet's
+#   colour correlation, then a sigmoid to [0, 1]. A step of Adam on these coefficients moves low
+#   frequencies as much as high ones are moved in natural images, instead of favouring the highest.
+# * **Transformation robustness.** At every step the network sees the image shifted by a random
+#   jitter, scaled by up to ±10 % and rotated by up to ±10°; a pattern that only works at one pixel
+#   alignment earns nothing on average.
+#
+# `course.featurevis.render_filters` does both (read it: a page of JAX around Optax's Adam). It is
+# called *after* yours: its objective is your `filter_activation`, on the image mapped to caffe space
+# with grey 0.5 at the mean colour (your ascent's start). The demo draws plain and robust side by
+# side; `benchmarks/bench_vgg.py` measures the share of each picture's spectral energy above half
+# the Nyquist frequency and the activation each reaches.
+
+
+# %%
+def caffe_from_rgb(rgb: Array) -> Array:
+    """RGB in [0, 1] (..., 3) -> caffe BGR, grey 0.5 at the mean colour (the plain ascent's start), ±127.5."""
+    return 255.0 * (rgb[..., ::-1] - 0.5)
+
+
+def robust_filters(
+    features: Features, params, n: int, size: int, *, steps: int, learning_rate: float, key: Array
+) -> Array:
+    """The references' pictures of filters 0..n-1 (n, size, size, 3), caffe space, from your objective.
+
+    `course.featurevis.render_filters` maximises `filter_activation` of `caffe_from_rgb(image)` over a
+    decorrelated Fourier image, jittered (size/16 pixels, Lucid's 8 at 128), scaled and rotated
+    at every step.
+    """
+
+    def objective(p, rgb, f):
+        return filter_activation(features, p, caffe_from_rgb(rgb), f)
+
+    rgb = featurevis.render_filters(
+        objective,
+        params,
+        jnp.arange(n),
+        size=size,
+        steps=steps,
+        key=key,
+        learning_rate=learning_rate,
+        jitter=max(2.0, size / 16),
+    )
+    return caffe_from_rgb(rgb)
+
+
+# %% [markdown]
+# ## 6. Demo: the lecture's pictures, from the real weights
 #
 # `python -m course run lab11` runs it: the architecture table, the raw 3×3 filters of
 # `block1_conv1`, the feature maps of a photograph after each block, and the patterns that filters of
-# `block1_conv2`, `block3_conv1` and `block4_conv1` respond to. On a CPU it runs in **quick** mode
-# (fewer filters, smaller images; `--full` or `COURSE_QUICK=0` for everything); on a GPU in full
-# mode: all 64 filters of each layer at 128×128.
+# `block1_conv2`, `block3_conv1` and `block4_conv1` respond to, then the first filters of each of
+# those layers drawn both ways, plain | robust (§5). On a CPU it runs in **quick** mode (fewer
+# filters, smaller images; `--full` or `COURSE_QUICK=0` for everything); on a GPU in full mode: all
+# 64 filters of each layer at 128×128.
 
 # %%
 # (layer, filters, size, steps) per mode. Deeper layers see more of the image and need more steps for
@@ -248,6 +309,10 @@ FULL = [("block1_conv2", 64, 128, 20), ("block3_conv1", 64, 128, 30), ("block4_c
 # Keras example keeps the ReLU's output and drops the filters that stay silent.
 BEFORE_RELU = {"block3_conv1", "block4_conv1"}
 CHUNK = 32  # filters in flight at once: about 2 GB for block3_conv1 at 128×128 (65 MB each, measured on a CPU)
+# The references' step (§5), per mode: (filters shown both ways, Adam steps, learning rate). Lucid runs
+# 512 steps at 0.05; the quick version climbs faster and stops early, to keep the CPU demo's time.
+ROBUST_QUICK = (4, 32, 0.1)
+ROBUST_FULL = (8, 256, 0.05)
 
 
 def quick_mode() -> bool:
@@ -305,10 +370,17 @@ def demo(out: Path) -> list[Path]:
     fig.suptitle("Feature maps of the photograph after each block (most active channels)")
     paths.append(plotting.save(fig, out, "feature_maps"))
 
-    # The patterns filters respond to: one jitted, vmapped program per layer.
-    plan = QUICK if quick else FULL
+    plain = _patterns(out, QUICK if quick else FULL, quick)
+    paths += [path for path, _ in plain.values()]
+    paths.append(_plain_vs_robust(out, {layer: found for layer, (_, found) in plain.items()}, quick))
+    return paths
+
+
+def _patterns(out: Path, plan, quick: bool) -> dict[str, tuple[Path, np.ndarray]]:
+    """Your ascent, one jitted and vmapped program per layer: {layer: (figure, images (n, S, S, 3) caffe)}."""
     print(f"{'quick' if quick else 'full'} mode on {jax.default_backend().upper()}")
     full_seconds = 0.0  # the full plan's time, scaled from this run's: filters x pixels x steps
+    drawn = {}
     for i, (layer, n, size, steps) in enumerate(plan):
         truncated = vgg16.pretrained("hed", until=layer)  # blocks after `layer` cost nothing
         features, params = vgg16.as_function(truncated, layer=layer, before_activation=layer in BEFORE_RELU)
@@ -338,13 +410,44 @@ def demo(out: Path) -> list[Path]:
             xticks=[],
             yticks=[],
         )
-        paths.append(plotting.save(fig, out, f"patterns_{layer}"))
+        drawn[layer] = (plotting.save(fig, out, f"patterns_{layer}"), found)
     if quick:
         print(
             f"this was the quick version (fewer filters, smaller images); every filter at 128×128: "
             f"`python -m course run lab11 --full`, about {full_seconds / 60:.0f} min here"
         )
-    return paths
+    return drawn
+
+
+def _plain_vs_robust(out: Path, plain: dict[str, np.ndarray], quick: bool) -> Path:
+    """The first filters of each layer, your ascent | the references' step (§5), in one figure."""
+    n, steps, learning_rate = ROBUST_QUICK if quick else ROBUST_FULL
+    fig, axes = plotting.figure(2, len(plain), size=5.0)
+    fig.set_size_inches(12.0, len(plain) * (6.0 / n + 0.5))  # each panel a row of n square tiles
+    for i, (layer, found) in enumerate(plain.items()):
+        n_layer, size = min(n, len(found)), found.shape[1]
+        features, params = vgg16.as_function(
+            vgg16.pretrained("hed", until=layer), layer=layer, before_activation=layer in BEFORE_RELU
+        )
+        start = time.perf_counter()
+        robust = np.asarray(
+            robust_filters(
+                features, params, n_layer, size, steps=steps, learning_rate=learning_rate, key=jax.random.key(i)
+            )
+        )
+        took = time.perf_counter() - start
+        both = [np.stack([np.asarray(deprocess(im)) for im in ims]) for ims in (found[:n_layer], robust)]
+        high = [np.mean([featurevis.high_frequency_fraction(im) for im in ims]) for ims in both]
+        print(
+            f"{layer}: robust, {n_layer} filters, {steps} Adam steps in {took:.1f} s; energy above half "
+            f"Nyquist: plain {high[0]:.2f}, robust {high[1]:.2f}"
+        )
+        for ax, ims, what in zip(axes[2 * i : 2 * i + 2], both, ("plain ascent", "robust (§5)")):
+            ax.imshow(filter_grid(ims, ncols=n_layer, margin=max(2, size // 32)), interpolation="nearest")
+            ax.set(xticks=[], yticks=[])
+            ax.set_title(f"{layer}, {what}: filters 0–{n_layer - 1}, {size}×{size}", fontsize=9)
+    fig.suptitle("Plain gradient ascent | decorrelated Fourier image with jitter, scale and rotation")
+    return plotting.save(fig, out, "patterns_plain_vs_robust")
 
 
 # %%
