@@ -16,6 +16,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -158,7 +159,8 @@ def gradient_ascent(
 
 def initial_images(n: int, size: int, *, key: Array) -> Array:
     """n starting images (n, size, size, 3) in caffe space: the mean colour plus uniform noise of ±10."""
-    return jax.random.uniform(key, (n, size, size, 3), minval=-10.0, maxval=10.0)
+    # Drawn flat, then reshaped: XLA:CPU compiles a draw of a 4-axis shape for a second or more.
+    return jax.random.uniform(key, (n * size * size * 3,), minval=-10.0, maxval=10.0).reshape(n, size, size, 3)
 
 
 # %% [markdown]
@@ -370,9 +372,15 @@ def demo(out: Path) -> list[Path]:
     fig.suptitle("Feature maps of the photograph after each block (most active channels)")
     paths.append(plotting.save(fig, out, "feature_maps"))
 
-    plain = _patterns(out, QUICK if quick else FULL, quick)
-    paths += [path for path, _ in plain.values()]
-    paths.append(_plain_vs_robust(out, {layer: found for layer, (_, found) in plain.items()}, quick))
+    plan = QUICK if quick else FULL
+    # The references' pictures (§5) do not need yours: a second thread makes them meanwhile. On a CPU most
+    # of their time is XLA compiling, which a second core does while the first draws and climbs.
+    with ThreadPoolExecutor(1) as pool:
+        robust = {layer: pool.submit(_robust, layer, size, quick, i) for i, (layer, _, size, _) in enumerate(plan)}
+        plain = _patterns(out, plan, quick)
+        paths += [path for path, _ in plain.values()]
+        found = {layer: (images, robust[layer].result()) for layer, (_, images) in plain.items()}
+    paths.append(_plain_vs_robust(out, found, quick))
     return paths
 
 
@@ -419,28 +427,29 @@ def _patterns(out: Path, plan, quick: bool) -> dict[str, tuple[Path, np.ndarray]
     return drawn
 
 
-def _plain_vs_robust(out: Path, plain: dict[str, np.ndarray], quick: bool) -> Path:
-    """The first filters of each layer, your ascent | the references' step (§5), in one figure."""
+def _robust(layer: str, size: int, quick: bool, i: int) -> tuple[np.ndarray, float]:
+    """The references' pictures of the first filters of ``layer`` (§5): (images (n, S, S, 3) caffe, seconds)."""
     n, steps, learning_rate = ROBUST_QUICK if quick else ROBUST_FULL
-    fig, axes = plotting.figure(2, len(plain), size=5.0)
-    fig.set_size_inches(12.0, len(plain) * (6.0 / n + 0.5))  # each panel a row of n square tiles
-    for i, (layer, found) in enumerate(plain.items()):
-        n_layer, size = min(n, len(found)), found.shape[1]
-        features, params = vgg16.as_function(
-            vgg16.pretrained("hed", until=layer), layer=layer, before_activation=layer in BEFORE_RELU
-        )
-        start = time.perf_counter()
-        robust = np.asarray(
-            robust_filters(
-                features, params, n_layer, size, steps=steps, learning_rate=learning_rate, key=jax.random.key(i)
-            )
-        )
-        took = time.perf_counter() - start
-        both = [np.stack([np.asarray(deprocess(im)) for im in ims]) for ims in (found[:n_layer], robust)]
+    features, params = vgg16.as_function(
+        vgg16.pretrained("hed", until=layer), layer=layer, before_activation=layer in BEFORE_RELU
+    )
+    start = time.perf_counter()
+    found = robust_filters(features, params, n, size, steps=steps, learning_rate=learning_rate, key=jax.random.key(i))
+    return np.asarray(found), time.perf_counter() - start
+
+
+def _plain_vs_robust(out: Path, found: dict[str, tuple[np.ndarray, tuple[np.ndarray, float]]], quick: bool) -> Path:
+    """The first filters of each layer, your ascent | the references' step (§5), in one figure."""
+    n, steps, _ = ROBUST_QUICK if quick else ROBUST_FULL
+    fig, axes = plotting.figure(2, len(found), size=5.0)
+    fig.set_size_inches(12.0, len(found) * (6.0 / n + 0.5))  # each panel a row of n square tiles
+    for i, (layer, (plain, (robust, took))) in enumerate(found.items()):
+        n_layer, size = min(n, len(plain), len(robust)), plain.shape[1]
+        both = [np.stack([np.asarray(deprocess(im)) for im in ims[:n_layer]]) for ims in (plain, robust)]
         high = [np.mean([featurevis.high_frequency_fraction(im) for im in ims]) for ims in both]
         print(
-            f"{layer}: robust, {n_layer} filters, {steps} Adam steps in {took:.1f} s; energy above half "
-            f"Nyquist: plain {high[0]:.2f}, robust {high[1]:.2f}"
+            f"{layer}: robust, {n_layer} filters, {steps} Adam steps in {took:.1f} s (beside the plain ascent); "
+            f"energy above half Nyquist: plain {high[0]:.2f}, robust {high[1]:.2f}"
         )
         for ax, ims, what in zip(axes[2 * i : 2 * i + 2], both, ("plain ascent", "robust (§5)")):
             ax.imshow(filter_grid(ims, ncols=n_layer, margin=max(2, size // 32)), interpolation="nearest")
