@@ -46,24 +46,21 @@ def test_uses(test_file: Path) -> dict[str, set[str]]:
                 found |= strings(consts[sub.id], seen)
         return found
 
-    def uses(node, seen: set[str]) -> tuple[set[str], set[str]]:
-        """(``lab.f`` attributes, strings in decorators) of ``node`` and the helpers it names."""
-        attrs, named = set(), set().union(*(strings(d, set()) for d in node.decorator_list))
+    def uses(node, seen: set[str]) -> set[str]:
+        found = set().union(*(strings(d, set()) for d in node.decorator_list))
         for sub in ast.walk(node):
             if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == "lab":
-                attrs.add(sub.attr)
+                found.add(sub.attr)
             elif isinstance(sub, ast.Name) and sub.id in defs and sub.id not in seen:
                 seen.add(sub.id)
-                more = uses(defs[sub.id], seen)
-                attrs, named = attrs | more[0], named | more[1]
-        return attrs, named
+                found |= uses(defs[sub.id], seen)
+        return found
 
-    found = {}
-    for name, node in defs.items():
-        if name.split("::")[-1].startswith("test"):
-            attrs, named = uses(node, {name})
-            found[name.split("::")[-1]] = attrs | named
-    return found
+    return {
+        name.split("::")[-1]: uses(node, {name})
+        for name, node in defs.items()
+        if name.split("::")[-1].startswith("test")
+    }
 
 
 def tests_for(test_file: Path, functions: list[str]) -> list[str]:
@@ -84,14 +81,14 @@ def defined(source: str) -> set[str] | None:
         node = body.pop()
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For)):
+            continue  # what it defines inside is its own
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
         for field in ("body", "orelse", "finalbody", "handlers"):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                body += [n for n in getattr(node, field, []) if isinstance(n, ast.AST)]
+            body += [n for n in getattr(node, field, []) if isinstance(n, ast.AST)]
     return names
 
 

@@ -173,19 +173,23 @@ def convert(path: Path, lab: str | None = None) -> Converted:
             "or name the lab: course grade lab01 --impl " + path.name
         )
     lab = named or _labs.lab_id(lab)
-    cells = code_cells(nb, path.name)
-    source, notes, where = module_source(cells, origin=path.name)
-    notes += out_of_order(cells, path.name)
+    source, notes, where = module_source(code_cells(nb, path.name), origin=path.name)
+    notes += out_of_order(nb, path.name)
     stem = _course_metadata(nb).get("source")
     stem = Path(stem).stem if isinstance(stem, str) else ""
     name = f"{stem}.py" if _labs.is_lab_file(f"{stem}.py") and stem.startswith(lab) else f"{lab}_notebook.py"
     return Converted(lab, name, source, notes, where)
 
 
-def out_of_order(cells: list[tuple[str, str]], name: str) -> list[str]:
+def out_of_order(nb: dict, name: str) -> list[str]:
     """One note where a saved notebook's cells last ran in another order than top to bottom: the cells that
-    ran after a cell below them (their ``In [n]`` says so), for the grader runs them as saved, in order."""
-    counts = [(label, int(m.group(1))) for label, _ in cells if (m := re.search(r"In \[(\d+)\]", label))]
+    ran after a cell below them (their ``In [n]`` says so), for the grader runs them as saved, in order.
+    ``nb``'s cells are those :func:`code_cells` has read (a list of objects)."""
+    counts = [
+        (_label(cell, n), cell["execution_count"])
+        for n, cell in enumerate(nb["cells"], 1)
+        if cell.get("cell_type") == "code" and isinstance(cell.get("execution_count"), int)
+    ]
     later = [label for i, (label, n) in enumerate(counts) if any(below < n for _, below in counts[i + 1 :])]
     if not later:
         return []

@@ -96,15 +96,9 @@ def expect_close(value: Any, expected: Any, what: str, *, atol: float, rtol: flo
         raise _failure(f"{what}: the result contains NaN or inf: {_show(got)}", what, want, got, first)
     with np.errstate(invalid="ignore"):  # an expected inf: inf - inf and 0 * inf are NaN, so not close
         err = np.abs(got64 - want64)
-        allowed = atol + rtol * np.abs(want64)
-        ok = err <= allowed
-    if not np.all(ok):
-        worst = (
-            np.unravel_index(np.nanargmax(np.where(ok, -np.inf, np.nan_to_num(err - allowed, nan=np.inf))), err.shape)
-            if err.ndim
-            else ()
-        )
-        worst = tuple(int(i) for i in worst)
+        excess = err - (atol + rtol * np.abs(want64))  # argmax takes a NaN first: the worst
+    if not np.all(excess <= 0):
+        worst = tuple(int(i) for i in np.unravel_index(np.argmax(excess), err.shape)) if err.ndim else ()
         where = f" (worst at index {worst})" if err.ndim else ""
         detail = f"largest difference {err.max():.3g}{where}, allowed {atol:g} + {rtol:g}·|expected|"
         raise _failure(_mismatch(what, want, got, worst, detail), what, want, got, worst)
