@@ -373,25 +373,33 @@ def demo(out: Path) -> list[Path]:
     paths.append(plotting.save(fig, out, "feature_maps"))
 
     plan = QUICK if quick else FULL
+    # Each layer's network as a pure function, once for both pictures (blocks after it cost nothing).
+    nets = {
+        layer: vgg16.as_function(
+            vgg16.pretrained("hed", until=layer), layer=layer, before_activation=layer in BEFORE_RELU
+        )
+        for layer, *_ in plan
+    }
     # The references' pictures (§5) do not need yours: a second thread makes them meanwhile. On a CPU most
     # of their time is XLA compiling, which a second core does while the first draws and climbs.
     with ThreadPoolExecutor(1) as pool:
-        robust = {layer: pool.submit(_robust, layer, size, quick, i) for i, (layer, _, size, _) in enumerate(plan)}
-        plain = _patterns(out, plan, quick)
+        robust = {
+            layer: pool.submit(_robust, nets[layer], size, quick, i) for i, (layer, _, size, _) in enumerate(plan)
+        }
+        plain = _patterns(out, plan, nets, quick)
         paths += [path for path, _ in plain.values()]
-        found = {layer: (images, robust[layer].result()) for layer, (_, images) in plain.items()}
+        found = {layer: (patterns, robust[layer].result()) for layer, (_, patterns) in plain.items()}
     paths.append(_plain_vs_robust(out, found, quick))
     return paths
 
 
-def _patterns(out: Path, plan, quick: bool) -> dict[str, tuple[Path, np.ndarray]]:
+def _patterns(out: Path, plan, nets: dict, quick: bool) -> dict[str, tuple[Path, np.ndarray]]:
     """Your ascent, one jitted and vmapped program per layer: {layer: (figure, images (n, S, S, 3) caffe)}."""
     print(f"{'quick' if quick else 'full'} mode on {jax.default_backend().upper()}")
     full_seconds = 0.0  # the full plan's time, scaled from this run's: filters x pixels x steps
     drawn = {}
     for i, (layer, n, size, steps) in enumerate(plan):
-        truncated = vgg16.pretrained("hed", until=layer)  # blocks after `layer` cost nothing
-        features, params = vgg16.as_function(truncated, layer=layer, before_activation=layer in BEFORE_RELU)
+        features, params = nets[layer]
         start = time.perf_counter()
         found = visualize_filters(
             features,
@@ -427,12 +435,11 @@ def _patterns(out: Path, plan, quick: bool) -> dict[str, tuple[Path, np.ndarray]
     return drawn
 
 
-def _robust(layer: str, size: int, quick: bool, i: int) -> tuple[np.ndarray, float]:
-    """The references' pictures of the first filters of ``layer`` (§5): (images (n, S, S, 3) caffe, seconds)."""
+def _robust(net: tuple[Features, dict], size: int, quick: bool, i: int) -> tuple[np.ndarray, float]:
+    """The references' pictures of a layer's first filters (§5), ``net`` its ``(features, params)``:
+    (images (n, S, S, 3) caffe, seconds)."""
     n, steps, learning_rate = ROBUST_QUICK if quick else ROBUST_FULL
-    features, params = vgg16.as_function(
-        vgg16.pretrained("hed", until=layer), layer=layer, before_activation=layer in BEFORE_RELU
-    )
+    features, params = net
     start = time.perf_counter()
     found = robust_filters(features, params, n, size, steps=steps, learning_rate=learning_rate, key=jax.random.key(i))
     return np.asarray(found), time.perf_counter() - start
