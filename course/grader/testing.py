@@ -151,3 +151,30 @@ def seeded_key(n: int):
         return key
     key = jax.random.fold_in(key, SEED & 0xFFFFFFFF)  # fold_in takes 32 bits: a longer seed folds in again
     return jax.random.fold_in(key, SEED >> 32 & 0xFFFFFFFF) if SEED >> 32 else key
+
+
+def draw(sample, key, shape: tuple[int, ...], **kwargs):
+    """``sample(key, shape, **kwargs)`` bit for bit, e.g. ``draw(jax.random.normal, key, (2, 8, 8, 3))``:
+    a test's random input, made by a program compiled once per size class instead of once per shape.
+
+    Why: with JAX's default ``jax_threefry_partitionable``, XLA on a CPU is slow to compile a draw of a
+    new many-axis shape, and a test that draws a dozen shapes spent most of its time there. Element
+    ``i`` of such a draw depends only on the key and ``i``: a draw of ``shape`` is a flat one reshaped,
+    and a flat draw of ``n`` is the first ``n`` of a longer one, so every size up to the next power of
+    two shares one program. ``sample`` is one of JAX's element-wise samplers (normal, uniform,
+    truncated_normal, randint, bernoulli: ``p`` by keyword); without the flag only the reshape is used.
+    """
+    import math
+
+    import jax
+
+    r = jax.random
+    if sample not in {r.normal, r.uniform, r.truncated_normal, r.randint, r.bernoulli}:
+        raise ValueError(
+            f"draw() takes one of JAX's element-wise samplers (jax.random.normal, uniform, truncated_normal, "
+            f"randint, bernoulli), not {getattr(sample, '__name__', sample)!r}: call that one directly"
+        )
+    n = math.prod(shape)
+    size = 1 << max(n - 1, 0).bit_length() if jax.config.jax_threefry_partitionable else n
+    flat = np.asarray(sample(key, shape=(size,), **kwargs))[:n]  # NumPy slices and reshapes without compiling
+    return jax.numpy.asarray(flat.reshape(shape))

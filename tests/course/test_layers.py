@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from course import layers
+from course.grader.testing import draw
 
 
 def xla_conv(x, w, b):
@@ -31,10 +32,10 @@ def numpy_conv(x, w, b):
 @pytest.fixture
 def conv_case():
     kx, kw, kb, ky = jax.random.split(jax.random.key(0), 4)
-    x = jax.random.normal(kx, (4, 11, 9, 3))
-    w = jax.random.normal(kw, (3, 3, 3, 5))
-    b = jax.random.normal(kb, (5,))
-    dy = jax.random.normal(ky, (4, 9, 7, 5))
+    x = draw(jax.random.normal, kx, (4, 11, 9, 3))
+    w = draw(jax.random.normal, kw, (3, 3, 3, 5))
+    b = draw(jax.random.normal, kb, (5,))
+    dy = draw(jax.random.normal, ky, (4, 9, 7, 5))
     return x, w, b, dy
 
 
@@ -62,10 +63,10 @@ def test_conv2d_gradients_with_the_cpu_option_equal_xla_defaults(conv_case):
 def test_conv2d_canonical_backward_equals_xla_gradients(kernel):
     """The gradients written out for Eigen (course.layers.canonical_backward) are XLA's own."""
     kx, kw, kb, ky = jax.random.split(jax.random.key(1), 4)
-    x = jax.random.normal(kx, (3, 10, 8, 4))
-    w = jax.random.normal(kw, (*kernel, 4, 6))
-    b = jax.random.normal(kb, (6,))
-    dy = jax.random.normal(ky, (3, 10 - kernel[0] + 1, 8 - kernel[1] + 1, 6))
+    x = draw(jax.random.normal, kx, (3, 10, 8, 4))
+    w = draw(jax.random.normal, kw, (*kernel, 4, 6))
+    b = draw(jax.random.normal, kb, (6,))
+    dy = draw(jax.random.normal, ky, (3, 10 - kernel[0] + 1, 8 - kernel[1] + 1, 6))
 
     def grads(x, w, b):
         with layers.canonical_backward():
@@ -105,8 +106,8 @@ def test_conv2d_gradients_inside_a_scan_stay_in_eigens_layout():
 
 def test_conv2d_canonical_backward_takes_what_the_plain_one_takes():
     """A scalar bias, a bfloat16 convolution with a float32 bias: the same gradients either way."""
-    x = jax.random.normal(jax.random.key(2), (2, 6, 6, 3))
-    w = jax.random.normal(jax.random.key(3), (3, 3, 3, 4))
+    x = draw(jax.random.normal, jax.random.key(2), (2, 6, 6, 3))
+    w = draw(jax.random.normal, jax.random.key(3), (3, 3, 3, 4))
     for x, w, b in [(x, w, 0.5), (x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), jnp.ones((4,)))]:
 
         def loss(x, w, b):
@@ -132,12 +133,12 @@ def test_conv2d_module_equals_nnx_conv_with_keras_init():
     ours = layers.Conv2D(3, 8, (3, 3), rngs=nnx.Rngs(0))
     theirs = nnx.Conv(3, 8, (3, 3), padding="VALID", rngs=nnx.Rngs(1))
     theirs.kernel[...] = ours.kernel[...]
-    theirs.bias[...] = jax.random.normal(jax.random.key(2), (8,))
+    theirs.bias[...] = draw(jax.random.normal, jax.random.key(2), (8,))
     ours.bias[...] = theirs.bias[...]
-    x = jax.random.normal(jax.random.key(3), (2, 10, 10, 3))
+    x = draw(jax.random.normal, jax.random.key(3), (2, 10, 10, 3))
     np.testing.assert_allclose(ours(x), theirs(x), atol=1e-5)
     # And in gradient, with respect to the input and to both parameters, compiled as the loop compiles it.
-    dy = jax.random.normal(jax.random.key(4), (2, 8, 8, 8))
+    dy = draw(jax.random.normal, jax.random.key(4), (2, 8, 8, 8))
     grads = []
     for module in (ours, theirs):
         graphdef, params = nnx.split(module, nnx.Param)
@@ -160,10 +161,10 @@ def test_conv2d_module_equals_nnx_conv_with_keras_init():
     "shape,window", [((3, 24, 24, 4), 2), ((2, 7, 9, 3), 2), ((2, 9, 10, 2), 3)], ids=["even-2", "odd-2", "window-3"]
 )
 def test_max_pool_equals_reduce_window_in_value_and_gradient(shape, window):
-    x = jax.random.normal(jax.random.key(0), shape)  # continuous values: every window has one maximum
+    x = draw(jax.random.normal, jax.random.key(0), shape)  # continuous values: every window has one maximum
     want = reduce_window_pool(x, window)
     np.testing.assert_array_equal(layers.max_pool(x, window), want)
-    dy = jax.random.normal(jax.random.key(1), want.shape)
+    dy = draw(jax.random.normal, jax.random.key(1), want.shape)
     grad = lambda pool: jax.jit(lambda x: jax.vjp(pool, x)[1](dy)[0])(x)  # noqa: E731
     np.testing.assert_allclose(
         grad(lambda x: layers.max_pool(x, window)), grad(lambda x: reduce_window_pool(x, window)), atol=1e-6
@@ -171,7 +172,7 @@ def test_max_pool_equals_reduce_window_in_value_and_gradient(shape, window):
 
 
 def test_pool_then_relu_equals_relu_then_pool():
-    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    x = draw(jax.random.normal, jax.random.key(0), (2, 8, 8, 3))
     np.testing.assert_array_equal(jax.nn.relu(layers.max_pool(x)), reduce_window_pool(jax.nn.relu(x), 2))
 
 

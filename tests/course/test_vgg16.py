@@ -21,6 +21,7 @@ from flax import nnx
 
 from course import images, vgg16
 from course.errors import DataError
+from course.grader.testing import draw
 
 CONFIG_D = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
 TINY = ((4, 4), (6,))  # a VGG-shaped net small enough to write to a file in a test
@@ -96,7 +97,7 @@ def _kernels(model):
 
 def test_forward_layers_and_activations_agree_with_lax(key):
     model = _tiny_model()
-    x = jax.random.normal(key, (2, 9, 10, 3))  # odd sizes: the pool floors
+    x = draw(jax.random.normal, key, (2, 9, 10, 3))  # odd sizes: the pool floors
     acts = model.activations(x)
     assert {k: v.shape for k, v in acts.items()} == {
         "block1_conv1": (2, 9, 10, 4),
@@ -119,13 +120,13 @@ def test_forward_layers_and_activations_agree_with_lax(key):
 def test_as_function_is_the_model_as_a_pure_function(key):
     model = _tiny_model()
     fn, params = vgg16.as_function(model, layer="block1_pool")
-    x = jax.random.normal(key, (1, 8, 8, 3))
+    x = draw(jax.random.normal, key, (1, 8, 8, 3))
     np.testing.assert_allclose(jax.jit(fn)(params, x), model(x, layer="block1_pool"), atol=1e-6)
 
 
 def test_top_is_flatten_then_dense_layers_and_a_softmax(key):
     model = _tiny_model(**{k: v for k, v in TINY_TOP.items() if k != "blocks"})
-    x = jax.random.normal(key, (3, 8, 8, 3))
+    x = draw(jax.random.normal, key, (3, 8, 8, 3))
     acts = model.activations(x)
     assert acts["flatten"].shape == (3, 2 * 2 * 6) and acts["predictions"].shape == (3, 3)
     np.testing.assert_allclose(acts["flatten"], acts["block2_pool"].reshape(3, -1))  # NHWC order, as Keras

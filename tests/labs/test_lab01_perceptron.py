@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from course import datasets
-from course.grader.testing import expect, expect_close, expect_equal, expect_shape
+from course.grader.testing import draw, expect, expect_close, expect_equal, expect_shape
 
 
 def np_sigmoid(z):
@@ -29,7 +29,7 @@ def np_loss(theta, x, y):
 def test_augment_appends_a_column_of_ones(lab, key):
     x = jnp.array([[2.0, 3.0], [-1.0, 0.5], [0.0, 0.0]])
     expect_close(lab.augment(x), [[2, 3, 1], [-1, 0.5, 1], [0, 0, 1]], "augment(x)", atol=0)
-    x = jax.random.normal(key, (5, 3))  # the grading seed's inputs
+    x = draw(jax.random.normal, key, (5, 3))  # the grading seed's inputs
     expect_close(lab.augment(x), np.c_[np.asarray(x), np.ones(5)], "augment of a (5, 3) batch", atol=0)
 
 
@@ -38,7 +38,7 @@ def test_augment_appends_a_column_of_ones(lab, key):
 )
 def test_step(lab, key, z, want):
     expect_close(lab.step(jnp.array([z])), [want], f"step({z})", atol=0)
-    zs = jnp.concatenate([jnp.array([z]), jax.random.normal(key, (8,))])  # and the grading seed's values
+    zs = jnp.concatenate([jnp.array([z]), draw(jax.random.normal, key, (8,))])  # and the grading seed's values
     expect_close(lab.step(zs), (np.asarray(zs) >= 0).astype(np.float32), f"step of {len(zs)} values", atol=0)
 
 
@@ -46,7 +46,7 @@ def test_sigmoid_matches_the_formula(lab, key):
     z = jnp.linspace(-8.0, 8.0, 33)
     expect_close(lab.sigmoid(z), np_sigmoid(z), "sigmoid(z) on [-8, 8]", atol=1e-6)
     expect_close(lab.sigmoid(jnp.array([0.0])), [0.5], "sigmoid(0)", atol=1e-7)
-    z = 4.0 * jax.random.normal(key, (33,))
+    z = 4.0 * draw(jax.random.normal, key, (33,))
     expect_close(lab.sigmoid(z), np_sigmoid(z), "sigmoid(z) of 33 random values", atol=1e-6)
 
 
@@ -57,7 +57,7 @@ def test_perceptron_is_f_of_the_augmented_dot_product(lab, key):
     expect_close(lab.perceptron(theta, x, lab.step), [1.0, 0.0], "perceptron with step", atol=0)
     expect_close(lab.perceptron(theta, x), np_sigmoid([1.5, -1.5]), "perceptron with sigmoid (default)", atol=1e-6)
     kt, kx = jax.random.split(key)  # the grading seed's weights and inputs
-    theta, x = jax.random.normal(kt, (4,)), jax.random.normal(kx, (10, 3))
+    theta, x = draw(jax.random.normal, kt, (4,)), draw(jax.random.normal, kx, (10, 3))
     z = np.c_[np.asarray(x, np.float64), np.ones(10)] @ np.asarray(theta, np.float64)
     expect_close(lab.perceptron(theta, x), np_sigmoid(z), "perceptron with sigmoid, random theta and x", atol=1e-6)
     sure = np.abs(z) > 1e-4  # float32 may round a z this close to 0 to either side
@@ -66,7 +66,7 @@ def test_perceptron_is_f_of_the_augmented_dot_product(lab, key):
 
 
 def test_logistic_loss_matches_cross_entropy(lab, key):
-    x = jax.random.normal(key, (16, 3))
+    x = draw(jax.random.normal, key, (16, 3))
     theta = jnp.array([0.5, -1.0, 2.0, 0.1])
     y = (jnp.arange(16) % 2).astype(jnp.float32)
     p = np_sigmoid(np.c_[np.asarray(x), np.ones(16)] @ np.asarray(theta))
@@ -99,7 +99,7 @@ def _finite_difference(f, theta, eps=1e-6):
 @pytest.mark.points(2)
 @pytest.mark.parametrize("which", ["hand_gradient", "autodiff_gradient"])
 def test_gradient_matches_finite_differences(lab, key, which):
-    x = np.asarray(jax.random.normal(key, (20, 2)), np.float64)
+    x = np.asarray(draw(jax.random.normal, key, (20, 2)), np.float64)
     y = (x[:, 0] + 0.3 * x[:, 1] > 0).astype(np.float64)
     theta = np.array([0.3, -0.7, 0.2])
 
@@ -130,8 +130,8 @@ def test_accuracy_counts_thresholded_predictions(lab, key):
         lab.accuracy(theta, x, jnp.array([0.0, 1.0, 1.0, 1.0])), 0.75, "accuracy with one mistake in four", atol=1e-7
     )
     kt, kx, ky = jax.random.split(key, 3)  # the grading seed's weights, points and labels
-    theta, x = jax.random.normal(kt, (3,)), jax.random.normal(kx, (40, 2))
-    y = jax.random.bernoulli(ky, 0.5, (40,)).astype(jnp.float32)
+    theta, x = draw(jax.random.normal, kt, (3,)), draw(jax.random.normal, kx, (40, 2))
+    y = draw(jax.random.bernoulli, ky, (40,), p=0.5).astype(jnp.float32)
     z = np.c_[np.asarray(x, np.float64), np.ones(40)] @ np.asarray(theta, np.float64)
     want = float(np.mean((z >= 0) == (np.asarray(y) > 0.5)))
     expect_close(lab.accuracy(theta, x, y), want, "accuracy of random weights on 40 random points", atol=1e-6)
@@ -142,7 +142,9 @@ def test_xor_defeats_one_perceptron(lab, key):
     # A start of the grading seed's, each weight at least 0.5 from 0: the loss on XOR is convex with its
     # minimum at theta = 0 (where every pull cancels), so gradient descent from here must lower it.
     ks, km = jax.random.split(key)
-    start = jnp.where(jax.random.bernoulli(ks, 0.5, (3,)), 1.0, -1.0) * (0.5 + jax.random.uniform(km, (3,)))
+    start = jnp.where(draw(jax.random.bernoulli, ks, (3,), p=0.5), 1.0, -1.0) * (
+        0.5 + draw(jax.random.uniform, km, (3,))
+    )
     theta, _ = lab.train(start, x, y, learning_rate=1.0, steps=200)
     expect_equal(jnp.isfinite(theta).all(), True, "all weights finite after training on XOR")
     acc = np_accuracy(theta, x, y)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from course import datasets
-from course.grader.testing import expect, expect_close, expect_shape, numpy_mlp, seeded_key
+from course.grader.testing import draw, expect, expect_close, expect_shape, numpy_mlp, seeded_key
 
 Z = np.linspace(-5.0, 5.0, 21, dtype=np.float32)
 REFERENCE = {
@@ -26,7 +26,7 @@ NUMPY = {
 @pytest.mark.parametrize("name", list(REFERENCE))
 def test_activation_matches_numpy(lab, key, name):
     expect_close(getattr(lab, name)(jnp.asarray(Z)), REFERENCE[name], f"{name}(z) on [-5, 5]", atol=1e-6)
-    z = 3.0 * jax.random.normal(key, (4, 6))  # the grading seed's values, in a batch
+    z = 3.0 * draw(jax.random.normal, key, (4, 6))  # the grading seed's values, in a batch
     want = NUMPY[name](np.asarray(z, np.float64))
     expect_close(getattr(lab, name)(z), want, f"{name}(z) of a (4, 6) batch of random values", atol=1e-6)
 
@@ -52,8 +52,8 @@ def test_init_is_reproducible_and_key_dependent(lab):
 
 def test_dense_is_xw_plus_b(lab, key):
     kx, kw = jax.random.split(key)
-    x = jax.random.normal(kx, (4, 3))
-    params = {"w": jax.random.normal(kw, (3, 2)), "b": jnp.array([0.5, -1.0])}
+    x = draw(jax.random.normal, kx, (4, 3))
+    params = {"w": draw(jax.random.normal, kw, (3, 2)), "b": jnp.array([0.5, -1.0])}
     want = np.asarray(x, np.float64) @ np.asarray(params["w"], np.float64) + [0.5, -1.0]
     expect_close(lab.dense(params, x), want, "dense(params, x)", atol=1e-5)
 
@@ -69,10 +69,10 @@ def test_mlp_composes_layers(lab, key):
     keys = jax.random.split(key, 7)
     sizes = [3, 5, 4, 2]
     params = [
-        {"w": jax.random.normal(keys[2 * i], (a, b)), "b": jax.random.normal(keys[2 * i + 1], (b,))}
+        {"w": draw(jax.random.normal, keys[2 * i], (a, b)), "b": draw(jax.random.normal, keys[2 * i + 1], (b,))}
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
     ]
-    x = jax.random.normal(keys[6], (6, 3))
+    x = draw(jax.random.normal, keys[6], (6, 3))
     expect_close(lab.mlp(params, x, lab.relu), numpy_mlp(params, x), "mlp with relu, a random network", atol=1e-4)
     linear = np.asarray(x, np.float64)
     for layer in params:
@@ -85,7 +85,7 @@ def test_mlp_composes_layers(lab, key):
 def test_linear_stack_collapses_to_one_map(lab, key, sizes):
     kp, kx = jax.random.split(key)
     params = [
-        {"w": jax.random.normal(k1, (a, b)), "b": jax.random.normal(k2, (b,))}
+        {"w": draw(jax.random.normal, k1, (a, b)), "b": draw(jax.random.normal, k2, (b,))}
         for (a, b), k1, k2 in zip(zip(sizes[:-1], sizes[1:]), *jax.random.split(kp, (2, len(sizes) - 1)))
     ]
     w, b = lab.collapse_linear(params)
@@ -94,7 +94,7 @@ def test_linear_stack_collapses_to_one_map(lab, key, sizes):
     # Independent reference: the product of the weight matrices, in float64.
     want_w = np.linalg.multi_dot([np.eye(sizes[0])] + [np.asarray(p["w"], np.float64) for p in params])
     expect_close(w, want_w, "collapsed W vs the product W1·W2·…", atol=1e-3, rtol=1e-4)
-    x = jax.random.normal(kx, (6, sizes[0]))
+    x = draw(jax.random.normal, kx, (6, sizes[0]))
     stack = np.asarray(x, np.float64)
     for p in params:
         stack = stack @ np.asarray(p["w"], np.float64) + np.asarray(p["b"], np.float64)

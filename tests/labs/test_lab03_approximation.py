@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from course import datasets
-from course.grader.testing import expect, expect_close, expect_shape, numpy_mlp, seeded_key
+from course.grader.testing import draw, expect, expect_close, expect_shape, numpy_mlp, seeded_key
 
 
 @pytest.mark.parametrize("width, depth", [(1, 1), (16, 1), (4, 2), (40, 2)], ids=["1x1", "16x1", "4x2", "40x2"])
@@ -39,10 +39,10 @@ def test_forward_matches_a_hand_computation(lab, key):
     keys = jax.random.split(key, 7)
     sizes = [1, 6, 4, 1]
     params = [
-        {"w": jax.random.normal(keys[2 * i], (a, b)), "b": jax.random.normal(keys[2 * i + 1], (b,))}
+        {"w": draw(jax.random.normal, keys[2 * i], (a, b)), "b": draw(jax.random.normal, keys[2 * i + 1], (b,))}
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
     ]
-    x = 2.0 * jax.random.normal(keys[6], (9, 1))
+    x = 2.0 * draw(jax.random.normal, keys[6], (9, 1))
     expect_close(lab.forward(params, x), numpy_mlp(params, x), "forward with relu, a random network", atol=1e-4)
     h = np.asarray(x, np.float64)
     for i, layer in enumerate(params):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from course import datasets
-from course.grader.testing import expect, expect_close, expect_shape, numpy_mlp
+from course.grader.testing import draw, expect, expect_close, expect_shape, numpy_mlp
 
 # A hand-made network: relu(x1 - x2) - 0.5  -> logit; positive below the line x2 = x1 - 0.5.
 HAND = [{"w": jnp.array([[1.0], [-1.0]]), "b": jnp.array([0.0])}, {"w": jnp.array([[1.0]]), "b": jnp.array([-0.5])}]
@@ -23,11 +23,11 @@ def _random_problem(key, n=12):
     keys = jax.random.split(key, 8)
     sizes = [2, 5, 3, 1]
     params = [
-        {"w": jax.random.normal(keys[2 * i], (a, b)), "b": jax.random.normal(keys[2 * i + 1], (b,))}
+        {"w": draw(jax.random.normal, keys[2 * i], (a, b)), "b": draw(jax.random.normal, keys[2 * i + 1], (b,))}
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
     ]
-    x = jax.random.normal(keys[6], (n, 2))
-    y = jax.random.bernoulli(keys[7], 0.5, (n,)).astype(jnp.float32)
+    x = draw(jax.random.normal, keys[6], (n, 2))
+    y = draw(jax.random.bernoulli, keys[7], (n,), p=0.5).astype(jnp.float32)
     return params, x, y
 
 
@@ -61,7 +61,9 @@ def test_probability_grid_works_for_any_size(lab, key, n):
     # The grading seed's network and range.
     params, _, _ = _random_problem(key)
     # Corners within ±3.5, so that float32's linspace is within the layout check's 1e-6.
-    lo, hi = np.sort(np.asarray(jax.random.uniform(jax.random.fold_in(key, 1), (2, 2), minval=-3, maxval=3)), axis=0)
+    lo, hi = np.sort(
+        np.asarray(draw(jax.random.uniform, jax.random.fold_in(key, 1), (2, 2), minval=-3, maxval=3)), axis=0
+    )
     _check_grid(lab, params, (float(lo[0]), float(lo[1])), (float(hi[0]) + 0.5, float(hi[1]) + 0.5), n)
 
 

@@ -5,18 +5,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.grader.testing import expect, expect_close, expect_shape
+from course.grader.testing import draw, expect, expect_close, expect_shape
 
 
 def _problem(key, n=8, d=3, m=5):
     k = jax.random.split(key, 5)
     params = {
-        "w1": jax.random.normal(k[0], (d, m)),
-        "b1": jax.random.normal(k[1], (m,)),
-        "w2": jax.random.normal(k[2], (m, 1)),
-        "b2": jax.random.normal(k[3], (1,)),
+        "w1": draw(jax.random.normal, k[0], (d, m)),
+        "b1": draw(jax.random.normal, k[1], (m,)),
+        "w2": draw(jax.random.normal, k[2], (m, 1)),
+        "b2": draw(jax.random.normal, k[3], (1,)),
     }
-    x = jax.random.normal(k[4], (n, d))
+    x = draw(jax.random.normal, k[4], (n, d))
     return params, x, jnp.sin(x[:, :1])
 
 
@@ -84,7 +84,7 @@ def test_finite_differences_of_a_known_function(lab, key):
     expect_close(got["a"], [2.0, -4.0], "d/da of sum(a²)", atol=1e-6)
     expect_close(got["b"], 3.0, "d/db of 3b", atol=1e-6)
     ka, kb = jax.random.split(key)
-    a, b = np.asarray(jax.random.normal(ka, (3,)), np.float64), np.asarray(jax.random.normal(kb, ()), np.float64)
+    a, b = np.asarray(draw(jax.random.normal, ka, (3,)), np.float64), np.asarray(jax.random.normal(kb, ()), np.float64)
     got = lab.run(_fd_of_known_function, a, b)
     expect_close(got["a"], 2 * a, f"d/da of sum(a²) at a = {np.round(a, 4)}", atol=1e-6)
     expect_close(got["b"], 3.0, f"d/db of 3b at b = {b:.4f}", atol=1e-6)
@@ -121,9 +121,9 @@ def test_second_derivative(lab, f, x, want):
 @pytest.mark.parametrize("depth", [1, 4, 12])
 def test_scan_fold_equals_the_unrolled_loop(lab, key, depth):
     kw, kb, kz = jax.random.split(key, 3)
-    ws = jax.random.normal(kw, (depth, 6, 6)) / np.sqrt(6)
-    bs = jax.random.normal(kb, (depth, 6))
-    z = jax.random.normal(kz, (3, 6))
+    ws = draw(jax.random.normal, kw, (depth, 6, 6)) / np.sqrt(6)
+    bs = draw(jax.random.normal, kb, (depth, 6))
+    z = draw(jax.random.normal, kz, (3, 6))
     want = np.asarray(z, np.float64)
     for w, b in zip(np.asarray(ws, np.float64), np.asarray(bs, np.float64)):
         want = np.tanh(want @ w + b)

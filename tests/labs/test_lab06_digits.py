@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from course import datasets, mnist
-from course.grader.testing import expect, expect_close, expect_equal, expect_shape, seeded_key
+from course.grader.testing import draw, expect, expect_close, expect_equal, expect_shape, seeded_key
 
 
 def _numpy_mlp(params, images):
@@ -41,7 +41,7 @@ def _log_softmax(z):
 
 @pytest.mark.parametrize("shape", [(1, 28, 28, 1), (5, 28, 28, 1), (3, 4, 4, 1)], ids=["one", "five", "tiny"])
 def test_normalize_maps_bytes_to_unit_floats(lab, key, shape):
-    images = jax.random.randint(key, shape, 0, 256).astype(jnp.uint8)
+    images = draw(jax.random.randint, key, shape, minval=0, maxval=256).astype(jnp.uint8)
     got = lab.normalize(images)
     expect(got.dtype == jnp.float32, f"normalize should return float32, got {got.dtype}")
     expect_close(got, np.asarray(images) / 255.0, f"normalize of uint8 images {shape}", atol=1e-6)
@@ -52,7 +52,12 @@ def test_normalize_endpoints(lab, key):
     expect_close(got.ravel(), [0.0, 1 / 255, 128 / 255, 1.0], "normalize of 0, 1, 128, 255", atol=1e-7)
     # The ends among the grading seed's bytes: 0 and 255 must map to exactly 0 and 1.
     images = (
-        jax.random.randint(key, (2, 3, 3, 1), 0, 256).astype(jnp.uint8).at[0, 0, 0, 0].set(0).at[1, 2, 2, 0].set(255)
+        draw(jax.random.randint, key, (2, 3, 3, 1), minval=0, maxval=256)
+        .astype(jnp.uint8)
+        .at[0, 0, 0, 0]
+        .set(0)
+        .at[1, 2, 2, 0]
+        .set(255)
     )
     got = np.asarray(lab.normalize(images))
     expect_close(got, np.asarray(images) / 255.0, "normalize of random bytes with 0 and 255 among them", atol=1e-7)
@@ -72,7 +77,7 @@ def test_mlp_has_the_lecture_layers(lab, hidden):
 @pytest.mark.points(2)
 @pytest.mark.parametrize("batch", [1, 7])
 def test_mlp_forward_is_flatten_dense_relu_dense(lab, key, batch):
-    images = jax.random.uniform(key, (batch, 28, 28, 1))
+    images = draw(jax.random.uniform, key, (batch, 28, 28, 1))
     params, logits = lab.run(_build, 32, 1, images)
     expect_shape(logits, (batch, 10), f"logits for a batch of {batch}")
     expect_close(logits, _numpy_mlp(params, images), "logits against a numpy forward pass", atol=1e-4)
@@ -80,7 +85,7 @@ def test_mlp_forward_is_flatten_dense_relu_dense(lab, key, batch):
 
 @pytest.mark.points(2)
 def test_loss_is_softmax_cross_entropy(lab, key):
-    logits = 3.0 * jax.random.normal(key, (6, 10))
+    logits = 3.0 * draw(jax.random.normal, key, (6, 10))
     labels = jnp.array([0, 3, 9, 3, 5, 1])
     want = -np.mean(_log_softmax(logits)[np.arange(6), np.asarray(labels)])
     expect_close(lab.loss(logits, labels), want, "mean cross-entropy against numpy log-sum-exp", atol=1e-5)
@@ -99,14 +104,14 @@ def test_loss_is_stable_for_large_logits(lab, key):
     expect_close(got, (1000.0 + np.log(9.0)) / 2, "loss with logits of ±1000 (use log_softmax)", atol=1e-3)
     # The grading seed's logits, hundreds apart, against numpy's log-sum-exp in float64.
     kl, ky = jax.random.split(key)
-    logits = 400.0 * jax.random.normal(kl, (5, 10))
-    labels = jax.random.randint(ky, (5,), 0, 10)
+    logits = 400.0 * draw(jax.random.normal, kl, (5, 10))
+    labels = draw(jax.random.randint, ky, (5,), minval=0, maxval=10)
     want = -np.mean(_log_softmax(logits)[np.arange(5), np.asarray(labels)])
     expect_close(lab.loss(logits, labels), want, "loss with logits in the hundreds", atol=1e-3, rtol=1e-5)
 
 
 def test_loss_gradient_is_softmax_minus_one_hot(lab, key):
-    logits = jax.random.normal(key, (4, 10))
+    logits = draw(jax.random.normal, key, (4, 10))
     labels = jnp.array([2, 2, 7, 0])
     p = np.exp(_log_softmax(logits))
     want = (p - np.eye(10)[np.asarray(labels)]) / 4
@@ -120,7 +125,7 @@ def test_accuracy_counts_argmax_hits(lab, key):
     expect(jnp.asarray(got).dtype == jnp.float32, f"accuracy should be float32, got {jnp.asarray(got).dtype}")
     expect_close(got, 0.75, "accuracy: rows 1, 2 and 4 are right", atol=1e-6)
     kl, ky = jax.random.split(key)  # the grading seed's logits and labels
-    logits, labels = jax.random.normal(kl, (30, 4)), jax.random.randint(ky, (30,), 0, 4)
+    logits, labels = draw(jax.random.normal, kl, (30, 4)), draw(jax.random.randint, ky, (30,), minval=0, maxval=4)
     want = float(np.mean(np.argmax(np.asarray(logits), -1) == np.asarray(labels)))
     expect_close(lab.accuracy(logits, labels), want, "accuracy of random logits against random labels", atol=1e-6)
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.grader.testing import expect, expect_close, expect_equal, expect_shape
+from course.grader.testing import draw, expect, expect_close, expect_equal, expect_shape
 
 # The vertical-line filter: every row is (-1, 1, -1).
 LINE = np.tile([-1.0, 1.0, -1.0], (3, 1)).astype(np.float32)
@@ -42,7 +42,7 @@ def test_the_lecture_worked_example(lab, key):
     expect_shape(y, (2, 1, 1, 1), "one 3×3 filter on two 3×3 patches ('valid')")
     expect_close(y[:, 0, 0, 0], [3.0, -2.0], "the vertical-line filter on the two patches", atol=1e-6)
     # The same filter on the grading seed's 0/1 patches: each output is the sum of patch × filter.
-    patches = np.asarray(jax.random.bernoulli(key, 0.5, (4, 3, 3)), np.float32)
+    patches = np.asarray(draw(jax.random.bernoulli, key, (4, 3, 3), p=0.5), np.float32)
     y = lab.conv2d(jnp.asarray(patches[..., None]), w, jnp.zeros(1))
     want = (patches * LINE).sum(axis=(1, 2))
     expect_close(np.asarray(y)[:, 0, 0, 0], want, "the vertical-line filter on 4 random patches", atol=1e-6)
@@ -53,7 +53,7 @@ def test_channel_arithmetic(lab, key):
     expect_equal(lab.output_size(26, 3), 24, "output size of 26 with a 3×3 'valid' filter")
     expect_equal(lab.conv_params(3, 3, 6, 4), 4 * (3 * 3 * 6 + 1), "parameters of Conv2D(4, (3, 3)) on 6 channels")
     kx, kw = jax.random.split(key)
-    y = lab.conv2d(jax.random.normal(kx, (1, 26, 26, 6)), jax.random.normal(kw, (3, 3, 6, 4)), jnp.zeros(4))
+    y = lab.conv2d(draw(jax.random.normal, kx, (1, 26, 26, 6)), draw(jax.random.normal, kw, (3, 3, 6, 4)), jnp.zeros(4))
     expect_shape(y, (1, 24, 24, 4), "26×26×6 through Conv2D(4, (3, 3))")
 
 
@@ -99,7 +99,7 @@ CASES = [
 @pytest.mark.parametrize("xs, ws, stride, padding", CASES, ids=[f"{p}-s{s}-k{w[0]}x{w[1]}" for _, w, s, p in CASES])
 def test_conv2d_agrees_with_xla(lab, key, xs, ws, stride, padding):
     kx, kw, kb = jax.random.split(key, 3)
-    x, w, b = jax.random.normal(kx, xs), jax.random.normal(kw, ws), jax.random.normal(kb, (ws[3],))
+    x, w, b = draw(jax.random.normal, kx, xs), draw(jax.random.normal, kw, ws), draw(jax.random.normal, kb, (ws[3],))
     want = _xla_conv(x, w, b, stride, padding)
     expect_close(
         lab.conv2d(x, w, b, stride=stride, padding=padding),
@@ -128,7 +128,7 @@ def test_conv2d_agrees_with_xla(lab, key, xs, ws, stride, padding):
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("window, stride", [(2, 2), (3, 3), (3, 2)], ids=["w2s2", "w3s3", "w3s2"])
 def test_pool2d_agrees_with_xla(lab, key, kind, window, stride):
-    x = jax.random.normal(key, (2, 9, 10, 3))
+    x = draw(jax.random.normal, key, (2, 9, 10, 3))
     want = _xla_pool(x, window, stride, kind)
     expect_close(
         lab.pool2d(x, window=window, stride=stride, kind=kind), want, f"{kind} pooling vs lax.reduce_window", atol=1e-5
@@ -147,7 +147,7 @@ def test_pool_stride_defaults_to_the_window(lab, key, kind, want):
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)  # rows 0-3, 4-7, 8-11, 12-15
     got = lab.pool2d(x, window=2, kind=kind)[0, :, :, 0]
     expect_close(got, want, f"2×2 {kind} pool of 0..15 (the stride defaults to 2)", atol=1e-6)
-    x = jax.random.normal(key, (2, 6, 9, 2))  # the grading seed's batch
+    x = draw(jax.random.normal, key, (2, 6, 9, 2))  # the grading seed's batch
     got = lab.pool2d(x, window=3, kind=kind)
     expect_close(got, _xla_pool(x, 3, 3, kind), f"3×3 {kind} pool (the stride defaults to 3)", atol=1e-5)
 
@@ -170,7 +170,7 @@ def test_from_scratch_uses_no_convolution_or_window_primitive(lab, key):
     # A program without those primitives counts only if it computes the right thing (a function that
     # returns its input has none either): the grading seed's inputs, against XLA's own ops.
     kx, kw = jax.random.split(key)
-    x, w = jax.random.normal(kx, (1, 8, 8, 2)), jax.random.normal(kw, (3, 3, 2, 2))
+    x, w = draw(jax.random.normal, kx, (1, 8, 8, 2)), draw(jax.random.normal, kw, (3, 3, 2, 2))
     got = lab.conv2d(x, w, jnp.zeros(2), stride=2, padding="same")
     expect_close(got, _xla_conv(x, w, jnp.zeros(2), 2, "same"), "conv2d (stride 2, 'same')", atol=1e-4, rtol=1e-4)
     got = lab.pool2d(x, window=2, kind="max")

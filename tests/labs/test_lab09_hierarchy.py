@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.grader.testing import expect, expect_close, expect_shape, seeded_key
+from course.grader.testing import draw, expect, expect_close, expect_shape, seeded_key
 
 
 def test_max_pool3_matches_numpy(lab, key):
-    x = jax.random.normal(key, (2, 9, 12, 3))
+    x = draw(jax.random.normal, key, (2, 9, 12, 3))
     want = np.asarray(x).reshape(2, 3, 3, 4, 3, 3).max(axis=(2, 4))
     expect_close(lab.max_pool3(x), want, "3×3 max-pooling", atol=0)
 
@@ -32,7 +32,9 @@ def test_strokes_mark_only_the_centre_of_a_stroke(lab, key):
     for n, k in enumerate(jax.random.split(key, 4)):
         kc, kr = jax.random.split(k)
         (r1, c1), (r2, c2) = (corners[int(i)] for i in jax.random.permutation(kc, 4)[:2])
-        r1, c1, r2, c2 = (x + int(d) for x, d in zip((r1, c1, r2, c2), jax.random.randint(kr, (4,), 0, 2)))
+        r1, c1, r2, c2 = (
+            x + int(d) for x, d in zip((r1, c1, r2, c2), draw(jax.random.randint, kr, (4,), minval=0, maxval=2))
+        )
         image[n, r1, c1 - 1 : c1 + 2, 0] = 1.0  # horizontal, centred at (r1, c1)
         image[n, r2 - 1 : r2 + 2, c2, 0] = 1.0  # vertical, centred at (r2, c2)
         want[n, r1, c1, 0] = want[n, r2, c2, 1] = 1.0
@@ -55,7 +57,7 @@ def _face_parts(size, shifts):
 def test_parts_find_an_eye_pair_a_nose_and_a_mouth(lab, key):
     # The lecture's face at the top of a 9×9 map, then 4 faces moved by the grading seed within 13×13
     # maps: a 'SAME' convolution moves its answer with them.
-    seeded = [tuple(int(d) for d in row) for row in jax.random.randint(key, (4, 2), 0, 5)]
+    seeded = [tuple(int(d) for d in row) for row in draw(jax.random.randint, key, (4, 2), minval=0, maxval=5)]
     for size, shifts in [(9, [(0, 0)]), (13, seeded)]:
         p = np.asarray(lab.parts(jnp.asarray(_face_parts(size, shifts))))
         expect_shape(p, (len(shifts), size, size, 3), "part maps")

@@ -14,7 +14,7 @@ import optax
 import pytest
 from flax import nnx
 
-from course.grader.testing import expect, expect_close, expect_equal, expect_shape
+from course.grader.testing import draw, expect, expect_close, expect_equal, expect_shape
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 
@@ -164,7 +164,7 @@ def _valid(n, k):
 
 
 def test_dropout_is_identity_when_not_training(lab, key):
-    x = jax.random.normal(key, (4, 6, 6, 3))
+    x = draw(jax.random.normal, key, (4, 6, 6, 3))
     expect_close(lab.dropout(x, rate=0.5, key=key, train=False), x, "dropout with train=False", atol=0.0)
     expect_close(lab.dropout(x, rate=0.0, key=key, train=True), x, "dropout with rate 0", atol=0.0)
     # ... and only then: training at rate 0.5, it is not the identity (some of the 432 units are dropped).
@@ -232,7 +232,7 @@ def test_cnn_starts_like_keras(lab):
 @pytest.mark.points(2)
 @pytest.mark.parametrize("in_shape,batch", [((10, 10, 1), 3), ((28, 28, 1), 2)], ids=["10x10", "mnist"])
 def test_cnn_forward_is_the_lecture_network(lab, key, in_shape, batch):
-    images = jax.random.uniform(key, (batch, *in_shape))
+    images = draw(jax.random.uniform, key, (batch, *in_shape))
     params, logits = lab.run(_forward, in_shape, images, 5)
     expect_shape(logits, (batch, 10), f"logits for a batch of {batch}")
     want = _reference_logits(params, np.asarray(images, np.float64))
@@ -246,7 +246,7 @@ def test_cnn_forward_is_the_lecture_network(lab, key, in_shape, batch):
 
 
 def test_cnn_dropout_only_when_training(lab, key):
-    images = jax.random.uniform(key, (4, 10, 10, 1))
+    images = draw(jax.random.uniform, key, (4, 10, 10, 1))
     k1, k2 = jax.random.split(key)
     test_mode, a, a_again, b = lab.run(_forward_modes, images, (0.25, 0.5), [k1, k1, k2])
     expect(np.array_equal(a, a_again), "train=True with the same key should give the same logits")
@@ -259,8 +259,8 @@ def test_cnn_dropout_only_when_training(lab, key):
 def test_adadelta_is_keras_2s(lab, key):
     """Keras 2: a = ρa + (1-ρ)g²; u = g·√(d + ε)/√(a + ε); d = ρd + (1-ρ)u²; p -= lr·u, lr 1, ρ .95, ε 1e-7."""
     kp, kg = jax.random.split(key)
-    params = np.asarray(jax.random.normal(kp, (5,)), np.float64)
-    grads = np.asarray(jax.random.normal(kg, (6, 5)), np.float64)
+    params = np.asarray(draw(jax.random.normal, kp, (5,)), np.float64)
+    grads = np.asarray(draw(jax.random.normal, kg, (6, 5)), np.float64)
     got = lab.run(_optimizer_trajectory, jnp.asarray(params, jnp.float32), jnp.asarray(grads, jnp.float32))
     lr, rho, eps = 1.0, 0.95, 1e-7
     a = d = np.zeros(5)
@@ -276,8 +276,8 @@ def test_adadelta_is_keras_2s(lab, key):
 def _batch(key, n, real, in_shape=(10, 10, 1)):
     ki, kl = jax.random.split(key)
     return {
-        "image": jax.random.uniform(ki, (n, *in_shape)),
-        "label": jax.random.randint(kl, (n,), 0, 10),
+        "image": draw(jax.random.uniform, ki, (n, *in_shape)),
+        "label": draw(jax.random.randint, kl, (n,), minval=0, maxval=10),
         "mask": jnp.arange(n) < real,
     }
 

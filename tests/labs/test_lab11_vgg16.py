@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from course.grader import testing
-from course.grader.testing import expect, expect_close, expect_equal, expect_shape
+from course.grader.testing import draw, expect, expect_close, expect_equal, expect_shape
 
 # Simonyan & Zisserman (2015), Table 1, configuration D: 13 convolutions in five blocks.
 CONFIG_D = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
@@ -360,7 +360,7 @@ def test_the_layer_is_one_program(lab):
 
 
 def test_deprocess(lab, key):
-    image = np.asarray(jax.random.normal(key, (5, 7, 3))) * 30.0 + 12.0
+    image = np.asarray(draw(jax.random.normal, key, (5, 7, 3))) * 30.0 + 12.0
     image[0, 0] = [400.0, -400.0, 0.0]  # far out: clipped
     x = image - image.mean()
     want = np.clip(x / (x.std() + 1e-5) * 0.15 + 0.5, 0.0, 1.0)[..., ::-1]
@@ -370,7 +370,7 @@ def test_deprocess(lab, key):
 
 
 def test_filter_grid(lab, key):
-    tiles = np.asarray(jax.random.uniform(key, (5, 3, 4, 2)))
+    tiles = np.asarray(draw(jax.random.uniform, key, (5, 3, 4, 2)))
     got = np.asarray(lab.filter_grid(jnp.asarray(tiles), ncols=3, margin=1, fill=0.5))
     expect_shape(got, (2 * 3 + 1, 3 * 4 + 2, 2), "5 tiles of 3×4, 3 per row, margin 1")
     want = np.full((7, 14, 2), 0.5)
