@@ -19,7 +19,9 @@ nox.options.sessions = ["tests"]
 
 def _install(session: nox.Session, *groups: str) -> None:
     deps = [d for g in groups for d in nox.project.dependency_groups(PYPROJECT, g)]
-    session.install("-e", ".", *deps)
+    # Compiled to bytecode once, as pip does and uv does not by default: the grader's sandboxes never write
+    # .pyc files (PYTHONDONTWRITEBYTECODE), so without them every sandbox compiles JAX's modules again.
+    session.install("-e", ".", *deps, env={"UV_COMPILE_BYTECODE": "1"})
 
 
 @nox.session

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # The suite's own `course grade` commands fork from a zygote of their own, not the user's daemon (which
-# outlives them); tests/course/test_grader.py tests the daemon on its own folder.
+# outlives them); tests/e2e/test_daemon_run.py tests the daemon on its own folder.
 os.environ.setdefault("COURSE_WARM", "1")
 
 

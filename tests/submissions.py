@@ -1,6 +1,7 @@
 """Submissions the tests hand in: lab 01's solution as a notebook, damaged in the ways a notebook can be,
 in a zip, and a class of them each malformed in its own way (tests/course/test_robust.py and the class's
-run end to end in tests/e2e/test_grading_run.py)."""
+run end to end in tests/e2e/test_grading_run.py); a lab that leaves traces in its process (the zygote's
+fresh forks in tests/course/test_grader.py, the warm daemon in tests/e2e/test_daemon_run.py)."""
 
 import copy
 import io
@@ -79,3 +80,35 @@ def malformed_class(tmp_path) -> Path:
     )
     (subs / "ivan.zip").write_bytes(b"PK\x03\x04 and then nothing")
     return subs
+
+
+STATEFUL_LAB = '''
+"""A lab that leaves traces where it can: in a library module, the environment and a global."""
+import json, os
+
+json.TRACES = getattr(json, "TRACES", 0) + 1
+os.environ["LEFT_BY_THE_LAB"] = str(json.TRACES)
+
+def traces():
+    return [json.TRACES, os.environ["LEFT_BY_THE_LAB"]]
+'''
+
+STATEFUL_TESTS = """
+import json
+
+def test_the_lab_is_fresh(lab):
+    assert lab.traces() == [1, "1"]
+
+def test_the_test_process_is_fresh():
+    assert not hasattr(json, "TRACES_IN_TESTS")
+    json.TRACES_IN_TESTS = True
+"""
+
+
+def stateful_lab(folder: Path) -> Path:
+    """``folder`` holding lab 42, which leaves traces in its process, and its tests (``labs/``, ``tests/labs/``)."""
+    (folder / "labs").mkdir()
+    (folder / "tests" / "labs").mkdir(parents=True)
+    (folder / "labs" / "lab42_state.py").write_text(STATEFUL_LAB)
+    (folder / "tests" / "labs" / "test_lab42_state.py").write_text(STATEFUL_TESTS)
+    return folder
