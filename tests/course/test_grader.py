@@ -11,7 +11,6 @@ import sys
 import textwrap
 
 import pytest
-from submissions import stateful_lab
 
 from course import cli
 from course.grader import grade
@@ -285,11 +284,6 @@ def test_jax_errors_get_advice_and_the_students_line(hints, test, error, advice)
 
 # ---------------------------------------------------------------------------------------------------
 # the warm start (course.grader.zygote): the same verdicts, nothing carried over, a daemon for the shell
-
-
-@pytest.fixture
-def stateful(tmp_path):
-    return stateful_lab(tmp_path)
 
 
 def test_each_grading_forks_fresh_processes_from_the_zygote(stateful, monkeypatch):

@@ -10,12 +10,6 @@ import sys
 import time
 
 import pytest
-from submissions import stateful_lab
-
-
-@pytest.fixture
-def stateful(tmp_path):
-    return stateful_lab(tmp_path)
 
 
 def _daemons(folder):
