@@ -1,9 +1,9 @@
 """TFDS builders for MNIST and Fashion-MNIST that need no TensorFlow (imported only when preparing).
 
 TFDS's stock builders declare ``tfds.features.Image``, whose PNG encoding needs TensorFlow. Here the
-images are ``tfds.features.Tensor(shape=(28, 28, 1), dtype=uint8)``: the same pixels, stored raw in
-TFDS's ``array_record`` format, which ``tfds.data_source`` reads without TensorFlow. The builders read
-the four IDX files from TFDS's *manual directory*, the folder :func:`course.mnist.read_raw` verified.
+images are ``tfds.features.Tensor(shape=(28, 28, 1), dtype=uint8, encoding=BYTES)``: the same pixels,
+stored raw in TFDS's ``array_record`` format, which ``tfds.data_source`` reads without TensorFlow. The
+builders read the four IDX files from TFDS's *manual directory*, the folder :func:`course.mnist.read_raw` verified.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from course import idx
 
 class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     SOURCE: idx.Source
-    VERSION = tfds.core.Version("3.0.1")
-    RELEASE_NOTES = {"3.0.1": "Same examples as TFDS's stock builder; images stored as uint8 tensors."}
+    VERSION = tfds.core.Version("3.1.0")
+    RELEASE_NOTES = {
+        "3.0.1": "Same examples as TFDS's stock builder; images stored as uint8 tensors.",
+        "3.1.0": "Each image stored as its 784 raw bytes, not as 784 int64 values (written one by one).",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Four official IDX .gz files, verified by course.mnist.read_raw."
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -31,7 +34,10 @@ class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             description=f"{self.SOURCE.title}, prepared without TensorFlow by course._tfds_builders.",
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+                    # Raw bytes: without it TFDS writes (and reads back) each pixel as an int64, one Python value at a time.
+                    "image": tfds.features.Tensor(
+                        shape=(28, 28, 1), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
+                    ),
                     "label": tfds.features.ClassLabel(names=list(self.SOURCE.class_names)),
                 }
             ),

@@ -17,7 +17,7 @@ Every file is checked against the checksum TFDS registers for it before use; a b
 that names it and says what is wrong (missing, truncated, not gzip, wrong magic number, checksum).
 
 TFDS's stock MNIST builder needs TensorFlow to encode PNGs while preparing. The builder here
-(:mod:`course._tfds_builders`) stores the same images as plain uint8 tensors, so it prepares TFDS's
+(:mod:`course._tfds_builders`) stores the same images as raw uint8 bytes (784 per image), so it prepares TFDS's
 ``array_record`` format without TensorFlow, and is read back with ``tfds.data_source``. The decoded arrays
 are then cached as one ``.npz``; every later ``load`` reads only that file (well under a second) and
 does not import TFDS at all. Where ``tensorflow_datasets`` cannot be imported (a machine set up with

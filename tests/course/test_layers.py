@@ -131,7 +131,10 @@ def test_conv2d_outside_canonical_backward_keeps_forward_mode():
 
 def test_conv2d_module_equals_nnx_conv_with_keras_init():
     ours = layers.Conv2D(3, 8, (3, 3), rngs=nnx.Rngs(0))
-    theirs = nnx.Conv(3, 8, (3, 3), padding="VALID", rngs=nnx.Rngs(1))
+    limit = np.sqrt(6 / (3 * 3 * 3 + 3 * 3 * 8))  # Glorot-uniform: ±sqrt(6 / (fan_in + fan_out))
+    assert 0.5 * limit < np.abs(ours.kernel[...]).max() <= limit and not ours.bias[...].any()
+    # Theirs starts at zero: its parameters are overwritten with ours (its own initializer would only cost a compile).
+    theirs = nnx.Conv(3, 8, (3, 3), padding="VALID", kernel_init=nnx.initializers.zeros_init(), rngs=nnx.Rngs(1))
     theirs.kernel[...] = ours.kernel[...]
     theirs.bias[...] = draw(jax.random.normal, jax.random.key(2), (8,))
     ours.bias[...] = theirs.bias[...]

@@ -71,7 +71,11 @@ def test_truncated_model_has_only_the_layers_up_to_until():
 
 
 def _tiny_model(seed=0, **kwargs):
-    return vgg16.VGG16(**{**dict(blocks=TINY), **kwargs}, rngs=nnx.Rngs(seed))
+    """A TINY VGG16 with random weights and biases from NumPy (as ``_weights`` below): built by its own
+    initializers, each 4-axis kernel's draw would cost about a second of compiling."""
+    graphdef, state = nnx.split(vgg16.abstract(**{**dict(blocks=TINY), **kwargs}))
+    rng = np.random.default_rng(seed)
+    return nnx.merge(graphdef, jax.tree.map(lambda p: jnp.asarray(0.3 * rng.normal(size=p.shape), p.dtype), state))
 
 
 def _lax_forward(kernels, x):
